@@ -1,0 +1,44 @@
+# Everything a new machine needs comes from these targets: they create .venv and install into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test bench package lint format clean install
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the whole system locally: embedded AWS endpoint, API, Step Functions, schedules, drop-folder.
+run: $(STAMP)
+	$(BIN)/crm local
+
+## The whole test suite: unit, integration (moto) and end-to-end (the local stack).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+## Benchmarks: figures as JSON under bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## The deployable artifact (template, code, layers) under build/, offline.
+package: $(STAMP)
+	$(BIN)/python -m infra.build --stage prod --out build/package
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf build bench/results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""The Chalice app: the only place where triggers meet code.
+
+Every Lambda (routes, schedules, the S3 drop-folder, Step Functions tasks) is declared here
+as a one-line delegation into `functions/`. No logic and no heavy imports: this module is the
+API Lambda's cold start.
+"""
+
+from chalice import AuthResponse, Chalice, ConvertToMiddleware
+
+from crm.api import check_operator_token
+from crm.config import get_settings
+from crm.observability import logger, metrics
+from functions import profiles, system
+
+settings = get_settings()  # a stage with a missing variable fails here, at cold start
+app = Chalice(app_name="shop-crm")
+app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context(clear_state=True)))
+app.register_middleware(ConvertToMiddleware(metrics.log_metrics))
+
+
+@app.authorizer()
+def operator(auth_request):
+    check_operator_token(auth_request.token)
+    return AuthResponse(routes=["*"], principal_id="operator")
+
+
+# -- open ---------------------------------------------------------------------------------------
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    return system.health()
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi():
+    return system.openapi()
+
+
+# -- customers ----------------------------------------------------------------------------------
+
+
+@app.route("/customers", methods=["POST"], authorizer=operator)
+def upsert_customer():
+    return profiles.upsert(app.current_request)
+
+
+@app.route("/customers", methods=["GET"], authorizer=operator)
+def find_customers():
+    return profiles.find(app.current_request)
+
+
+@app.route("/customers/{customer_id}", methods=["GET"], authorizer=operator)
+def get_customer(customer_id):
+    return profiles.get_customer(customer_id)
+
+
+@app.route("/customers/{customer_id}", methods=["PATCH"], authorizer=operator)
+def patch_customer(customer_id):
+    return profiles.patch(app.current_request, customer_id)
+
+
+@app.route("/customers/{customer_id}", methods=["DELETE"], authorizer=operator)
+def erase_customer(customer_id):
+    return profiles.delete(customer_id)
+
+
+@app.route("/customers/{customer_id}/merge", methods=["POST"], authorizer=operator)
+def merge_customer(customer_id):
+    return profiles.merge(app.current_request, customer_id)
+
+
+@app.route("/customers/{customer_id}/export", methods=["GET"], authorizer=operator)
+def export_customer(customer_id):
+    return profiles.export(customer_id)

@@ -1,0 +1,1 @@
+"""The local stack and the `crm` command line: development tools, never deployed."""

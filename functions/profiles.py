@@ -1,0 +1,317 @@
+"""Customer profiles: upsert with identity resolution, the 360° view, lookups, PATCH, merge,
+export and erasure.
+
+Each route parses its input into a domain value, runs one use case against the repository and
+answers. Writes are optimistic: read, decide in the domain, write with conditions, and on a lost
+race read again. Concurrent upserts of one person therefore converge on one profile.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from crm.api import endpoint, json_response, query, read_json, read_json_object
+from crm.config import get_settings
+from crm.domain.customers import (
+    ACTIVE,
+    ERASED,
+    MERGED,
+    Customer,
+    ProfileInput,
+    apply_profile,
+    erase,
+    merge_into,
+    new_customer,
+    parse_profile,
+    profile_state,
+    profile_view,
+    stats_view,
+)
+from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.identity import normalise_email, normalise_external_ids, normalise_phone
+from crm.observability import logger, metrics
+from crm.store.customers import (
+    CustomerRepository,
+    IdentityTaken,
+    StaleProfile,
+    get_customer_repository,
+)
+
+MAX_ATTEMPTS = 12
+BUILTIN_SEGMENTS = frozenset({
+    "new", "active", "returning", "loyal", "at_risk", "churned",
+    "high_value", "mid_value", "low_value",
+    "champions", "recent", "needs_attention", "inactive",
+})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_customer_id() -> str:
+    return "cus_" + uuid.uuid4().hex[:20]
+
+
+def _backoff(attempt: int) -> None:
+    # Jittered, so that racing writers stop colliding in lockstep.
+    time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
+
+
+# -- use cases ----------------------------------------------------------------------------------
+
+
+def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Customer, bool]:
+    """The profile for `data` created or updated; True when it was created."""
+    keys = data.identity_keys().ordered()
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        owners = repo.resolve(keys)
+        owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
+        try:
+            if not owner_ids:
+                customer = apply_profile(new_customer(new_customer_id(), now), data, now,
+                                         partial=False)
+                return repo.save(customer, claim=keys, now=now), True
+            primary = repo.get(owner_ids[0])
+            if primary is None or primary.status != ACTIVE:
+                raise StaleProfile()  # merged or erased since the identity was read
+            foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
+            updated = apply_profile(primary, data.without_identities(foreign), now,
+                                    partial=False)
+            updated.possible_duplicates = list(dict.fromkeys(
+                [*primary.possible_duplicates, *owner_ids[1:]]))
+            saved = _save_changes(repo, primary, updated, owners, now)
+            return saved, False
+        except (IdentityTaken, StaleProfile):
+            metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1)
+            _backoff(attempt)
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def _save_changes(repo: CustomerRepository, before: Customer, after: Customer,
+                  owners: dict[str, str], now: str) -> Customer:
+    old_keys = set(before.identity_keys().ordered())
+    new_keys = after.identity_keys().ordered()
+    claim = [k for k in new_keys if k not in old_keys and owners.get(k) != after.customer_id]
+    release = [k for k in old_keys if k not in set(new_keys)]
+    if profile_state(after) == profile_state(before) and not claim and not release:
+        return before  # nothing new: no write, and the answer is the same as the last one
+    return repo.save(after, claim=claim, release=release, now=now)
+
+
+def patch_customer(customer_id: str, data: ProfileInput,
+                   repo: CustomerRepository) -> Customer:
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        customer = _active(repo, customer_id)
+        updated = apply_profile(customer, data, now, partial=True)
+        if not updated.identity_keys():
+            raise ValidationFailed("a customer must keep at least one identity",
+                                   details=[{"field": "email|phone|external_ids",
+                                             "issue": "missing_identity"}])
+        wanted = updated.identity_keys().ordered()
+        owners = repo.resolve(wanted)
+        taken = [k for k in wanted if owners.get(k) not in (None, customer_id)]
+        if taken:
+            raise Conflict("an identity in the change belongs to another customer",
+                           code="identity_conflict",
+                           details=[{"field": k.split(":", 1)[0], "issue": "owned_by_other",
+                                     "customer_id": owners[k]} for k in taken])
+        try:
+            return _save_changes(repo, customer, updated, owners, now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
+    if target_id == source_id:
+        raise ValidationFailed("a customer cannot be merged into itself",
+                               details=[{"field": "source_id", "issue": "same_as_target"}])
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        target = _active(repo, target_id)
+        source = repo.get(source_id)
+        if source is None:
+            raise NotFound(f"customer {source_id} does not exist")
+        if source.status == MERGED and source.merged_into == target_id:
+            return target  # already done: a retried merge answers the same
+        if source.status != ACTIVE:
+            raise Conflict(f"customer {source_id} is {source.status} and cannot be merged",
+                           code="not_mergeable")
+        merged, tombstone = merge_into(target, source, now)
+        try:
+            return repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+    raise Unavailable("the customers are being changed by many requests at once; retry")
+
+
+def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        customer = repo.get(customer_id)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} does not exist")
+        if customer.status == ERASED:
+            return {"customer_id": customer_id, "status": ERASED, "erased": [],
+                    "identities_removed": 0, "erased_at": customer.erased_at}
+        if customer.status == MERGED:
+            raise Conflict("this id was merged; erase the customer it was merged into",
+                           code="merged", extra={"merged_into": customer.merged_into})
+        cleared, erased_fields = erase(customer, now)
+        identities = customer.identity_keys().ordered()
+        try:
+            repo.save(cleared, release=identities, now=now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+            continue
+        logger.info("customer erased", extra={"customer_id": customer_id,
+                                               "fields": erased_fields})
+        return {"customer_id": customer_id, "status": ERASED, "erased": erased_fields,
+                "identities_removed": len(identities), "erased_at": now}
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+    customer = repo.get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    if customer.status == MERGED:
+        raise Conflict(f"customer {customer_id} was merged", code="merged",
+                       extra={"merged_into": customer.merged_into})
+    if customer.status == ERASED:
+        raise Conflict(f"customer {customer_id} was erased", code="erased")
+    return customer
+
+
+# -- views --------------------------------------------------------------------------------------
+
+
+def customer_360(customer: Customer) -> dict[str, Any]:
+    """The 360° view. Orders, points, segments, RFM, notifications and cases are filled in by
+    their own capabilities; until a customer has any, they are present and empty."""
+    settings = get_settings()
+    profile = profile_view(customer)
+    return {
+        **profile,
+        "profile": profile,
+        "tier": "regular",
+        "points": {"balance": 0, "pending": 0, "expiring": []},
+        "segments": [],
+        "rfm": {"r": None, "f": None, "m": None, "group": None},
+        "stats": stats_view(customer.stats, settings.currency),
+        "recent_orders": [],
+        "recent_notifications": [],
+        "open_cases": [],
+        "possible_duplicates": customer.possible_duplicates,
+    }
+
+
+def export_view(customer: Customer) -> dict[str, Any]:
+    return {
+        "exported_at": now_iso(),
+        "customer": profile_view(customer),
+        "identities": customer.identity_keys().ordered(),
+        "stats": stats_view(customer.stats, get_settings().currency),
+        "orders": [],
+        "points": {"balance": 0, "pending": 0, "entries": []},
+        "notifications": [],
+        "cases": [],
+    }
+
+
+# -- routes (called from app.py) ----------------------------------------------------------------
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+@endpoint
+def upsert(request: Request) -> Response:
+    data = parse_profile(read_json(request), default_country=get_settings().default_country,
+                         today=_today(), partial=False)
+    customer, created = upsert_customer(data, get_customer_repository())
+    metrics.add_metric(name="CustomersCreated" if created else "CustomersUpdated",
+                       unit="Count", value=1)
+    return json_response(profile_view(customer), 201 if created else 200)
+
+
+@endpoint
+def get_customer(customer_id: str) -> Response:
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    if customer.status == MERGED:
+        return json_response({"customer_id": customer_id, "status": MERGED,
+                              "merged_into": customer.merged_into})
+    return json_response(customer_360(customer))
+
+
+@endpoint
+def find(request: Request) -> Response:
+    params = query(request)
+    repo = get_customer_repository()
+    settings = get_settings()
+    if "segment" in params:
+        if params["segment"] not in BUILTIN_SEGMENTS:
+            raise NotFound(f"segment {params['segment']} does not exist")
+        # Memberships are written by the segmentation job; none exist before its first run.
+        return json_response({"items": [], "next_cursor": None})
+    if "email" in params:
+        key = "email:" + normalise_email(params["email"])
+    elif "phone" in params:
+        key = "phone:" + normalise_phone(params["phone"], settings.default_country)
+    elif "external_id" in params:
+        source, _, value = params["external_id"].partition(":")
+        ids = normalise_external_ids({source: value})
+        key = f"ext:{source}:{ids[source]}"
+    else:
+        raise ValidationFailed("give one of email, phone, external_id or segment",
+                               details=[{"field": "query", "issue": "missing_filter"}])
+    owner = repo.owner_of(key)
+    customer = repo.get(owner) if owner else None
+    items = [profile_view(customer)] if customer and customer.status == ACTIVE else []
+    return json_response({"items": items, "next_cursor": None})
+
+
+@endpoint
+def patch(request: Request, customer_id: str) -> Response:
+    data = parse_profile(read_json_object(request),
+                         default_country=get_settings().default_country, today=_today(),
+                         partial=True)
+    return json_response(profile_view(patch_customer(customer_id, data,
+                                                     get_customer_repository())))
+
+
+@endpoint
+def merge(request: Request, customer_id: str) -> Response:
+    body = read_json_object(request)
+    source_id = body.get("source_id")
+    if not isinstance(source_id, str) or not source_id.strip():
+        raise ValidationFailed("source_id is required",
+                               details=[{"field": "source_id", "issue": "required"}])
+    merged = merge_customers(customer_id, source_id.strip(), get_customer_repository())
+    return json_response(profile_view(merged))
+
+
+@endpoint
+def export(customer_id: str) -> Response:
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return json_response(export_view(customer))
+
+
+@endpoint
+def delete(customer_id: str) -> Response:
+    return json_response(erase_customer(customer_id, get_customer_repository()))

@@ -1,0 +1,118 @@
+"""Every AWS resource the system needs besides its functions, defined once.
+
+The same definitions are used twice: `infra.template` turns them into CloudFormation resources
+for the deployable template, and `crm_local.provision` creates them in the embedded endpoint.
+Each resource names the environment variable through which the functions find it; the stage's
+value of that variable in `.chalice/config.json` is the physical name locally, and in the cloud
+the template binds the variable to the resource itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATEMACHINES_DIR = Path(__file__).resolve().parent.parent / "statemachines"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    hash_key: str
+    range_key: str | None = None
+    projection: str = "ALL"
+
+
+@dataclass(frozen=True)
+class Table:
+    logical_id: str
+    env_var: str
+    hash_key: str
+    range_key: str | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    # Attribute types of every key (table and index); all keys here are strings unless listed.
+    numeric_keys: tuple[str, ...] = ()
+
+    def key_attributes(self) -> list[str]:
+        names = [self.hash_key] + ([self.range_key] if self.range_key else [])
+        for index in self.indexes:
+            names += [index.hash_key] + ([index.range_key] if index.range_key else [])
+        return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """An S3 event notification from a bucket prefix to a function the Chalice app declares."""
+
+    prefix: str
+    function: str
+    suffix: str = ""
+    events: tuple[str, ...] = ("s3:ObjectCreated:*",)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    logical_id: str
+    env_var: str
+    notifications: tuple[Notification, ...] = ()
+
+
+@dataclass(frozen=True)
+class Topic:
+    logical_id: str
+    env_var: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    logical_id: str
+    env_var: str
+    visibility_timeout: int = 60
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    """A Standard workflow from `statemachines/<file>`; its `${Name}` substitutions are filled
+    with function ARNs (`function:<name>`), resource names (`env:<VAR>`) or literal values
+    that differ by stage (`stage:<key>`, see `STAGE_SETTINGS`)."""
+
+    logical_id: str
+    env_var: str
+    definition_file: str
+    substitutions: dict[str, str] = field(default_factory=dict)
+
+    def definition_path(self) -> Path:
+        return STATEMACHINES_DIR / self.definition_file
+
+
+TABLES: tuple[Table, ...] = (
+    # One item per person: the profile, consents, stats. Tombstones stay for merged-away ids.
+    Table(logical_id="CustomersTable", env_var="CRM_CUSTOMERS_TABLE", hash_key="customer_id"),
+    # One item per identity (external id, normalised email, E.164 phone) -> the customer who owns
+    # it. The conditional put of these items is what makes "one profile per person" hold under
+    # concurrent upserts.
+    Table(logical_id="IdentitiesTable", env_var="CRM_IDENTITIES_TABLE", hash_key="identity"),
+)
+
+BUCKETS: tuple[Bucket, ...] = (
+    Bucket(logical_id="DropBucket", env_var="CRM_DROP_BUCKET"),
+    Bucket(logical_id="DataBucket", env_var="CRM_DATA_BUCKET"),
+)
+
+TOPICS: tuple[Topic, ...] = (Topic(logical_id="OpsTopic", env_var="CRM_OPS_TOPIC"),)
+
+QUEUES: tuple[Queue, ...] = (Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE"),)
+
+STATE_MACHINES: tuple[StateMachine, ...] = ()
+
+# Values that differ between the cloud and the local stack, used by `stage:<key>` substitutions
+# (wait durations are days in the cloud and seconds locally).
+STAGE_SETTINGS: dict[str, dict[str, object]] = {
+    "local": {},
+    "prod": {},
+}
+
+
+def all_resources() -> list[Table | Bucket | Topic | Queue | StateMachine]:
+    return [*TABLES, *BUCKETS, *TOPICS, *QUEUES, *STATE_MACHINES]

@@ -1,0 +1,122 @@
+"""The HTTP edge: reading request bodies, the operator token, and the one mapping from domain
+errors to the contract's error shape. Kept light: the API Lambda imports it at cold start."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from crm.config import get_secret, get_settings
+from crm.domain.errors import (
+    Conflict,
+    CrmError,
+    Forbidden,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    ValidationFailed,
+)
+from crm.observability import logger
+
+STATUS: dict[type[CrmError], int] = {
+    MalformedRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    ValidationFailed: 422,
+    Unavailable: 503,
+}
+
+
+def status_of(error: CrmError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None,
+               **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or [], **extra}}
+
+
+def error_response(error: CrmError) -> Response:
+    status = status_of(error)
+    headers = {"Content-Type": "application/json"}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return Response(body=error_body(error.code, error.message, error.details, **error.extra),
+                    status_code=status, headers=headers)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def read_json(request: Request) -> Any:
+    """The request body as JSON. 413 past the size limit, 400 when it is not JSON."""
+    raw = request.raw_body or b""
+    limit = get_settings().max_body_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is {len(raw)} bytes; the limit is {limit}")
+    if not raw.strip():
+        raise MalformedRequest("the body is empty; a JSON object was expected")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest("the body is not valid JSON",
+                               details=[{"issue": "invalid_json", "at": getattr(exc, "pos", 0)}]
+                               ) from exc
+
+
+def read_json_object(request: Request) -> dict[str, Any]:
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object",
+                               details=[{"field": "", "issue": "wrong_type"}])
+    return body
+
+
+def query(request: Request) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Turn domain errors into contract responses. An unexpected exception is logged (masked)
+    and answered 500 without internals: that is a bug of ours, never the caller's input."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except CrmError as error:
+            if status_of(error) >= 500:
+                logger.warning("dependency unavailable", extra={"code": error.code})
+            return error_response(error)
+        except Exception:
+            logger.exception("unhandled error")
+            return Response(body=error_body("internal_error", "an unexpected error occurred"),
+                            status_code=500, headers={"Content-Type": "application/json"})
+
+    return wrapper
+
+
+def check_operator_token(authorization: str | None) -> None:
+    """Raise `Unauthenticated` unless `authorization` is `Bearer <the operator token>`.
+
+    The message is exactly "Unauthorized": that is what makes API Gateway answer 401."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    expected = get_secret("operator_token")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             expected.encode()):
+        raise Unauthenticated("Unauthorized")

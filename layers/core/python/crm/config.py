@@ -1,0 +1,116 @@
+"""Typed settings from the environment, read once per cold start.
+
+A missing or malformed variable fails the cold start with every problem listed, instead of
+failing the first request that happens to need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable stage."""
+
+
+# Local-stack defaults from the public contract; never used outside the local stage.
+LOCAL_SECRET_DEFAULTS = {
+    "operator_token": "local-operator-token",
+    "shopify_secret": "local-shopify-secret",
+    "webhook_secret": "local-webhook-secret",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    customers_table: str
+    identities_table: str
+    drop_bucket: str
+    data_bucket: str
+    ops_topic: str
+    events_queue: str
+    default_country: str
+    currency: str
+    secrets_source: str  # "env" or "ssm:<parameter path prefix>"
+    max_body_bytes: int = 256 * 1024
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage == "local"
+
+
+_REQUIRED = {
+    "stage": "CRM_STAGE",
+    "customers_table": "CRM_CUSTOMERS_TABLE",
+    "identities_table": "CRM_IDENTITIES_TABLE",
+    "drop_bucket": "CRM_DROP_BUCKET",
+    "data_bucket": "CRM_DATA_BUCKET",
+    "ops_topic": "CRM_OPS_TOPIC",
+    "events_queue": "CRM_EVENTS_QUEUE",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for field_name, var in _REQUIRED.items():
+        value = env.get(var, "").strip()
+        if not value:
+            problems.append(f"{var} is not set")
+        values[field_name] = value
+
+    country = env.get("CRM_DEFAULT_COUNTRY", "CN").strip().upper()
+    if len(country) != 2 or not country.isalpha():
+        problems.append(f"CRM_DEFAULT_COUNTRY must be an ISO 3166 alpha-2 code, not {country!r}")
+    currency = env.get("CRM_CURRENCY", "CNY").strip().upper()
+    if len(currency) != 3 or not currency.isalpha():
+        problems.append(f"CRM_CURRENCY must be an ISO 4217 code, not {currency!r}")
+    secrets_source = env.get("CRM_SECRETS_SOURCE", "env").strip()
+    if secrets_source != "env" and not secrets_source.startswith("ssm:/"):
+        problems.append("CRM_SECRETS_SOURCE must be 'env' or 'ssm:/<path>/'")
+    try:
+        max_body = int(env.get("CRM_MAX_BODY_BYTES", str(256 * 1024)))
+    except ValueError:
+        problems.append("CRM_MAX_BODY_BYTES must be an integer")
+        max_body = 0
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return Settings(
+        default_country=country,
+        currency=currency,
+        secrets_source=secrets_source,
+        max_body_bytes=max_body,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def get_secret(name: str) -> str:
+    """A secret by its short name (`operator_token`, `shopify_secret`, `webhook_secret`).
+
+    Locally it comes from `CRM_<NAME>` with the contract's defaults; in the cloud from SSM
+    Parameter Store (SecureString), cached for five minutes so a rotation reaches every warm
+    function within that time.
+    """
+    settings = get_settings()
+    if settings.secrets_source == "env":
+        value = os.environ.get(f"CRM_{name.upper()}")
+        if value:
+            return value
+        if settings.is_local and name in LOCAL_SECRET_DEFAULTS:
+            return LOCAL_SECRET_DEFAULTS[name]
+        raise ConfigError(f"secret {name} is not configured (CRM_{name.upper()})")
+    from aws_lambda_powertools.utilities import parameters
+
+    prefix = settings.secrets_source.removeprefix("ssm:")
+    value = parameters.get_parameter(prefix + name, decrypt=True, max_age=300)
+    return str(value)

@@ -1,0 +1,1 @@
+"""Pure business rules. Nothing in here imports boto3, pynamodb or any AWS client."""

@@ -1,0 +1,74 @@
+"""Logger, Metrics and Tracer for every function, and the one place personal data is masked.
+
+Every log line goes through `MaskingFormatter`, so a careless `logger.info(profile)` still
+cannot leak an email, a phone number, a name, a birthday or an address.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+REDACTED = "***"
+
+# Keys whose values are personal data wherever they appear in a structured log record.
+PERSONAL_KEYS = frozenset(
+    {
+        "email", "phone", "first_name", "last_name", "name", "full_name", "birthday",
+        "address", "addresses", "line1", "line2", "address1", "address2", "zip", "city",
+        "province", "shipping_address", "billing_address", "customer", "latitude", "longitude",
+    }
+)
+
+_EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
+# Seven or more digits, optionally grouped by spaces, dots or dashes, optionally with a '+':
+# covers E.164 and the usual local ways of writing a phone number.
+_PHONE = re.compile(r"\+?\d(?:[\s.\-]?\d){6,}")
+
+
+def mask_text(text: str) -> str:
+    return _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, text))
+
+
+def mask_personal_data(value: Any, _key: str | None = None) -> Any:
+    """A copy of `value` with personal data replaced by `***`, recursively."""
+    if _key is not None and _key.lower() in PERSONAL_KEYS and value not in (None, "", [], {}):
+        return REDACTED
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_personal_data(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [mask_personal_data(v) for v in value]
+    return value
+
+
+class MaskingFormatter(LambdaPowertoolsFormatter):
+    # Structural keys Powertools adds itself; masking them would only hide useful context.
+    _SAFE = frozenset({"level", "location", "timestamp", "service", "xray_trace_id",
+                       "cold_start", "function_name", "function_memory_size", "function_arn",
+                       "function_request_id", "correlation_id", "sampling_rate"})
+
+    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
+        masked = {k: (v if k in self._SAFE else mask_personal_data(v, k)) for k, v in log.items()}
+        return super().serialize(masked)
+
+
+logger = Logger(logger_formatter=MaskingFormatter())
+metrics = Metrics()
+
+
+def get_tracer() -> Any:
+    """The Tracer, built on first use: X-Ray's SDK is only loaded where tracing is on."""
+    global _tracer
+    if _tracer is None:
+        from aws_lambda_powertools import Tracer
+
+        _tracer = Tracer()
+    return _tracer
+
+
+_tracer: Any = None

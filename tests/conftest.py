@@ -1,0 +1,62 @@
+"""Shared fixtures: the stage's environment, moto in-process provisioned from `infra/`, and
+Chalice's test client over the real app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from crm_local.provision import provision_data_resources, stage_environment
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_ENV = stage_environment("local", PROJECT_DIR)
+OPERATOR = {"Authorization": "Bearer local-operator-token"}
+
+
+def _reset_caches() -> None:
+    from crm.config import get_settings
+    from crm.store import customers
+
+    get_settings.cache_clear()
+    customers.reset()
+
+
+@pytest.fixture
+def local_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in LOCAL_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "CRM_OPERATOR_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    _reset_caches()
+    yield dict(os.environ)
+    _reset_caches()
+
+
+@pytest.fixture
+def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
+    """moto in-process with every data resource of `infra/` created under the local names."""
+    from moto import mock_aws
+
+    with mock_aws():
+        made = provision_data_resources(lambda s: boto3.client(s, region_name="us-east-1"),
+                                        LOCAL_ENV)
+        yield made
+
+
+@pytest.fixture
+def api(aws: dict[str, object]) -> Iterator[object]:
+    """Chalice's in-process test client over the real app, with the local stage applied."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="local", project_dir=str(PROJECT_DIR)) as client:
+        yield client
