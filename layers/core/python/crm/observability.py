@@ -43,7 +43,10 @@ def mask_personal_data(value: Any, _key: str | None = None) -> Any:
         return {k: mask_personal_data(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [mask_personal_data(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (an exception object, a dataclass) would be str()-ed by the serializer.
+    return mask_text(str(value))
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):
