@@ -17,7 +17,7 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from crm.api import endpoint, json_response, query, read_json, read_json_object
+from crm.api import endpoint, json_response, page_limit, query, read_json, read_json_object
 from crm.config import get_settings
 from crm.domain.customers import (
     ACTIVE,
@@ -260,6 +260,7 @@ def get_customer(customer_id: str) -> Response:
 @endpoint
 def find(request: Request) -> Response:
     params = query(request)
+    page_limit(params)  # validated for every filter; an identity matches one profile at most
     repo = get_customer_repository()
     settings = get_settings()
     if "segment" in params:

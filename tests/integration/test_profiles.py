@@ -137,6 +137,9 @@ def test_lookups_by_each_identity(api):
     assert_error(get(api, "/customers"), 422, "validation_failed")
     assert_error(get(api, "/customers?email=not-an-email"), 422)
     assert_error(get(api, "/customers?external_id=shopify:"), 422)
+    assert_error(get(api, "/customers?email=l@example.com&limit=0"), 422)
+    assert_error(get(api, "/customers?email=l@example.com&limit=abc"), 422)
+    assert get(api, "/customers?email=l@example.com&limit=500").status_code == 200
 
 
 def test_unknown_customer_is_404(api):

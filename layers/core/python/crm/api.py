@@ -91,6 +91,20 @@ def query(request: Request) -> dict[str, str]:
     return dict(request.query_params or {})
 
 
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+
+
+def page_limit(params: dict[str, str]) -> int:
+    """`?limit=` per the contract: default 50, 1 to 500; anything else is a 422."""
+    raw = params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed(f"limit must be an integer from 1 to {MAX_LIMIT}",
+                               details=[{"field": "limit", "issue": "out_of_range"}])
+    return int(raw)
+
+
 def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
     """Turn domain errors into contract responses. An unexpected exception is logged (masked)
     and answered 500 without internals: that is a bug of ours, never the caller's input."""
