@@ -1,0 +1,136 @@
+"""`python -m bench [name ...] [--quick]`: run the benchmarks (all by default), print a summary
+table and write bench/results/<name>.json and bench/results/summary.json.
+
+Missed targets are reported, not fatal: the exit status is non-zero only when a benchmark
+could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bench.common import RESULTS_DIR, machine, write_result
+
+Rows = list[tuple[str, str, str]]
+
+
+def _cold_start(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
+    from bench import cold_start
+
+    if quick:
+        return cold_start.run(n=3, warmup=1, importtime_repeats=1), cold_start.summary_rows
+    return cold_start.run(), cold_start.summary_rows
+
+
+def _aws_calls(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
+    from bench import aws_calls
+
+    if quick:
+        return aws_calls.run(runs=10, cycles=2), aws_calls.summary_rows
+    return aws_calls.run(), aws_calls.summary_rows
+
+
+# In this order: cold_start spawns fresh interpreters before this process imports moto & co.
+BENCHMARKS: dict[
+    str, Callable[[bool], tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]]
+] = {
+    "cold_start": _cold_start,
+    "aws_calls": _aws_calls,
+}
+
+
+def _table(rows: list[tuple[str, str, str, str]]) -> str:
+    headers = ("benchmark", "figure", "target", "value")
+    rows = [(b, f, t, v) for b, f, v, t in rows]  # the long column last
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [line(headers), line(tuple("-" * w for w in widths))]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few runs only: checks that the benchmarks work, figures are not meaningful",
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    selected = args.names or list(BENCHMARKS)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    rows: list[tuple[str, str, str, str]] = []
+    failed: list[str] = []
+    for name in selected:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            result, summarise = BENCHMARKS[name](args.quick)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            results[name] = {"name": name, "error": traceback.format_exc()}
+            rows.append((name, "ERROR", "benchmark failed, see stderr", ""))
+            continue
+        print(
+            f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True
+        )
+        results[name] = result
+        rows += [(name, *row) for row in summarise(result)]
+
+    # Benchmarks not run this time keep their last figures in the summary, marked as such.
+    for name in BENCHMARKS:
+        previous = RESULTS_DIR / f"{name}.json"
+        if name not in results and previous.exists():
+            results[name] = {
+                **json.loads(previous.read_text(encoding="utf-8")),
+                "from_previous_run": True,
+            }
+
+    summary = {
+        "machine": machine(),
+        "quick": args.quick,
+        "ran": selected,
+        "seconds": round(time.perf_counter() - started, 1),
+        "table": [
+            dict(zip(("benchmark", "figure", "value", "target"), r, strict=True)) for r in rows
+        ],
+        "results": results,
+    }
+    path = write_result("summary", summary)
+    print(_table(rows))
+    print(
+        f"\nwrote {path.relative_to(RESULTS_DIR.parent.parent)} "
+        f"({summary['seconds']} s{', QUICK: figures not meaningful' if args.quick else ''})"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The benchmarks' instrument is itself tested: `bench.calls.CallCounter` must count every AWS
+call, made by boto3 or by PynamoDB (which builds its own botocore sessions), exactly once.
+No timing is asserted here: speed is measured under bench/, never in the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import botocore.session
+import pytest
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.models import Model
+
+from bench.calls import CallCounter
+
+TABLE = "bench-harness-things"
+REGION = "us-east-1"
+
+
+class Thing(Model):
+    class Meta:
+        table_name = TABLE
+        region = REGION
+
+    key = UnicodeAttribute(hash_key=True)
+    value = UnicodeAttribute(null=True)
+
+
+@pytest.fixture
+def moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    Thing._connection = None
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        )
+        yield
+    Thing._connection = None
+
+
+def test_counts_boto3_and_pynamodb_calls_by_operation(moto_dynamodb: None) -> None:
+    with CallCounter() as counter:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        with counter.measure() as tally:
+            ddb.put_item(TableName=TABLE, Item={"key": {"S": "a"}, "value": {"S": "1"}})
+            ddb.get_item(TableName=TABLE, Key={"key": {"S": "a"}})
+            assert Thing.get("a").value == "1"  # PynamoDB: its own session and client
+
+    assert tally.total == 3
+    assert tally.breakdown() == {"dynamodb.GetItem": 2, "dynamodb.PutItem": 1}
+    assert sum(tally.sends.values()) == 3
+    assert tally.aws_seconds > 0
+    assert counter.clients_seen == 2
+
+
+def test_measure_counts_only_its_block_and_failed_calls_count(moto_dynamodb: None) -> None:
+    with CallCounter() as counter:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.put_item(TableName=TABLE, Item={"key": {"S": "before"}})
+        with counter.measure() as tally:
+            with pytest.raises(Thing.DoesNotExist):
+                Thing.get("missing")
+            with pytest.raises(ddb.exceptions.ResourceNotFoundException):
+                ddb.get_item(TableName="no-such-table", Key={"key": {"S": "a"}})
+
+    assert tally.breakdown() == {"dynamodb.GetItem": 2}
+    assert counter.calls["dynamodb.PutItem"] == 1
+
+
+def test_uninstall_restores_botocore_and_stops_counting(moto_dynamodb: None) -> None:
+    original = botocore.session.Session.create_client
+    with CallCounter() as counter:
+        assert botocore.session.Session.create_client is not original
+        ddb = boto3.client("dynamodb", region_name=REGION)
+    assert botocore.session.Session.create_client is original
+
+    ddb.get_item(TableName=TABLE, Key={"key": {"S": "a"}})  # a client it had hooked
+    boto3.client("dynamodb", region_name=REGION).get_item(TableName=TABLE, Key={"key": {"S": "a"}})
+    assert counter.calls == {}
