@@ -23,30 +23,11 @@ def stage_environment(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, 
 
 
 def table_request(table: Table, name: str) -> dict[str, Any]:
-    """`CreateTable` arguments for a table definition (the template uses the same fields)."""
+    """`CreateTable` arguments for a table definition: the deployable template builds its
+    tables with the same function, so the local stack and the cloud cannot drift apart."""
+    from infra.template import table_request as request
 
-    def key_schema(hash_key: str, range_key: str | None) -> list[dict[str, str]]:
-        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
-        if range_key:
-            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        return schema
-
-    request: dict[str, Any] = {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": key_schema(table.hash_key, table.range_key),
-        "AttributeDefinitions": [
-            {"AttributeName": a, "AttributeType": "N" if a in table.numeric_keys else "S"}
-            for a in table.key_attributes()
-        ],
-    }
-    if table.indexes:
-        request["GlobalSecondaryIndexes"] = [
-            {"IndexName": i.name, "KeySchema": key_schema(i.hash_key, i.range_key),
-             "Projection": {"ProjectionType": i.projection}}
-            for i in table.indexes
-        ]
-    return request
+    return request(table, name)
 
 
 def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> dict[str, Any]:

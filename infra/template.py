@@ -1,0 +1,748 @@
+"""The resources of `infra.resources` as CloudFormation, merged into the template that
+`chalice package` writes.
+
+We merge in Python rather than with `chalice package --merge-template` because that option
+replaces lists instead of appending to them (a function's `Layers`, a role's `Policies`).
+
+Three rules keep the stack free of dependency cycles once buckets notify functions and
+functions start state machines (every function gets every stage variable, so every function
+would otherwise depend on every bucket and state machine, which depend back on functions):
+
+- a bucket's name and a state machine's ARN are known before either exists (`Fn::Sub` with
+  the stage's configured name, the account and the region), and everything that only needs to
+  *name* them uses that string instead of `Ref`;
+- a bucket waits for the `AWS::Lambda::Permission` of each function it notifies;
+- only state machines and bucket notifications point at functions (`Fn::GetAtt ... Arn`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chalice.utils import to_cfn_resource_name
+
+from infra.resources import (
+    STAGE_SETTINGS,
+    Bucket,
+    Queue,
+    StateMachine,
+    Table,
+    Topic,
+)
+
+Resource = Table | Bucket | Topic | Queue | StateMachine
+Cfn = dict[str, Any]
+
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+FUNCTION_TYPES = (SERVERLESS_FUNCTION, LAMBDA_FUNCTION)
+REST_API = "RestAPI"  # the logical id chalice gives the API
+
+# Functions whose role gets less than every data resource: the env vars of the resources
+# each may touch. The authorizer only reads the operator token from SSM.
+FUNCTION_ACCESS: dict[str, frozenset[str]] = {"operator": frozenset()}
+
+# Bucket names are `<configured name>-<account>-<region>`: 12 + 14 (the longest region name
+# so far) + 2 dashes leave 35 characters of the 63 S3 allows.
+_BUCKET_BASE = re.compile(r"^[a-z0-9][a-z0-9-]{1,33}[a-z0-9]$")
+_STATE_MACHINE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+def function_logical_id(name: str) -> str:
+    """The logical id chalice gives the Lambda of a function declared in app.py."""
+    # Chalice names the REST handler specially; every other function goes through its helper.
+    return "APIHandler" if name == "api_handler" else to_cfn_resource_name(name)
+
+
+def _kebab(logical_id: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", logical_id).lower()
+
+
+def physical_name(resource: Resource, stage: str, names: Mapping[str, str]) -> str:
+    """The name a bucket or state machine gets in the cloud, before account and region: the
+    stage's configured value of its variable (an ARN keeps its last part), else a default."""
+    configured = names.get(resource.env_var, "").strip()
+    if configured:
+        return configured.rsplit(":", 1)[-1]
+    return f"crm-{stage}-{_kebab(resource.logical_id)}"
+
+
+def bucket_name(bucket: Bucket, stage: str, names: Mapping[str, str]) -> Cfn:
+    base = physical_name(bucket, stage, names)
+    if not _BUCKET_BASE.match(base):
+        raise ValueError(
+            f"{bucket.logical_id}: {base!r} cannot start a bucket name "
+            "(lower case, digits and dashes, at most 35 characters)"
+        )
+    return {"Fn::Sub": base + "-${AWS::AccountId}-${AWS::Region}"}
+
+
+def bucket_arn(bucket: Bucket, stage: str, names: Mapping[str, str], suffix: str = "") -> Cfn:
+    name = bucket_name(bucket, stage, names)["Fn::Sub"]
+    return {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + name + suffix}
+
+
+def state_machine_name(machine: StateMachine, stage: str, names: Mapping[str, str]) -> str:
+    name = physical_name(machine, stage, names)
+    if not _STATE_MACHINE_NAME.match(name):
+        raise ValueError(f"{machine.logical_id}: {name!r} is not a valid state machine name")
+    return name
+
+
+def state_machine_arn(machine: StateMachine, stage: str, names: Mapping[str, str]) -> Cfn:
+    return {
+        "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+        ":stateMachine:" + state_machine_name(machine, stage, names)
+    }
+
+
+def env_binding(resource: Resource, stage: str, names: Mapping[str, str]) -> Cfn:
+    """What the resource's environment variable holds in the cloud: the same kind of value
+    the local stack puts there (a name; an ARN for state machines)."""
+    if isinstance(resource, Table):
+        return {"Ref": resource.logical_id}
+    if isinstance(resource, Bucket):
+        return bucket_name(resource, stage, names)
+    if isinstance(resource, Topic):
+        return {"Fn::GetAtt": [resource.logical_id, "TopicName"]}
+    if isinstance(resource, Queue):
+        return {"Fn::GetAtt": [resource.logical_id, "QueueName"]}
+    return state_machine_arn(resource, stage, names)
+
+
+# -- data resources ------------------------------------------------------------------------------
+
+
+def table_request(table: Table, name: str) -> dict[str, Any]:
+    """`CreateTable` arguments for a table definition. The template uses the same fields, so
+    the local stack and the cloud cannot disagree on keys and indexes."""
+
+    def key_schema(hash_key: str, range_key: str | None) -> list[dict[str, str]]:
+        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        return schema
+
+    request: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": key_schema(table.hash_key, table.range_key),
+        "AttributeDefinitions": [
+            {"AttributeName": a, "AttributeType": "N" if a in table.numeric_keys else "S"}
+            for a in table.key_attributes()
+        ],
+    }
+    if table.indexes:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": i.name,
+                "KeySchema": key_schema(i.hash_key, i.range_key),
+                "Projection": {"ProjectionType": i.projection},
+            }
+            for i in table.indexes
+        ]
+    return request
+
+
+# Customer data outlives a deleted or replaced stack; removing it is a decision, not a side
+# effect of `delete-stack`.
+_KEEP = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+
+
+def table_resource(table: Table) -> Cfn:
+    properties = table_request(table, "")
+    del properties["TableName"]  # CloudFormation names it; functions get it through Ref
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    properties["SSESpecification"] = {"SSEEnabled": True}
+    if table.ttl_attribute:
+        properties["TimeToLiveSpecification"] = {
+            "AttributeName": table.ttl_attribute,
+            "Enabled": True,
+        }
+    return {"Type": "AWS::DynamoDB::Table", **_KEEP, "Properties": properties}
+
+
+def _permission_id(bucket: Bucket, function_id: str) -> str:
+    return f"{bucket.logical_id}{function_id}Permission"
+
+
+def bucket_resources(
+    bucket: Bucket, stage: str, names: Mapping[str, str], function_ids: Iterable[str] | None = None
+) -> dict[str, Cfn]:
+    """The bucket and, for each function it notifies, the permission S3 needs first."""
+    known = set(function_ids) if function_ids is not None else None
+    properties: Cfn = {
+        "BucketName": bucket_name(bucket, stage, names),
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        },
+        "BucketEncryption": {
+            "ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+            ]
+        },
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    }
+    resources: dict[str, Cfn] = {}
+    configurations: list[Cfn] = []
+    for notification in bucket.notifications:
+        function_id = function_logical_id(notification.function)
+        if known is not None and function_id not in known:
+            raise ValueError(
+                f"{bucket.logical_id} notifies {notification.function!r}, which "
+                f"app.py does not declare (no {function_id} in the template)"
+            )
+        rules = [{"Name": "prefix", "Value": notification.prefix}]
+        if notification.suffix:
+            rules.append({"Name": "suffix", "Value": notification.suffix})
+        for event in notification.events:
+            configurations.append(
+                {
+                    "Event": event,
+                    "Function": {"Fn::GetAtt": [function_id, "Arn"]},
+                    "Filter": {"S3Key": {"Rules": rules}},
+                }
+            )
+        resources[_permission_id(bucket, function_id)] = {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+                "Principal": "s3.amazonaws.com",
+                "SourceAccount": {"Ref": "AWS::AccountId"},
+                "SourceArn": bucket_arn(bucket, stage, names),
+            },
+        }
+    body: Cfn = {"Type": "AWS::S3::Bucket", **_KEEP}
+    if configurations:
+        properties["NotificationConfiguration"] = {"LambdaConfigurations": configurations}
+        # S3 checks it may invoke each function when the notification is set.
+        body["DependsOn"] = sorted(resources)
+    body["Properties"] = properties
+    return {bucket.logical_id: body, **resources}
+
+
+def topic_resource(topic: Topic) -> Cfn:
+    return {"Type": "AWS::SNS::Topic", "Properties": {}}
+
+
+def queue_resource(queue: Queue) -> Cfn:
+    # Messages are in flight, not records: the queue goes with the stack, but keeps them as
+    # long as SQS allows (14 days) so an outage of the consumer loses nothing.
+    return {
+        "Type": "AWS::SQS::Queue",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Properties": {
+            "VisibilityTimeout": queue.visibility_timeout,
+            "MessageRetentionPeriod": 1_209_600,
+            "SqsManagedSseEnabled": True,
+        },
+    }
+
+
+# -- state machines ------------------------------------------------------------------------------
+
+
+def definition_substitutions(
+    machine: StateMachine,
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    stage_settings: Mapping[str, Mapping[str, object]] = STAGE_SETTINGS,
+    function_ids: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The cloud values of a state machine's `${Name}` substitutions (see `StateMachine`)."""
+    by_var = {r.env_var: r for r in resources}
+    known = set(function_ids) if function_ids is not None else None
+    values: dict[str, Any] = {}
+    for name, ref in machine.substitutions.items():
+        kind, _, value = ref.partition(":")
+        if kind == "function":
+            function_id = function_logical_id(value)
+            if known is not None and function_id not in known:
+                raise ValueError(
+                    f"{machine.logical_id}: ${{{name}}} names {value!r}, which "
+                    f"app.py does not declare (no {function_id} in the template)"
+                )
+            values[name] = {"Fn::GetAtt": [function_id, "Arn"]}
+        elif kind == "env":
+            if value not in by_var:
+                raise ValueError(
+                    f"{machine.logical_id}: ${{{name}}} names {value}, which no "
+                    "resource of infra/resources.py declares"
+                )
+            values[name] = env_binding(by_var[value], stage, names)
+        elif kind == "stage":
+            settings = stage_settings.get(stage, {})
+            if value not in settings:
+                raise ValueError(
+                    f"{machine.logical_id}: ${{{name}}} needs STAGE_SETTINGS[{stage!r}][{value!r}]"
+                )
+            values[name] = str(settings[value])
+        else:
+            raise ValueError(f"{machine.logical_id}: unknown substitution {ref!r} for {name}")
+    return values
+
+
+def state_machine_resources(
+    machine: StateMachine,
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    stage_settings: Mapping[str, Mapping[str, object]] = STAGE_SETTINGS,
+    function_ids: Iterable[str] | None = None,
+) -> dict[str, Cfn]:
+    """A Standard state machine and its role, which may invoke the functions it names and use
+    the resources it names."""
+    resources = list(resources)
+    substitutions = definition_substitutions(
+        machine, resources, stage, names, stage_settings, function_ids
+    )
+    definition = json.loads(machine.definition_path().read_text(encoding="utf-8"))
+    functions = sorted(
+        {
+            v["Fn::GetAtt"][0]
+            for v in substitutions.values()
+            if isinstance(v, dict) and "Fn::GetAtt" in v and v["Fn::GetAtt"][1] == "Arn"
+        }
+    )
+    named_vars = {
+        ref.partition(":")[2] for ref in machine.substitutions.values() if ref.startswith("env:")
+    }
+    statements = _data_statements([r for r in resources if r.env_var in named_vars], stage, names)
+    if functions:
+        statements.insert(
+            0,
+            {
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": [
+                    arn
+                    for f in functions
+                    for arn in ({"Fn::GetAtt": [f, "Arn"]}, {"Fn::Sub": "${" + f + ".Arn}:*"})
+                ],
+            },
+        )
+    role_id = f"{machine.logical_id}Role"
+    role: Cfn = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"AssumeRolePolicyDocument": _trust("states.amazonaws.com")},
+    }
+    if statements:
+        role["Properties"]["Policies"] = [
+            {
+                "PolicyName": f"{role_id}Policy",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+            }
+        ]
+    properties: Cfn = {
+        "StateMachineName": state_machine_name(machine, stage, names),
+        "StateMachineType": "STANDARD",
+        "RoleArn": {"Fn::GetAtt": [role_id, "Arn"]},
+        "Definition": definition,
+    }
+    if substitutions:
+        properties["DefinitionSubstitutions"] = substitutions
+    return {
+        machine.logical_id: {"Type": "AWS::StepFunctions::StateMachine", "Properties": properties},
+        role_id: role,
+    }
+
+
+# -- IAM -----------------------------------------------------------------------------------------
+
+
+def _trust(service: str) -> Cfn:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+TABLE_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+]
+
+
+def _data_statements(
+    resources: Iterable[Resource], stage: str, names: Mapping[str, str]
+) -> list[Cfn]:
+    """Statements for using (not managing) the given resources, grouped by service."""
+    resources = list(resources)
+    tables = [r for r in resources if isinstance(r, Table)]
+    buckets = [r for r in resources if isinstance(r, Bucket)]
+    topics = [r for r in resources if isinstance(r, Topic)]
+    queues = [r for r in resources if isinstance(r, Queue)]
+    machines = [r for r in resources if isinstance(r, StateMachine)]
+    statements: list[Cfn] = []
+
+    def allow(actions: list[str], arns: list[Any]) -> None:
+        if arns:
+            statements.append({"Effect": "Allow", "Action": actions, "Resource": arns})
+
+    allow(
+        TABLE_ACTIONS,
+        [
+            arn
+            for t in tables
+            for arn in (
+                {"Fn::GetAtt": [t.logical_id, "Arn"]},
+                {"Fn::Sub": "${" + t.logical_id + ".Arn}/index/*"},
+            )
+        ],
+    )
+    allow(
+        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+        [bucket_arn(b, stage, names, "/*") for b in buckets],
+    )
+    allow(["s3:ListBucket"], [bucket_arn(b, stage, names) for b in buckets])
+    allow(["sns:Publish"], [{"Ref": t.logical_id} for t in topics])
+    allow(
+        ["sqs:SendMessage", "sqs:GetQueueUrl"],
+        [{"Fn::GetAtt": [q.logical_id, "Arn"]} for q in queues],
+    )
+    allow(
+        [
+            "states:StartExecution",
+            "states:SendTaskSuccess",
+            "states:SendTaskFailure",
+            "states:SendTaskHeartbeat",
+        ],
+        [state_machine_arn(m, stage, names) for m in machines],
+    )
+    return statements
+
+
+def function_policy(
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    secrets_path: str | None = None,
+    only: Iterable[str] | None = None,
+) -> Cfn:
+    """The policy of a function's role: its logs, traces, the stage's secrets in SSM, and the
+    data resources (all of them, or those whose env vars are in `only`)."""
+    path = "/" + (secrets_path or f"/crm/{stage}/").strip("/") + "/"
+    wanted = None if only is None else set(only)
+    statements: list[Cfn] = [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+                ":log-group:/aws/lambda/*"
+            },
+        },
+        # X-Ray accepts no resource-level permissions.
+        {
+            "Effect": "Allow",
+            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            "Resource": "*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+                ":parameter" + path + "*"
+            },
+        },
+        # SecureString parameters are decrypted with the account's SSM key, only through SSM.
+        {
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"
+            },
+            "Condition": {
+                "StringEquals": {"kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}}
+            },
+        },
+    ]
+    chosen = [r for r in resources if wanted is None or r.env_var in wanted]
+    statements += _data_statements(chosen, stage, names)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# -- API Gateway ---------------------------------------------------------------------------------
+
+
+def _error_template(code: str, message: str | None) -> str:
+    # Gateway response templates only substitute $context variables (no VTL), and
+    # messageString arrives already quoted.
+    text = json.dumps(message) if message else "$context.error.messageString"
+    return '{"error": {"code": "' + code + '", "message": ' + text + ', "details": []}}'
+
+
+# Response type -> (status to answer, or None to keep API Gateway's, code, fixed message).
+GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str | None]] = {
+    "UNAUTHORIZED": (
+        "401",
+        "unauthenticated",
+        "a valid operator token is required: Authorization: Bearer <token>",
+    ),
+    "ACCESS_DENIED": ("403", "forbidden", "this token may not call this route"),
+    # Without IAM auth API Gateway says this only for a route or method that does not exist,
+    # which the contract answers with 404.
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "not_found", "no such route"),
+    "REQUEST_TOO_LARGE": ("413", "payload_too_large", "the request is too large"),
+    "THROTTLED": ("429", "throttled", "too many requests; retry later"),
+    "DEFAULT_4XX": (None, "request_refused", None),
+    "DEFAULT_5XX": (None, "internal_error", "an unexpected error occurred"),
+}
+
+
+def gateway_responses() -> Cfn:
+    """API Gateway's own errors (authorizer, unknown route, throttling) in the contract's
+    error shape, as the `x-amazon-apigateway-gateway-responses` extension of the API body."""
+    responses: Cfn = {}
+    for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
+        response: Cfn = {"responseTemplates": {"application/json": _error_template(code, message)}}
+        if status:
+            response["statusCode"] = status
+        responses[response_type] = response
+    return responses
+
+
+# -- the template --------------------------------------------------------------------------------
+
+
+def functions_of(template: Cfn) -> dict[str, Cfn]:
+    return {
+        k: v for k, v in template.get("Resources", {}).items() if v.get("Type") in FUNCTION_TYPES
+    }
+
+
+def infra_resources(
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    stage_settings: Mapping[str, Mapping[str, object]] = STAGE_SETTINGS,
+    function_ids: Iterable[str] | None = None,
+) -> dict[str, Cfn]:
+    """Every resource of `infra.resources` (and the permissions and roles they need)."""
+    resources = list(resources)
+    ids = None if function_ids is None else list(function_ids)
+    out: dict[str, Cfn] = {}
+
+    def add(items: Mapping[str, Cfn]) -> None:
+        for logical_id, body in items.items():
+            if logical_id in out:
+                raise ValueError(f"two resources are called {logical_id}")
+            out[logical_id] = body
+
+    for resource in resources:
+        if isinstance(resource, Table):
+            add({resource.logical_id: table_resource(resource)})
+        elif isinstance(resource, Bucket):
+            add(bucket_resources(resource, stage, names, ids))
+        elif isinstance(resource, Topic):
+            add({resource.logical_id: topic_resource(resource)})
+        elif isinstance(resource, Queue):
+            add({resource.logical_id: queue_resource(resource)})
+        elif isinstance(resource, StateMachine):
+            add(state_machine_resources(resource, resources, stage, names, stage_settings, ids))
+        else:
+            raise TypeError(f"no CloudFormation for {resource!r}")
+    return out
+
+
+def bind_environment(
+    template: Cfn, resources: Iterable[Resource], stage: str, names: Mapping[str, str]
+) -> None:
+    """Point every function's variable of an infra resource at the resource itself."""
+    bindings = {r.env_var: env_binding(r, stage, names) for r in resources}
+    for function in functions_of(template).values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        for var in variables:
+            if var in bindings:
+                variables[var] = copy.deepcopy(bindings[var])
+
+
+def attach_layer(template: Cfn, function_name: str, layer_id: str) -> None:
+    """Give one function (by its name in app.py) a layer of the template."""
+    function_id = function_logical_id(function_name)
+    functions = functions_of(template)
+    if function_id not in functions:
+        raise ValueError(f"no function {function_name!r} ({function_id}) in the template")
+    if layer_id not in template["Resources"]:
+        raise ValueError(f"no layer {layer_id} in the template")
+    layers = functions[function_id]["Properties"].setdefault("Layers", [])
+    if {"Ref": layer_id} not in layers:
+        layers.append({"Ref": layer_id})
+
+
+def layer_resource(content: str, description: str, runtime: str) -> Cfn:
+    """A layer whose `Content` is a zip beside the template, uploaded by
+    `aws cloudformation package` as it uploads the functions' `CodeUri`."""
+    return {
+        "Type": "AWS::Lambda::LayerVersion",
+        "Properties": {
+            "Content": content,
+            "Description": description,
+            "CompatibleRuntimes": [runtime],
+            "CompatibleArchitectures": ["x86_64"],
+        },
+    }
+
+
+def _role_of(template: Cfn, function_id: str) -> Cfn | None:
+    role = template["Resources"][function_id]["Properties"].get("Role")
+    if isinstance(role, dict) and "Fn::GetAtt" in role:
+        return template["Resources"].get(role["Fn::GetAtt"][0])
+    return None
+
+
+def merge(
+    chalice_template: Cfn,
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    *,
+    layers: Mapping[str, tuple[str, str]] | None = None,
+    every_function_layers: Iterable[str] = (),
+    secrets_path: str | None = None,
+    stage_settings: Mapping[str, Mapping[str, object]] = STAGE_SETTINGS,
+    function_access: Mapping[str, Iterable[str]] | None = None,
+) -> Cfn:
+    """The deployable template: chalice's, plus the infra resources, the environment bound to
+    them, narrowed roles, the layers (`{logical id: (zip path, description)}`, those named in
+    `every_function_layers` attached to every function) and the contract's gateway errors."""
+    resources = list(resources)
+    template = copy.deepcopy(chalice_template)
+    all_resources = template.setdefault("Resources", {})
+    functions = functions_of(template)
+    if not functions:
+        raise ValueError("the chalice template has no functions")
+    added = infra_resources(resources, stage, names, stage_settings, functions)
+    clash = sorted(set(added) & set(all_resources))
+    if clash:
+        raise ValueError(f"infra resources clash with chalice's: {clash}")
+    all_resources.update(added)
+    bind_environment(template, resources, stage, names)
+
+    access = FUNCTION_ACCESS if function_access is None else function_access
+    for name, env_vars in access.items():
+        function_id = function_logical_id(name)
+        if function_id not in functions:
+            raise ValueError(f"FUNCTION_ACCESS names {name!r}, which app.py does not declare")
+        role = _role_of(template, function_id)
+        if role is not None:
+            role["Properties"]["Policies"] = [
+                {
+                    "PolicyName": f"{function_id}Policy",
+                    "PolicyDocument": function_policy(
+                        resources, stage, names, secrets_path, only=env_vars
+                    ),
+                }
+            ]
+
+    runtime = next(iter(functions.values()))["Properties"].get("Runtime", "python3.11")
+    for layer_id, (content, description) in (layers or {}).items():
+        if layer_id in all_resources:
+            raise ValueError(f"layer {layer_id} clashes with a resource of the same name")
+        all_resources[layer_id] = layer_resource(content, description, runtime)
+    for layer_id in every_function_layers:
+        for function_id in functions:
+            layers_list = all_resources[function_id]["Properties"].setdefault("Layers", [])
+            if {"Ref": layer_id} not in layers_list:
+                layers_list.append({"Ref": layer_id})
+
+    api = all_resources.get(REST_API)
+    if api is not None and "DefinitionBody" in api.get("Properties", {}):
+        # In the API's body, not as separate GatewayResponse resources: a response set
+        # outside the body only takes effect after another deployment of the API.
+        api["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"] = (
+            gateway_responses()
+        )
+
+    outputs = template.setdefault("Outputs", {})
+    for resource in resources:
+        outputs[f"{resource.logical_id}Name"] = {
+            "Description": f"{resource.env_var} in the cloud",
+            "Value": env_binding(resource, stage, names),
+        }
+    return template
+
+
+def dependencies(template: Cfn) -> dict[str, set[str]]:
+    """Which resources each resource waits for (Ref, GetAtt, ${..} in Sub, DependsOn)."""
+    ids = set(template.get("Resources", {}))
+
+    def walk(node: Any) -> set[str]:
+        found: set[str] = set()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Ref" and isinstance(value, str):
+                    found.add(value)
+                elif key == "Fn::GetAtt":
+                    target = value[0] if isinstance(value, list) else str(value).split(".")[0]
+                    found.add(target)
+                elif key == "Fn::Sub":
+                    text = value[0] if isinstance(value, list) else value
+                    found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                    if isinstance(value, list):
+                        found |= walk(value[1])
+                else:
+                    found |= walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                found |= walk(item)
+        return found
+
+    graph: dict[str, set[str]] = {}
+    for logical_id, body in template.get("Resources", {}).items():
+        depends = body.get("DependsOn", [])
+        depends = [depends] if isinstance(depends, str) else depends
+        graph[logical_id] = (walk(body.get("Properties", {})) | set(depends)) & ids
+    return graph
+
+
+def find_cycle(template: Cfn) -> list[str] | None:
+    """A dependency cycle among the template's resources, or None."""
+    graph = dependencies(template)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
