@@ -1,0 +1,421 @@
+"""Build the deployable artifact of a stage, offline: `python -m infra.build --stage prod
+--out build/package` (what `make package` runs).
+
+Steps: stage app.py, the stage's config, its IAM policy and `functions/` (as `vendor/functions`,
+since chalice only packages app.py, chalicelib/ and vendor/) in `<out>/../staging`; run
+`chalice package` there (it downloads Lambda wheels of requirements.txt from PyPI); zip the core
+layer (`crm`) and the analytics layer (pandas, pyarrow for the Lambda platform); merge the
+resources of `infra.resources` into chalice's template.
+
+The output directory holds `template.json` (chalice's `sam.json` merged with infra; `sam.json`
+itself is removed so there is one template to deploy), `deployment.zip`, `core-layer.zip`,
+`analytics-layer.zip` and a README with the deploy commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import template as cfn
+from infra.resources import all_resources
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CORE_LAYER = "CoreLayer"
+ANALYTICS_LAYER = "AnalyticsLayer"
+CORE_LAYER_ZIP = "core-layer.zip"
+ANALYTICS_LAYER_ZIP = "analytics-layer.zip"
+TEMPLATE = "template.json"
+# Functions of app.py (by name) that load pandas or pyarrow: they, and only they, get the
+# analytics layer.
+ANALYTICS_FUNCTIONS: tuple[str, ...] = ()
+LAMBDA_PLATFORM = "manylinux2014_x86_64"  # python3.11 runs on Amazon Linux 2 (glibc 2.26)
+# Lambda's limit for a function's code and all its layers, unzipped.
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+# What the analytics layer can do without: test suites, C headers and sources, and Arrow
+# Flight (an RPC framework nothing here uses, 20 MB). Without this trim pandas + pyarrow +
+# numpy alone pass Lambda's unzipped limit.
+ANALYTICS_PRUNE_DIRS = ("tests", "include", "includes", "src", "bin")
+ANALYTICS_PRUNE_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".hpp", ".cc", ".cpp")
+ANALYTICS_PRUNE_GLOBS = ("pyarrow/*flight*", "pyarrow/_pyarrow_cpp_tests*")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    template: Path
+    artifacts: dict[str, Path]
+    unzipped_bytes: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def stage_config(
+    stage: str, project_dir: Path = PROJECT_DIR
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The stage's section of `.chalice/config.json` and its environment (global, then stage)."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise SystemExit(f"no stage {stage!r} in .chalice/config.json (have {sorted(stages)})")
+    env = dict(config.get("environment_variables", {}))
+    env.update(stages[stage].get("environment_variables", {}))
+    return stages[stage], env
+
+
+def secrets_path(env: dict[str, str], stage: str) -> str:
+    source = env.get("CRM_SECRETS_SOURCE", "")
+    return source.removeprefix("ssm:") if source.startswith("ssm:/") else f"/crm/{stage}/"
+
+
+def _ignore(_dir: str, names: list[str]) -> set[str]:
+    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
+
+
+def stage_project(stage: str, staging: Path, project_dir: Path = PROJECT_DIR) -> None:
+    """The tree `chalice package` runs in: the app, its config and policy, and `functions/`."""
+    stage_section, env = stage_config(stage, project_dir)
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / ".chalice").mkdir(parents=True)
+    shutil.copy2(project_dir / "app.py", staging / "app.py")
+    shutil.copy2(project_dir / "requirements.txt", staging / "requirements.txt")
+    shutil.copy2(project_dir / ".chalice" / "config.json", staging / ".chalice" / "config.json")
+    shutil.copytree(project_dir / "functions", staging / "vendor" / "functions", ignore=_ignore)
+    if not stage_section.get("autogen_policy", True):
+        policy = stage_section.get("iam_policy_file", f"policy-{stage}.json")
+        document = cfn.function_policy(all_resources(), stage, env, secrets_path(env, stage))
+        # Generated, never committed: it is a CloudFormation fragment (Fn::Sub, Fn::GetAtt),
+        # which chalice copies verbatim into each function's role.
+        (staging / ".chalice" / policy).write_text(json.dumps(document, indent=2))
+
+
+def chalice_package(stage: str, staging: Path, out: Path, project_dir: Path = PROJECT_DIR) -> None:
+    env = dict(os.environ)
+    # chalice imports app.py to find its functions; app.py imports the core layer.
+    core = str(project_dir / "layers" / "core" / "python")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (core, env.get("PYTHONPATH")) if p)
+    # chalice refuses to run without a region, though the template it writes has none.
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from chalice.cli import main; sys.exit(main())",
+        "package",
+        "--stage",
+        stage,
+        str(out),
+    ]
+    done = subprocess.run(
+        command, cwd=staging, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"chalice package failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+
+
+def _zip_info(name: str, mode: int) -> zipfile.ZipInfo:
+    # A fixed timestamp keeps the zip (and so the S3 key `aws cloudformation package` derives
+    # from its hash) unchanged when the code is, so a deploy publishes no needless layer.
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = ((mode & 0o777) | 0o444) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def zip_tree(root: Path, dest: Path, prefix: str, *, bytecode: bool) -> Path:
+    """Zip every file under `root` as `<prefix>/<relative path>`, deterministically."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = path.relative_to(root)
+            if not bytecode and (
+                "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo")
+            ):
+                continue
+            archive.writestr(
+                _zip_info(f"{prefix}/{relative.as_posix()}", path.stat().st_mode), path.read_bytes()
+            )
+    return dest
+
+
+def build_core_layer(out: Path, project_dir: Path = PROJECT_DIR) -> Path:
+    """`python/crm/...`: Lambda puts a layer's `python/` on the path."""
+    return zip_tree(
+        project_dir / "layers" / "core" / "python" / "crm",
+        out / CORE_LAYER_ZIP,
+        "python/crm",
+        bytecode=False,
+    )
+
+
+def _prune(root: Path) -> None:
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if directory.name in ANALYTICS_PRUNE_DIRS and directory.exists():
+            shutil.rmtree(directory)
+    for pattern in ANALYTICS_PRUNE_GLOBS:
+        for path in root.glob(pattern):
+            path.unlink()
+    for path in list(root.rglob("*")):
+        if path.is_file() and path.suffix in ANALYTICS_PRUNE_SUFFIXES:
+            path.unlink()
+
+
+def build_analytics_layer(
+    out: Path, staging: Path, python_version: str, project_dir: Path = PROJECT_DIR
+) -> Path:
+    """pandas and pyarrow as Lambda wheels (never this machine's), with `python/` at the root,
+    and their bytecode: /opt is read-only, so without it every cold start compiles pandas."""
+    target = staging / "analytics" / "python"
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        # The venv's own packages are no concern of a layer.
+        "--no-warn-conflicts",
+        "--no-compile",
+        "--platform",
+        LAMBDA_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--only-binary=:all:",
+        "--target",
+        str(target),
+        "-r",
+        str(project_dir / "layers" / "analytics" / "requirements.txt"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install of the analytics layer failed:\n{done.stderr}")
+    _prune(target)
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
+        # Unchecked hashes, not timestamps: the zip's fixed dates would make timestamped
+        # bytecode look stale, and the layer is immutable anyway. Same bytes on every build.
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(target),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return zip_tree(target, out / ANALYTICS_LAYER_ZIP, "python", bytecode=True)
+
+
+def unzipped_size(path: Path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+def _check_sizes(template: dict[str, Any], sizes: dict[str, int], code_size: int) -> list[str]:
+    """Refuse a function whose code and layers pass Lambda's unzipped limit."""
+    problems = []
+    for function_id, function in cfn.functions_of(template).items():
+        total = code_size + sum(
+            sizes.get(layer["Ref"], 0)
+            for layer in function["Properties"].get("Layers", [])
+            if isinstance(layer, dict) and "Ref" in layer
+        )
+        if total > LAMBDA_UNZIPPED_LIMIT:
+            problems.append(
+                f"{function_id}: {total:,} bytes unzipped with its layers "
+                f"(Lambda allows {LAMBDA_UNZIPPED_LIMIT:,})"
+            )
+    return problems
+
+
+def deploy_instructions(stage: str, out: Path, env: dict[str, str]) -> str:
+    path = secrets_path(env, stage)
+    template = out / TEMPLATE
+    packaged = out / "packaged.yaml"
+    secrets = "\n".join(
+        f"aws ssm put-parameter --name {path}{name} --type SecureString --value '<{name}>'"
+        for name in ("operator_token", "shopify_secret", "webhook_secret")
+    )
+    return f"""# Deploying stage `{stage}`
+
+Built by `make package`. `{TEMPLATE}` is chalice's `sam.json` merged with `infra/`; the
+zips beside it are the code (`deployment.zip`) and the layers. Paths in the template are
+relative to it.
+
+Once per account and region: a bucket for the artifacts, and the secrets (SecureString
+parameters, which CloudFormation cannot create; add `--overwrite` to rotate one):
+
+```sh
+aws s3 mb s3://<artifact-bucket>
+{secrets}
+```
+
+Each deploy (IAM roles without fixed names need CAPABILITY_IAM; the SAM transform needs
+CAPABILITY_AUTO_EXPAND):
+
+```sh
+aws cloudformation package --template-file {template} \\
+    --s3-bucket <artifact-bucket> --output-template-file {packaged}
+aws cloudformation deploy --template-file {packaged} --stack-name shop-crm-{stage} \\
+    --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
+aws cloudformation describe-stacks --stack-name shop-crm-{stage} --query 'Stacks[0].Outputs'
+```
+
+The outputs give the API's URL (`EndpointURL`) and the cloud names of the tables, buckets,
+topics and queues. Buckets are named `<configured name>-<account>-<region>`; tables and
+buckets are kept when the stack is deleted.
+"""
+
+
+def build(
+    stage: str,
+    out: Path,
+    *,
+    skip_analytics_layer: bool = False,
+    project_dir: Path = PROJECT_DIR,
+    log: Log = print,
+) -> BuildResult:
+    out = out.resolve()
+    staging = out.parent / "staging"
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+
+    def step(name: str, since: float) -> float:
+        now = time.monotonic()
+        seconds[name] = round(now - since, 1)
+        log(f"  {name}: {seconds[name]} s")
+        return now
+
+    log(f"Building stage {stage} into {out}")
+    if out.exists():
+        shutil.rmtree(out)
+    _, env = stage_config(stage, project_dir)
+    stage_project(stage, staging, project_dir)
+    mark = step("staging", started)
+    chalice_package(stage, staging, out, project_dir)
+    mark = step("chalice package", mark)
+    chalice_template = json.loads((out / "sam.json").read_text())
+    functions = cfn.functions_of(chalice_template)
+    runtime = next(iter(functions.values()))["Properties"]["Runtime"]  # e.g. python3.11
+
+    artifacts = {
+        "deployment": out / "deployment.zip",
+        CORE_LAYER: build_core_layer(out, project_dir),
+    }
+    layers = {CORE_LAYER: (f"./{CORE_LAYER_ZIP}", "crm: domain, store, adapters, config")}
+    mark = step("core layer", mark)
+    warnings: list[str] = []
+    if skip_analytics_layer:
+        if ANALYTICS_FUNCTIONS:
+            warnings.append(
+                "the analytics layer was skipped, but "
+                f"{', '.join(ANALYTICS_FUNCTIONS)} need it: not deployable as is"
+            )
+    else:
+        artifacts[ANALYTICS_LAYER] = build_analytics_layer(
+            out, staging, runtime.removeprefix("python"), project_dir
+        )
+        layers[ANALYTICS_LAYER] = (f"./{ANALYTICS_LAYER_ZIP}", "pandas and pyarrow")
+        mark = step("analytics layer", mark)
+
+    template = cfn.merge(
+        chalice_template,
+        all_resources(),
+        stage,
+        env,
+        layers=layers,
+        every_function_layers=[CORE_LAYER],
+        secrets_path=secrets_path(env, stage),
+    )
+    template["Description"] = f"shop-crm, stage {stage} (built by infra.build)"
+    if not skip_analytics_layer:
+        for name in ANALYTICS_FUNCTIONS:
+            cfn.attach_layer(template, name, ANALYTICS_LAYER)
+    cycle = cfn.find_cycle(template)
+    if cycle:
+        raise RuntimeError("dependency cycle in the template: " + " -> ".join(cycle))
+
+    sizes = {name: unzipped_size(path) for name, path in artifacts.items()}
+    problems = _check_sizes(template, sizes, sizes["deployment"])
+    if problems:
+        raise RuntimeError("too large for Lambda:\n" + "\n".join(problems))
+    if ANALYTICS_LAYER in sizes:
+        worst = sizes["deployment"] + sizes[CORE_LAYER] + sizes[ANALYTICS_LAYER]
+        if worst > LAMBDA_UNZIPPED_LIMIT:
+            warnings.append(
+                f"code + core + analytics layers = {worst:,} bytes unzipped, past "
+                "Lambda's limit: no function can use the analytics layer"
+            )
+
+    (out / TEMPLATE).write_text(json.dumps(template, indent=1) + "\n")
+    (out / "sam.json").unlink()
+    (out / "README.md").write_text(
+        deploy_instructions(
+            stage, out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out, env
+        )
+    )
+    step("merge", mark)
+    seconds["total"] = round(time.monotonic() - started, 1)
+    result = BuildResult(
+        out=out,
+        template=out / TEMPLATE,
+        artifacts=artifacts,
+        unzipped_bytes=sizes,
+        seconds=seconds,
+        warnings=warnings,
+    )
+    log(summary(result))
+    return result
+
+
+def summary(result: BuildResult) -> str:
+    lines = [f"Built in {result.seconds.get('total')} s: {result.template}"]
+    for name, path in result.artifacts.items():
+        lines.append(
+            f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB zipped, "
+            f"{result.unzipped_bytes[name] / 1e6:.2f} MB unzipped"
+        )
+    lines += [f"  warning: {w}" for w in result.warnings]
+    lines.append(f"Deploy: see {result.out / 'README.md'}")
+    return "\n".join(lines)
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.build", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--stage", default="prod")
+    parser.add_argument("--out", type=Path, default=Path("build/package"))
+    parser.add_argument(
+        "--skip-analytics-layer",
+        action="store_true",
+        help="leave out the pandas/pyarrow layer (a ~100 MB download)",
+    )
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    build(args.stage, args.out, skip_analytics_layer=args.skip_analytics_layer)
+
+
+if __name__ == "__main__":
+    main()
