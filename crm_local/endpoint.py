@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,9 @@ class Endpoint:
         self.host = host
         self.port = port_from_env() if port is None else port
         self._server: Any = None
+        # boto3's default session is not safe to build clients from on several threads.
+        self._session = boto3.session.Session()
+        self._session_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -80,10 +84,12 @@ class Endpoint:
         self.stop()
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, **self.client_kwargs())
+        with self._session_lock:
+            return self._session.client(service, **self.client_kwargs())
 
     def resource(self, service: str) -> Any:
-        return boto3.resource(service, **self.client_kwargs())
+        with self._session_lock:
+            return self._session.resource(service, **self.client_kwargs())
 
     def client_kwargs(self) -> dict[str, str]:
         return {"endpoint_url": self.url, "region_name": REGION,

@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-from crm.observability import mask_text
-
 MOTO_PIN = "5.2.5"
 
 Handler = Callable[[Any, Any], Any]
@@ -204,6 +202,8 @@ def _start_in_background(handler: Handler, event: Any, context: LambdaContext) -
     uploader wait for the import. Run it on its own thread and let PutObject answer."""
 
     def run() -> None:
+        from crm.observability import mask_text  # not at import: Powertools reads the stage env
+
         try:
             payload, errored = run_handler(handler, event, context)
             if errored:
