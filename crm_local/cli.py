@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -18,9 +19,13 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True,
 def _configure_logging() -> None:
     from crm_local.endpoint import quiet_request_logs
 
+    # The local tools log as `stack.*`: Powertools puts a filter on the root handler that drops
+    # every record whose logger name contains its service name ("crm").
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     quiet_request_logs()
+    # A request that records no metric is normal here; Powertools warns about it every time.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 @cli.callback()
@@ -47,7 +52,7 @@ def local(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     _configure_logging()
-    log = logging.getLogger("crm_local")
+    log = logging.getLogger("stack")
 
     from crm_local.stack import LocalStack
 

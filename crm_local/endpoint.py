@@ -29,7 +29,7 @@ def port_from_env(environ: Mapping[str, str] | None = None) -> int:
 
 def quiet_request_logs() -> None:
     """One line per AWS call drowns the console; only problems are worth showing."""
-    for name in ("werkzeug", "moto", "botocore", "urllib3"):
+    for name in ("werkzeug", "moto", "botocore", "urllib3", "pynamodb"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

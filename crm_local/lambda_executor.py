@@ -27,7 +27,7 @@ MOTO_PIN = "5.2.5"
 
 Handler = Callable[[Any, Any], Any]
 
-log = logging.getLogger("crm_local.lambda")
+log = logging.getLogger("stack.lambda")
 
 _registry: dict[str, Handler] = {}
 _background: set[threading.Thread] = set()

@@ -20,7 +20,7 @@ from typing import Any
 
 from crm_local.schedules import InvalidSchedule, Schedule, parse
 
-log = logging.getLogger("crm_local.scheduler")
+log = logging.getLogger("stack.scheduler")
 
 Clock = Callable[[], datetime]
 

@@ -32,7 +32,7 @@ from crm_local import PROJECT_DIR
 DEFAULT_PORT = 8000
 UNAUTHENTICATED = "a valid operator token is required (Authorization: Bearer <token>)"
 
-log = logging.getLogger("crm_local.api")
+log = logging.getLogger("stack.api")
 
 _QUERY = re.compile(r"\?[^\s\"']*")
 

@@ -24,7 +24,7 @@ from crm_local.provision import (
 from crm_local.scheduler import Scheduler
 from crm_local.server import ApiServer
 
-log = logging.getLogger("crm_local")
+log = logging.getLogger("stack")
 
 # The local stack never talks to AWS: nothing from the user's own AWS setup may leak in.
 _FOREIGN_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
