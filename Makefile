@@ -19,8 +19,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/crm local
 
-## The whole test suite: unit, integration (moto) and end-to-end (the local stack).
-test: $(STAMP)
+## Lint, then the whole test suite: unit, integration (moto) and end-to-end (the local stack).
+test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 ## Benchmarks: figures as JSON under bench/results/.

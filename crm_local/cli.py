@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Shop CRM: the local stack and operator tools.")
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Shop CRM: the local stack and operator tools."
+)
 
 
 def _configure_logging() -> None:
@@ -21,8 +22,11 @@ def _configure_logging() -> None:
 
     # The local tools log as `stack.*`: Powertools puts a filter on the root handler that drops
     # every record whose logger name contains its service name ("crm").
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
     quiet_request_logs()
     # A request that records no metric is normal here; Powertools warns about it every time.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -35,10 +39,12 @@ def main_options() -> None:
 
 @cli.command()
 def local(
-    api_port: Annotated[int | None, typer.Option(
-        help="API port (default: CRM_API_PORT or 8000).")] = None,
-    aws_port: Annotated[int | None, typer.Option(
-        help="Embedded AWS endpoint port (default: CRM_AWS_PORT or 4566).")] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="API port (default: CRM_API_PORT or 8000).")
+    ] = None,
+    aws_port: Annotated[
+        int | None, typer.Option(help="Embedded AWS endpoint port (default: CRM_AWS_PORT or 4566).")
+    ] = None,
 ) -> None:
     """Serve the API, the embedded AWS endpoint, workflows and schedules until Ctrl-C."""
     stop = threading.Event()
@@ -61,8 +67,11 @@ def local(
     try:
         stack.start()
     except OSError as exc:
-        log.error("cannot start the local stack: %s (is another one running on these ports? "
-                  "try --api-port / --aws-port)", exc)
+        log.error(
+            "cannot start the local stack: %s (is another one running on these ports? "
+            "try --api-port / --aws-port)",
+            exc,
+        )
         raise typer.Exit(1) from None
     try:
         if not stop.is_set():

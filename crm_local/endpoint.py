@@ -92,11 +92,18 @@ class Endpoint:
             return self._session.resource(service, **self.client_kwargs())
 
     def client_kwargs(self) -> dict[str, str]:
-        return {"endpoint_url": self.url, "region_name": REGION,
-                "aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        return {
+            "endpoint_url": self.url,
+            "region_name": REGION,
+            "aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
 
     def environment(self) -> dict[str, str]:
         """What makes boto3 and PynamoDB in this process (and the `aws` CLI) use the endpoint."""
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION, **DUMMY_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **DUMMY_CREDENTIALS,
+        }

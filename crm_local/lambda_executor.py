@@ -49,12 +49,15 @@ def check_moto() -> type:
             f"crm_local.lambda_executor patches moto {MOTO_PIN} internals, but moto "
             f"{moto.__version__} is installed. Install the pinned version "
             f"(requirements-dev.txt: moto[server,all]=={MOTO_PIN}), or re-check "
-            "LambdaFunction._invoke_lambda in the new version and move the pin.")
+            "LambdaFunction._invoke_lambda in the new version and move the pin."
+        )
     method = getattr(LambdaFunction, "_invoke_lambda", None)
     params = list(inspect.signature(method).parameters) if method else []
     if params[:2] != ["self", "event"]:
-        raise SeamBroken(f"moto's LambdaFunction._invoke_lambda changed shape ({params}); "
-                         "crm_local.lambda_executor must be updated")
+        raise SeamBroken(
+            f"moto's LambdaFunction._invoke_lambda changed shape ({params}); "
+            "crm_local.lambda_executor must be updated"
+        )
     return LambdaFunction
 
 
@@ -152,17 +155,23 @@ def run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[s
         except (TypeError, ValueError) as exc:
             payload = _error_payload(exc, "Runtime.MarshalError")
     outcome = f"failed ({json.loads(payload)['errorType']})" if errored else "ok"
-    log.info("lambda %s %s in %.0f ms", context.function_name, outcome,
-             (time.monotonic() - started) * 1000)
+    log.info(
+        "lambda %s %s in %.0f ms",
+        context.function_name,
+        outcome,
+        (time.monotonic() - started) * 1000,
+    )
     return payload, errored
 
 
 def _error_payload(exc: BaseException, error_type: str | None = None) -> str:
-    return json.dumps({
-        "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
-        "stackTrace": traceback.format_tb(exc.__traceback__),
-    })
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": error_type or type(exc).__name__,
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+    )
 
 
 def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
@@ -183,8 +192,9 @@ def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
 
 def _is_s3_notification(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and isinstance(records[0], dict) and \
-        records[0].get("eventSource") == "aws:s3"
+    return (
+        bool(records) and isinstance(records[0], dict) and records[0].get("eventSource") == "aws:s3"
+    )
 
 
 def _aws_encoded_keys(event: dict[str, Any]) -> dict[str, Any]:
@@ -208,8 +218,12 @@ def _start_in_background(handler: Handler, event: Any, context: LambdaContext) -
             payload, errored = run_handler(handler, event, context)
             if errored:
                 error = json.loads(payload)
-                log.error("async invocation of %s failed: %s: %s", context.function_name,
-                          error["errorType"], mask_text(error["errorMessage"]))
+                log.error(
+                    "async invocation of %s failed: %s: %s",
+                    context.function_name,
+                    error["errorType"],
+                    mask_text(error["errorMessage"]),
+                )
         finally:
             with _background_lock:
                 _background.discard(threading.current_thread())

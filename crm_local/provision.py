@@ -56,8 +56,8 @@ def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> d
             if table.ttl_attribute:
                 dynamodb.update_time_to_live(
                     TableName=name,
-                    TimeToLiveSpecification={"Enabled": True,
-                                             "AttributeName": table.ttl_attribute})
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
         made["tables"].append(name)
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for bucket in BUCKETS:
@@ -70,13 +70,17 @@ def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> d
     for queue in QUEUES:
         made["queues"][env[queue.env_var]] = sqs.create_queue(
             QueueName=env[queue.env_var],
-            Attributes={"VisibilityTimeout": str(queue.visibility_timeout)})["QueueUrl"]
+            Attributes={"VisibilityTimeout": str(queue.visibility_timeout)},
+        )["QueueUrl"]
     return made
 
 
-def substitutions(machine_substitutions: Mapping[str, str], env: Mapping[str, str],
-                  function_arn: Callable[[str], str], stage_settings: Mapping[str, object]
-                  ) -> dict[str, str]:
+def substitutions(
+    machine_substitutions: Mapping[str, str],
+    env: Mapping[str, str],
+    function_arn: Callable[[str], str],
+    stage_settings: Mapping[str, object],
+) -> dict[str, str]:
     """Resolve a state machine's `${Name}` substitutions for one stage (see `StateMachine`)."""
     resolved: dict[str, str] = {}
     for name, ref in machine_substitutions.items():
@@ -97,11 +101,9 @@ def render_definition(path: Path, values: Mapping[str, str]) -> str:
     for name, value in values.items():
         text = text.replace("${" + name + "}", value)
     if "${" in text:
-        missing = text[text.index("${"):].split("}", 1)[0] + "}"
+        missing = text[text.index("${") :].split("}", 1)[0] + "}"
         raise ValueError(f"{path.name}: unresolved substitution {missing}")
     return text
-
-
 
 
 # -- functions, notifications, state machines and schedules --------------------------------
@@ -148,10 +150,15 @@ def app_functions(app: Any, app_module: Any) -> list[AppFunction]:
         if isinstance(source, ScheduledEventConfig):
             expression = source.schedule_expression
             schedule = expression if isinstance(expression, str) else expression.to_string()
-        found.append(AppFunction(
-            name=source.name, handler_string=source.handler_string,
-            handler=resolve_handler(source.handler_string, app_module), schedule=schedule,
-            s3_source=source if isinstance(source, S3EventConfig) else None))
+        found.append(
+            AppFunction(
+                name=source.name,
+                handler_string=source.handler_string,
+                handler=resolve_handler(source.handler_string, app_module),
+                schedule=schedule,
+                s3_source=source if isinstance(source, S3EventConfig) else None,
+            )
+        )
     names = [f.name for f in found]
     if len(names) != len(set(names)):
         raise ValueError(f"two app functions share a name: {sorted(names)}")
@@ -163,10 +170,17 @@ def ensure_role(iam: Any, name: str, service: str) -> str:
     try:
         return str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except iam.exceptions.NoSuchEntityException:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
-        return str(iam.create_role(RoleName=name,
-                                   AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        return str(
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+                "Arn"
+            ]
+        )
 
 
 def _placeholder_zip() -> bytes:
@@ -177,9 +191,16 @@ def _placeholder_zip() -> bytes:
     return buffer.getvalue()
 
 
-def provision_functions(client: ClientFactory, functions: Iterable[AppFunction], app_name: str,
-                        stage: str, env: Mapping[str, str], *, timeout: int = 30,
-                        memory: int = 512) -> dict[str, str]:
+def provision_functions(
+    client: ClientFactory,
+    functions: Iterable[AppFunction],
+    app_name: str,
+    stage: str,
+    env: Mapping[str, str],
+    *,
+    timeout: int = 30,
+    memory: int = 512,
+) -> dict[str, str]:
     """Create each function (once). Returns its ARN by the name the app gives it."""
     functions = list(functions)
     if not functions:
@@ -193,10 +214,15 @@ def provision_functions(client: ClientFactory, functions: Iterable[AppFunction],
             arn = lam.get_function(FunctionName=physical)["Configuration"]["FunctionArn"]
         except lam.exceptions.ResourceNotFoundException:
             arn = lam.create_function(
-                FunctionName=physical, Runtime=LAMBDA_RUNTIME, Role=role,
-                Handler=function.handler_string, Code={"ZipFile": _placeholder_zip()},
-                Timeout=timeout, MemorySize=memory,
-                Environment={"Variables": dict(env)})["FunctionArn"]
+                FunctionName=physical,
+                Runtime=LAMBDA_RUNTIME,
+                Role=role,
+                Handler=function.handler_string,
+                Code={"ZipFile": _placeholder_zip()},
+                Timeout=timeout,
+                MemorySize=memory,
+                Environment={"Variables": dict(env)},
+            )["FunctionArn"]
         arns[function.name] = str(arn)
     return arns
 
@@ -205,22 +231,29 @@ def _arn_of(function_arns: Mapping[str, str], name: str, wanted_by: str) -> str:
     try:
         return function_arns[name]
     except KeyError:
-        raise ValueError(f"{wanted_by} refers to function {name!r}, which the Chalice app does "
-                         f"not declare (it declares: {sorted(function_arns) or 'none'})"
-                         ) from None
+        raise ValueError(
+            f"{wanted_by} refers to function {name!r}, which the Chalice app does "
+            f"not declare (it declares: {sorted(function_arns) or 'none'})"
+        ) from None
 
 
-def provision_notifications(client: ClientFactory, env: Mapping[str, str],
-                            function_arns: Mapping[str, str],
-                            app_sources: Iterable[AppFunction] = ()) -> dict[str, list[Any]]:
+def provision_notifications(
+    client: ClientFactory,
+    env: Mapping[str, str],
+    function_arns: Mapping[str, str],
+    app_sources: Iterable[AppFunction] = (),
+) -> dict[str, list[Any]]:
     """S3 -> Lambda notifications of `infra` buckets and of `@app.on_s3_event` handlers. A
     bucket's configuration is replaced as a whole, as S3 does, so running it again is harmless."""
     configs: dict[str, list[dict[str, Any]]] = {}
 
     def add(bucket: str, arn: str, events: Iterable[str], prefix: str, suffix: str) -> None:
         rules = [{"Name": n, "Value": v} for n, v in (("prefix", prefix), ("suffix", suffix)) if v]
-        config: dict[str, Any] = {"Id": f"{arn.rsplit(':', 1)[-1]}-{prefix}{suffix}"[:255],
-                                  "LambdaFunctionArn": arn, "Events": list(events)}
+        config: dict[str, Any] = {
+            "Id": f"{arn.rsplit(':', 1)[-1]}-{prefix}{suffix}"[:255],
+            "LambdaFunctionArn": arn,
+            "Events": list(events),
+        }
         if rules:
             config["Filter"] = {"Key": {"FilterRules": rules}}
         configs.setdefault(bucket, []).append(config)
@@ -232,13 +265,19 @@ def provision_notifications(client: ClientFactory, env: Mapping[str, str],
     for function in app_sources:
         source = function.s3_source
         if source is not None:
-            add(source.bucket, function_arns[function.name], source.events,
-                source.prefix or "", source.suffix or "")
+            add(
+                source.bucket,
+                function_arns[function.name],
+                source.events,
+                source.prefix or "",
+                source.suffix or "",
+            )
     s3 = client("s3")
     for bucket_name, lambda_configs in configs.items():
         s3.put_bucket_notification_configuration(
             Bucket=bucket_name,
-            NotificationConfiguration={"LambdaFunctionConfigurations": lambda_configs})
+            NotificationConfiguration={"LambdaFunctionConfigurations": lambda_configs},
+        )
     return configs
 
 
@@ -247,10 +286,14 @@ def state_machine_name(value: str) -> str:
     return value.rsplit(":", 1)[-1] if value.startswith("arn:") else value
 
 
-def provision_state_machines(client: ClientFactory, env: Mapping[str, str],
-                             function_arns: Mapping[str, str], stage: str,
-                             app_name: str = "shop-crm",
-                             machines: Iterable[StateMachine] = STATE_MACHINES) -> dict[str, str]:
+def provision_state_machines(
+    client: ClientFactory,
+    env: Mapping[str, str],
+    function_arns: Mapping[str, str],
+    stage: str,
+    app_name: str = "shop-crm",
+    machines: Iterable[StateMachine] = STATE_MACHINES,
+) -> dict[str, str]:
     """Standard workflows from `statemachines/`, rendered for the stage; an existing one gets
     the current definition. Returns the ARN by physical name."""
     machines = list(machines)
@@ -258,29 +301,38 @@ def provision_state_machines(client: ClientFactory, env: Mapping[str, str],
         return {}
     sfn = client("stepfunctions")
     role = ensure_role(client("iam"), f"{app_name}-{stage}-states", "states.amazonaws.com")
-    existing = {m["name"]: m["stateMachineArn"]
-                for m in sfn.list_state_machines().get("stateMachines", [])}
+    existing = {
+        m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines().get("stateMachines", [])
+    }
     made: dict[str, str] = {}
     for machine in machines:
         name = state_machine_name(env[machine.env_var])
         values = substitutions(
-            machine.substitutions, env,
+            machine.substitutions,
+            env,
             lambda fn, m=machine: _arn_of(function_arns, fn, m.definition_file),
-            STAGE_SETTINGS.get(stage, {}))
+            STAGE_SETTINGS.get(stage, {}),
+        )
         definition = render_definition(machine.definition_path(), values)
         if name in existing:
-            sfn.update_state_machine(stateMachineArn=existing[name], definition=definition,
-                                     roleArn=role)
+            sfn.update_state_machine(
+                stateMachineArn=existing[name], definition=definition, roleArn=role
+            )
             made[name] = existing[name]
         else:
-            made[name] = sfn.create_state_machine(name=name, definition=definition, roleArn=role,
-                                                  type="STANDARD")["stateMachineArn"]
+            made[name] = sfn.create_state_machine(
+                name=name, definition=definition, roleArn=role, type="STANDARD"
+            )["stateMachineArn"]
     return made
 
 
-def provision_schedules(client: ClientFactory, functions: Iterable[AppFunction],
-                        function_arns: Mapping[str, str], app_name: str,
-                        stage: str) -> dict[str, str]:
+def provision_schedules(
+    client: ClientFactory,
+    functions: Iterable[AppFunction],
+    function_arns: Mapping[str, str],
+    app_name: str,
+    stage: str,
+) -> dict[str, str]:
     """An EventBridge rule per `@app.schedule`, targeting its function. Returns the schedule
     expression by rule name (the function's physical name)."""
     scheduled = [f for f in functions if f.schedule]
@@ -291,9 +343,14 @@ def provision_schedules(client: ClientFactory, functions: Iterable[AppFunction],
     for function in scheduled:
         assert function.schedule is not None
         rule = function_name(app_name, stage, function.name)
-        events.put_rule(Name=rule, ScheduleExpression=function.schedule, State="ENABLED",
-                        Description=f"{function.handler_string} on {function.schedule}")
-        events.put_targets(Rule=rule, Targets=[{"Id": "function",
-                                                "Arn": function_arns[function.name]}])
+        events.put_rule(
+            Name=rule,
+            ScheduleExpression=function.schedule,
+            State="ENABLED",
+            Description=f"{function.handler_string} on {function.schedule}",
+        )
+        events.put_targets(
+            Rule=rule, Targets=[{"Id": "function", "Arn": function_arns[function.name]}]
+        )
         rules[rule] = function.schedule
     return rules

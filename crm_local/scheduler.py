@@ -62,8 +62,14 @@ class Scheduler:
     `client` makes boto3 clients for the endpoint (`Endpoint.client`). Rules are re-read every
     `refresh` real seconds, so rules put while it runs are picked up."""
 
-    def __init__(self, client: Callable[[str], Any], *, clock: Clock = utc_now,
-                 interval: float = 1.0, refresh: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: Callable[[str], Any],
+        *,
+        clock: Clock = utc_now,
+        interval: float = 1.0,
+        refresh: float = 10.0,
+    ) -> None:
         self._client = client
         self._clock = clock
         self._interval = interval
@@ -145,11 +151,20 @@ class Scheduler:
                         self._bad_expressions.add((raw["Name"], expression))
                         log.error("rule %s is not scheduled: %s", raw["Name"], exc)
                     continue
-                rule = _Rule(name=raw["Name"], arn=raw["Arn"], expression=expression,
-                             schedule=schedule, anchor=now)
+                rule = _Rule(
+                    name=raw["Name"],
+                    arn=raw["Arn"],
+                    expression=expression,
+                    schedule=schedule,
+                    anchor=now,
+                )
                 rule.next_fire = schedule.next_after(now, now)
-                log.info("rule %s scheduled on %s, next at %s", rule.name, expression,
-                         rule.next_fire.isoformat() if rule.next_fire else "never")
+                log.info(
+                    "rule %s scheduled on %s, next at %s",
+                    rule.name,
+                    expression,
+                    rule.next_fire.isoformat() if rule.next_fire else "never",
+                )
             rule.targets = events.list_targets_by_rule(Rule=rule.name).get("Targets", [])
             found[rule.name] = rule
         self._rules = found
@@ -164,10 +179,15 @@ class Scheduler:
             log.warning("rule %s: target %s is not a Lambda function; skipped", rule.name, arn)
             return
         # A target's constant `Input` replaces the event, as in EventBridge.
-        event = json.loads(target["Input"]) if target.get("Input") else \
-            scheduled_event(rule.arn, when)
-        thread = threading.Thread(target=self._invoke, args=(rule.name, arn, event),
-                                  name=f"schedule:{rule.name}", daemon=True)
+        event = (
+            json.loads(target["Input"]) if target.get("Input") else scheduled_event(rule.arn, when)
+        )
+        thread = threading.Thread(
+            target=self._invoke,
+            args=(rule.name, arn, event),
+            name=f"schedule:{rule.name}",
+            daemon=True,
+        )
         with self._lock:
             self._in_flight.add(thread)
         thread.start()
@@ -180,18 +200,25 @@ class Scheduler:
                 if self._lambda is None:
                     self._lambda = self._client("lambda")
             response = self._lambda.invoke(
-                FunctionName=function_arn, InvocationType="RequestResponse",
-                Payload=json.dumps(event).encode())
+                FunctionName=function_arn,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(event).encode(),
+            )
             error = response.get("FunctionError")
             if error:
                 payload = json.loads(response["Payload"].read() or b"{}")
-                log.error("rule %s: %s failed (%s)", rule_name, function_arn.rsplit(":", 1)[-1],
-                          payload.get("errorType", error))
+                log.error(
+                    "rule %s: %s failed (%s)",
+                    rule_name,
+                    function_arn.rsplit(":", 1)[-1],
+                    payload.get("errorType", error),
+                )
             else:
                 log.info("rule %s fired %s", rule_name, function_arn.rsplit(":", 1)[-1])
         except Exception as exc:
-            log.error("rule %s: invoking %s failed: %s", rule_name, function_arn,
-                      type(exc).__name__)
+            log.error(
+                "rule %s: invoking %s failed: %s", rule_name, function_arn, type(exc).__name__
+            )
         finally:
             with self._lock:
                 self._in_flight.discard(threading.current_thread())

@@ -16,8 +16,12 @@ from datetime import UTC, date, datetime, timedelta
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+([a-z]+)\s*\)$")
 _CRON = re.compile(r"^cron\((.*)\)$")
 _UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-MONTHS = {name: i for i, name in enumerate(
-    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)}
+MONTHS = {
+    name: i
+    for i, name in enumerate(
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1
+    )
+}
 WEEKDAYS = {name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), 1)}
 MAX_YEAR = 2199
 
@@ -68,16 +72,16 @@ class Cron:
                 for hour in sorted(self.hours):
                     for minute in sorted(self.minutes):
                         if (hour, minute) >= earliest:
-                            return datetime(day.year, day.month, day.day, hour, minute,
-                                            tzinfo=UTC)
+                            return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
             day += timedelta(days=1)
         return None
 
     def _day_matches(self, day: date) -> bool:
         if self.days is not None or self.last_day:
             last = calendar.monthrange(day.year, day.month)[1]
-            return (self.days is not None and day.day in self.days) or \
-                (self.last_day and day.day == last)
+            return (self.days is not None and day.day in self.days) or (
+                self.last_day and day.day == last
+            )
         weekday = aws_weekday(day)
         if self.nth_weekday is not None:
             wanted, nth = self.nth_weekday
@@ -108,20 +112,25 @@ def _parse_rate(value: int, unit: str, expression: str) -> Rate:
     # EventBridge insists on "1 minute" but "5 minutes": so does this, to fail here first.
     singular = unit.removesuffix("s")
     if singular not in _UNITS or value < 1 or (value == 1) != (unit == singular):
-        raise InvalidSchedule(f"{expression!r}: use rate(1 minute|hour|day) or "
-                              "rate(<n> minutes|hours|days) with n > 1")
+        raise InvalidSchedule(
+            f"{expression!r}: use rate(1 minute|hour|day) or "
+            "rate(<n> minutes|hours|days) with n > 1"
+        )
     return Rate(value * _UNITS[singular])
 
 
 def _parse_cron(body: str, expression: str) -> Cron:
     fields = body.split()
     if len(fields) != 6:
-        raise InvalidSchedule(f"{expression!r}: cron needs 6 fields (minutes hours "
-                              f"day-of-month month day-of-week year), got {len(fields)}")
+        raise InvalidSchedule(
+            f"{expression!r}: cron needs 6 fields (minutes hours "
+            f"day-of-month month day-of-week year), got {len(fields)}"
+        )
     minute, hour, dom, month, dow, year = (f.upper() for f in fields)
     if (dom == "?") == (dow == "?"):
-        raise InvalidSchedule(f"{expression!r}: exactly one of day-of-month and day-of-week "
-                              "must be '?'")
+        raise InvalidSchedule(
+            f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'"
+        )
     try:
         last_day = dom == "L"
         days = None if dom == "?" or last_day else _field(dom, 1, 31)
@@ -133,15 +142,21 @@ def _parse_cron(body: str, expression: str) -> Cron:
                 raise InvalidSchedule(f"{dow}: the week must be 1-5")
         elif dow != "?":
             weekdays = _field(dow, 1, 7, WEEKDAYS)
-        return Cron(minutes=_field(minute, 0, 59), hours=_field(hour, 0, 23), days=days,
-                    last_day=last_day, months=_field(month, 1, 12, MONTHS), weekdays=weekdays,
-                    nth_weekday=nth, years=_field(year, 1970, MAX_YEAR))
+        return Cron(
+            minutes=_field(minute, 0, 59),
+            hours=_field(hour, 0, 23),
+            days=days,
+            last_day=last_day,
+            months=_field(month, 1, 12, MONTHS),
+            weekdays=weekdays,
+            nth_weekday=nth,
+            years=_field(year, 1970, MAX_YEAR),
+        )
     except InvalidSchedule as exc:
         raise InvalidSchedule(f"{expression!r}: {exc}") from None
 
 
-def _field(text: str, low: int, high: int, names: dict[str, int] | None = None
-           ) -> frozenset[int]:
+def _field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> frozenset[int]:
     values: set[int] = set()
     for part in text.split(","):
         spec, _, step_text = part.partition("/")
@@ -169,8 +184,11 @@ def _value(text: str, low: int, high: int, names: dict[str, int] | None) -> int:
     if names and text in names:
         return names[text]
     if not text.isdigit():
-        raise InvalidSchedule(f"{text!r} is not supported here (allowed: numbers {low}-{high}"
-                              + (", names" if names else "") + ", *, ?, lists, ranges, steps)")
+        raise InvalidSchedule(
+            f"{text!r} is not supported here (allowed: numbers {low}-{high}"
+            + (", names" if names else "")
+            + ", *, ?, lists, ranges, steps)"
+        )
     value = int(text)
     if not low <= value <= high:
         raise InvalidSchedule(f"{value} is outside {low}-{high}")

@@ -74,8 +74,12 @@ class CrmRequestHandler(ChaliceRequestHandler):
         except Exception as exc:
             if self._responded:
                 raise
-            log.error("the local gateway failed on %s %s: %s", self.command,
-                      self._path_only(), type(exc).__name__)
+            log.error(
+                "the local gateway failed on %s %s: %s",
+                self.command,
+                self._path_only(),
+                type(exc).__name__,
+            )
             self._send_contract_error(500, "internal_error", "an unexpected error occurred")
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
@@ -94,12 +98,12 @@ class CrmRequestHandler(ChaliceRequestHandler):
             status, code, message = 403, "forbidden", "not allowed to access this resource"
         else:
             status, code, message = 500, "internal_error", "the authorizer failed"
-        self._send_http_response(status, {**headers, "Content-Type": "application/json"},
-                                 _body(code, message))
+        self._send_http_response(
+            status, {**headers, "Content-Type": "application/json"}, _body(code, message)
+        )
 
     def _send_contract_error(self, status: int, code: str, message: str) -> None:
-        self._send_http_response(status, {"Content-Type": "application/json"},
-                                 _body(code, message))
+        self._send_http_response(status, {"Content-Type": "application/json"}, _body(code, message))
 
     def _path_only(self) -> str:
         return self.path.split("?", 1)[0]
@@ -115,8 +119,13 @@ class CrmRequestHandler(ChaliceRequestHandler):
 class ApiServer:
     """`load()` applies the stage and imports app.py; `start()` serves it on a thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, stage: str = "local",
-                 project_dir: Path = PROJECT_DIR) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        stage: str = "local",
+        project_dir: Path = PROJECT_DIR,
+    ) -> None:
         self.host = host
         self.port = port_from_env() if port is None else port
         self.stage = stage
@@ -154,11 +163,13 @@ class ApiServer:
             self.load()
         server = self._factory.create_local_server(self.app, self.config, self.host, self.port)
         server.server.RequestHandlerClass = functools.partial(
-            CrmRequestHandler, app_object=self.app, config=self.config)
+            CrmRequestHandler, app_object=self.app, config=self.config
+        )
         self.port = server.server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.server.serve_forever, name="crm-api",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=server.server.serve_forever, name="crm-api", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -27,17 +27,28 @@ from crm_local.server import ApiServer
 log = logging.getLogger("stack")
 
 # The local stack never talks to AWS: nothing from the user's own AWS setup may leak in.
-_FOREIGN_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
-                         "AWS_SECURITY_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+_FOREIGN_AWS_SETTINGS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
 
 
 class LocalStack:
     """`start()` brings everything up in order and `stop()` takes it down; or use `with`.
     Ports: None reads CRM_API_PORT / CRM_AWS_PORT (defaults 8000 / 4566); 0 picks free ones."""
 
-    def __init__(self, api_port: int | None = None, aws_port: int | None = None,
-                 stage: str = "local", host: str = "127.0.0.1",
-                 project_dir: Path = PROJECT_DIR, scheduler_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        api_port: int | None = None,
+        aws_port: int | None = None,
+        stage: str = "local",
+        host: str = "127.0.0.1",
+        project_dir: Path = PROJECT_DIR,
+        scheduler_interval: float = 1.0,
+    ) -> None:
         self.stage = stage
         self.project_dir = project_dir
         self.endpoint = Endpoint(aws_port, host)
@@ -90,16 +101,27 @@ class LocalStack:
         arns: dict[str, str] = {}
         for function in self.functions:
             scoped = self.api.function_config(function.name)
-            arns.update(provision_functions(
-                client, [function], app.app_name, self.stage, env,
-                timeout=scoped.lambda_timeout or 60, memory=scoped.lambda_memory_size or 128))
+            arns.update(
+                provision_functions(
+                    client,
+                    [function],
+                    app.app_name,
+                    self.stage,
+                    env,
+                    timeout=scoped.lambda_timeout or 60,
+                    memory=scoped.lambda_memory_size or 128,
+                )
+            )
         self.provisioned["functions"] = {self._physical(n): arn for n, arn in arns.items()}
-        self.provisioned["notifications"] = provision_notifications(client, env, arns,
-                                                                    self.functions)
+        self.provisioned["notifications"] = provision_notifications(
+            client, env, arns, self.functions
+        )
         self.provisioned["state_machines"] = provision_state_machines(
-            client, env, arns, self.stage, app.app_name)
-        self.provisioned["schedules"] = provision_schedules(client, self.functions, arns,
-                                                            app.app_name, self.stage)
+            client, env, arns, self.stage, app.app_name
+        )
+        self.provisioned["schedules"] = provision_schedules(
+            client, self.functions, arns, app.app_name, self.stage
+        )
 
         self.scheduler = Scheduler(client, interval=self._scheduler_interval).start()
         self.api.start()
@@ -156,14 +178,15 @@ class LocalStack:
         if machines:
             lines.append(f"  State machines      {', '.join(machines)}")
         if schedules:
-            lines.append("  Schedules           "
-                         + ", ".join(f"{k} {v}" for k, v in schedules.items()))
+            lines.append(
+                "  Schedules           " + ", ".join(f"{k} {v}" for k, v in schedules.items())
+            )
         lines += [
             "",
             "Try:",
             f"  curl -s -X POST {self.api_url}/customers -H 'Authorization: Bearer {token}' "
             "-H 'Content-Type: application/json' "
-            "-d '{\"external_ids\": {\"shopify\": \"1001\"}, \"tags\": [\"vip\"]}'",
+            '-d \'{"external_ids": {"shopify": "1001"}, "tags": ["vip"]}\'',
             f"  curl -s {self.api_url}/customers/<customer_id from the answer> "
             f"-H 'Authorization: Bearer {token}'",
             f"  aws --endpoint-url {self.aws_url} dynamodb list-tables   "

@@ -45,11 +45,23 @@ from crm.store.customers import (
 )
 
 MAX_ATTEMPTS = 12
-BUILTIN_SEGMENTS = frozenset({
-    "new", "active", "returning", "loyal", "at_risk", "churned",
-    "high_value", "mid_value", "low_value",
-    "champions", "recent", "needs_attention", "inactive",
-})
+BUILTIN_SEGMENTS = frozenset(
+    {
+        "new",
+        "active",
+        "returning",
+        "loyal",
+        "at_risk",
+        "churned",
+        "high_value",
+        "mid_value",
+        "low_value",
+        "champions",
+        "recent",
+        "needs_attention",
+        "inactive",
+    }
+)
 
 
 def now_iso() -> str:
@@ -77,17 +89,18 @@ def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Custo
         owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
         try:
             if not owner_ids:
-                customer = apply_profile(new_customer(new_customer_id(), now), data, now,
-                                         partial=False)
+                customer = apply_profile(
+                    new_customer(new_customer_id(), now), data, now, partial=False
+                )
                 return repo.save(customer, claim=keys, now=now), True
             primary = repo.get(owner_ids[0])
             if primary is None or primary.status != ACTIVE:
                 raise StaleProfile()  # merged or erased since the identity was read
             foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
-            updated = apply_profile(primary, data.without_identities(foreign), now,
-                                    partial=False)
-            updated.possible_duplicates = list(dict.fromkeys(
-                [*primary.possible_duplicates, *owner_ids[1:]]))
+            updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
+            updated.possible_duplicates = list(
+                dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
+            )
             saved = _save_changes(repo, primary, updated, owners, now)
             return saved, False
         except (IdentityTaken, StaleProfile):
@@ -96,8 +109,9 @@ def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Custo
     raise Unavailable("the customer is being changed by many requests at once; retry")
 
 
-def _save_changes(repo: CustomerRepository, before: Customer, after: Customer,
-                  owners: dict[str, str], now: str) -> Customer:
+def _save_changes(
+    repo: CustomerRepository, before: Customer, after: Customer, owners: dict[str, str], now: str
+) -> Customer:
     old_keys = set(before.identity_keys().ordered())
     new_keys = after.identity_keys().ordered()
     claim = [k for k in new_keys if k not in old_keys and owners.get(k) != after.customer_id]
@@ -107,24 +121,32 @@ def _save_changes(repo: CustomerRepository, before: Customer, after: Customer,
     return repo.save(after, claim=claim, release=release, now=now)
 
 
-def patch_customer(customer_id: str, data: ProfileInput,
-                   repo: CustomerRepository) -> Customer:
+def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepository) -> Customer:
     for attempt in range(MAX_ATTEMPTS):
         now = now_iso()
         customer = _active(repo, customer_id)
         updated = apply_profile(customer, data, now, partial=True)
         if not updated.identity_keys():
-            raise ValidationFailed("a customer must keep at least one identity",
-                                   details=[{"field": "email|phone|external_ids",
-                                             "issue": "missing_identity"}])
+            raise ValidationFailed(
+                "a customer must keep at least one identity",
+                details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}],
+            )
         wanted = updated.identity_keys().ordered()
         owners = repo.resolve(wanted)
         taken = [k for k in wanted if owners.get(k) not in (None, customer_id)]
         if taken:
-            raise Conflict("an identity in the change belongs to another customer",
-                           code="identity_conflict",
-                           details=[{"field": k.split(":", 1)[0], "issue": "owned_by_other",
-                                     "customer_id": owners[k]} for k in taken])
+            raise Conflict(
+                "an identity in the change belongs to another customer",
+                code="identity_conflict",
+                details=[
+                    {
+                        "field": k.split(":", 1)[0],
+                        "issue": "owned_by_other",
+                        "customer_id": owners[k],
+                    }
+                    for k in taken
+                ],
+            )
         try:
             return _save_changes(repo, customer, updated, owners, now)
         except (IdentityTaken, StaleProfile):
@@ -134,8 +156,10 @@ def patch_customer(customer_id: str, data: ProfileInput,
 
 def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
     if target_id == source_id:
-        raise ValidationFailed("a customer cannot be merged into itself",
-                               details=[{"field": "source_id", "issue": "same_as_target"}])
+        raise ValidationFailed(
+            "a customer cannot be merged into itself",
+            details=[{"field": "source_id", "issue": "same_as_target"}],
+        )
     for attempt in range(MAX_ATTEMPTS):
         now = now_iso()
         target = _active(repo, target_id)
@@ -145,8 +169,10 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
         if source.status == MERGED and source.merged_into == target_id:
             return target  # already done: a retried merge answers the same
         if source.status != ACTIVE:
-            raise Conflict(f"customer {source_id} is {source.status} and cannot be merged",
-                           code="not_mergeable")
+            raise Conflict(
+                f"customer {source_id} is {source.status} and cannot be merged",
+                code="not_mergeable",
+            )
         merged, tombstone = merge_into(target, source, now)
         try:
             return repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
@@ -162,11 +188,19 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist")
         if customer.status == ERASED:
-            return {"customer_id": customer_id, "status": ERASED, "erased": [],
-                    "identities_removed": 0, "erased_at": customer.erased_at}
+            return {
+                "customer_id": customer_id,
+                "status": ERASED,
+                "erased": [],
+                "identities_removed": 0,
+                "erased_at": customer.erased_at,
+            }
         if customer.status == MERGED:
-            raise Conflict("this id was merged; erase the customer it was merged into",
-                           code="merged", extra={"merged_into": customer.merged_into})
+            raise Conflict(
+                "this id was merged; erase the customer it was merged into",
+                code="merged",
+                extra={"merged_into": customer.merged_into},
+            )
         cleared, erased_fields = erase(customer, now)
         identities = customer.identity_keys().ordered()
         try:
@@ -174,10 +208,14 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
         except (IdentityTaken, StaleProfile):
             _backoff(attempt)
             continue
-        logger.info("customer erased", extra={"customer_id": customer_id,
-                                               "fields": erased_fields})
-        return {"customer_id": customer_id, "status": ERASED, "erased": erased_fields,
-                "identities_removed": len(identities), "erased_at": now}
+        logger.info("customer erased", extra={"customer_id": customer_id, "fields": erased_fields})
+        return {
+            "customer_id": customer_id,
+            "status": ERASED,
+            "erased": erased_fields,
+            "identities_removed": len(identities),
+            "erased_at": now,
+        }
     raise Unavailable("the customer is being changed by many requests at once; retry")
 
 
@@ -186,8 +224,11 @@ def _active(repo: CustomerRepository, customer_id: str) -> Customer:
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
     if customer.status == MERGED:
-        raise Conflict(f"customer {customer_id} was merged", code="merged",
-                       extra={"merged_into": customer.merged_into})
+        raise Conflict(
+            f"customer {customer_id} was merged",
+            code="merged",
+            extra={"merged_into": customer.merged_into},
+        )
     if customer.status == ERASED:
         raise Conflict(f"customer {customer_id} was erased", code="erased")
     return customer
@@ -238,11 +279,16 @@ def _today() -> date:
 
 @endpoint
 def upsert(request: Request) -> Response:
-    data = parse_profile(read_json(request), default_country=get_settings().default_country,
-                         today=_today(), partial=False)
+    data = parse_profile(
+        read_json(request),
+        default_country=get_settings().default_country,
+        today=_today(),
+        partial=False,
+    )
     customer, created = upsert_customer(data, get_customer_repository())
-    metrics.add_metric(name="CustomersCreated" if created else "CustomersUpdated",
-                       unit="Count", value=1)
+    metrics.add_metric(
+        name="CustomersCreated" if created else "CustomersUpdated", unit="Count", value=1
+    )
     return json_response(profile_view(customer), 201 if created else 200)
 
 
@@ -252,8 +298,9 @@ def get_customer(customer_id: str) -> Response:
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
     if customer.status == MERGED:
-        return json_response({"customer_id": customer_id, "status": MERGED,
-                              "merged_into": customer.merged_into})
+        return json_response(
+            {"customer_id": customer_id, "status": MERGED, "merged_into": customer.merged_into}
+        )
     return json_response(customer_360(customer))
 
 
@@ -277,8 +324,10 @@ def find(request: Request) -> Response:
         ids = normalise_external_ids({source: value})
         key = f"ext:{source}:{ids[source]}"
     else:
-        raise ValidationFailed("give one of email, phone, external_id or segment",
-                               details=[{"field": "query", "issue": "missing_filter"}])
+        raise ValidationFailed(
+            "give one of email, phone, external_id or segment",
+            details=[{"field": "query", "issue": "missing_filter"}],
+        )
     owner = repo.owner_of(key)
     customer = repo.get(owner) if owner else None
     items = [profile_view(customer)] if customer and customer.status == ACTIVE else []
@@ -287,11 +336,13 @@ def find(request: Request) -> Response:
 
 @endpoint
 def patch(request: Request, customer_id: str) -> Response:
-    data = parse_profile(read_json_object(request),
-                         default_country=get_settings().default_country, today=_today(),
-                         partial=True)
-    return json_response(profile_view(patch_customer(customer_id, data,
-                                                     get_customer_repository())))
+    data = parse_profile(
+        read_json_object(request),
+        default_country=get_settings().default_country,
+        today=_today(),
+        partial=True,
+    )
+    return json_response(profile_view(patch_customer(customer_id, data, get_customer_repository())))
 
 
 @endpoint
@@ -299,8 +350,9 @@ def merge(request: Request, customer_id: str) -> Response:
     body = read_json_object(request)
     source_id = body.get("source_id")
     if not isinstance(source_id, str) or not source_id.strip():
-        raise ValidationFailed("source_id is required",
-                               details=[{"field": "source_id", "issue": "required"}])
+        raise ValidationFailed(
+            "source_id is required", details=[{"field": "source_id", "issue": "required"}]
+        )
     merged = merge_customers(customer_id, source_id.strip(), get_customer_repository())
     return json_response(profile_view(merged))
 

@@ -24,8 +24,12 @@ def health() -> Response:
     settings = get_settings()
     checks = check_tables()
     ok = all(checks.values())
-    body: dict[str, Any] = {"status": "ok" if ok else "degraded", "stage": settings.stage,
-                            "version": VERSION, "checks": checks}
+    body: dict[str, Any] = {
+        "status": "ok" if ok else "degraded",
+        "stage": settings.stage,
+        "version": VERSION,
+        "checks": checks,
+    }
     return json_response(body, 200 if ok else 503)
 
 

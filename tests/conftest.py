@@ -46,8 +46,9 @@ def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
     from moto import mock_aws
 
     with mock_aws():
-        made = provision_data_resources(lambda s: boto3.client(s, region_name="us-east-1"),
-                                        LOCAL_ENV)
+        made = provision_data_resources(
+            lambda s: boto3.client(s, region_name="us-east-1"), LOCAL_ENV
+        )
         yield made
 
 

@@ -40,9 +40,14 @@ class RunningStack:
     log_path: Path
     ready_in: float
 
-    def client(self, service: str):  # noqa: ANN201 - a boto3 client
-        return boto3.client(service, endpoint_url=self.aws_url, region_name="us-east-1",
-                            aws_access_key_id="any", aws_secret_access_key="any")
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_url,
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -61,18 +66,23 @@ class RunningStack:
 
 def start_stack(log_path: Path) -> RunningStack:
     api_port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CRM_", "AWS_", "POWERTOOLS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "AWS_", "POWERTOOLS_"))}
     env.update(CRM_API_PORT=str(api_port), CRM_AWS_PORT=str(aws_port), PYTHONUNBUFFERED="1")
     crm = Path(sys.executable).with_name("crm")
     command = [str(crm)] if crm.exists() else [sys.executable, "-m", "crm_local.cli"]
     began = time.monotonic()
     with log_path.open("wb") as log:
-        process = subprocess.Popen([*command, "local"], cwd=PROJECT_DIR, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    stack = RunningStack(process, f"http://127.0.0.1:{api_port}",
-                         f"http://127.0.0.1:{aws_port}", log_path, 0.0)
+        process = subprocess.Popen(
+            [*command, "local"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    stack = RunningStack(
+        process, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", log_path, 0.0
+    )
     while time.monotonic() - began < READY_WITHIN:
         if process.poll() is not None:
             raise RuntimeError(f"crm local exited with {process.returncode}:\n{stack.output()}")

@@ -21,8 +21,12 @@ CLIENTS = 16
 
 def upsert(http: requests.Session, stack: RunningStack, body: object) -> requests.Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return http.post(f"{stack.api_url}/customers", data=raw, timeout=60,
-                     headers={**OPERATOR, "Content-Type": "application/json"})
+    return http.post(
+        f"{stack.api_url}/customers",
+        data=raw,
+        timeout=60,
+        headers={**OPERATOR, "Content-Type": "application/json"},
+    )
 
 
 def customer_items(stack: RunningStack) -> list[dict]:
@@ -60,8 +64,13 @@ def _variant(person: int, rng: random.Random) -> dict:
     body: dict = {"email": spelled}
     if rng.random() < 0.5:
         digits = f"1390000{person:04d}"
-        body["phone"] = rng.choice([digits, f"+86 {digits[:3]} {digits[3:7]} {digits[7:]}",
-                                    f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"])
+        body["phone"] = rng.choice(
+            [
+                digits,
+                f"+86 {digits[:3]} {digits[3:7]} {digits[7:]}",
+                f"{digits[:3]}-{digits[3:7]}-{digits[7:]}",
+            ]
+        )
     if rng.random() < 0.3:
         body["first_name"] = rng.choice(["Wei", "李", "Lin"])
     return body
@@ -95,19 +104,27 @@ def test_a_thousand_concurrent_upserts_of_a_hundred_people_leave_a_hundred_profi
         assert answer.json()["possible_duplicates"] == []
 
 
-@pytest.mark.parametrize("raw, status, code", [
-    (b"{not json", 400, "malformed_request"),
-    (b"", 400, "malformed_request"),
-    (b'{"first_name": "No Identity"}', 422, "validation_failed"),
-    (b'{"email": "ana@"}', 422, "validation_failed"),
-    (b'{"phone": "12345"}', 422, "validation_failed"),
-    (b'{"email": "bad.input@example.com", "birthday": "1990-02-30"}', 422, "validation_failed"),
-    (b'{"email": 42}', 422, "validation_failed"),
-    (b'{"email": "bad.input@example.com", "gender": "robot"}', 422, "validation_failed"),
-    (b'{"email": "bad.input@example.com", "loyalty": 1}', 422, "validation_failed"),
-    (json.dumps({"email": "bad.input@example.com", "attributes": {"x": "y" * 1_048_576}})
-     .encode(), 413, "payload_too_large"),
-])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        (b"{not json", 400, "malformed_request"),
+        (b"", 400, "malformed_request"),
+        (b'{"first_name": "No Identity"}', 422, "validation_failed"),
+        (b'{"email": "ana@"}', 422, "validation_failed"),
+        (b'{"phone": "12345"}', 422, "validation_failed"),
+        (b'{"email": "bad.input@example.com", "birthday": "1990-02-30"}', 422, "validation_failed"),
+        (b'{"email": 42}', 422, "validation_failed"),
+        (b'{"email": "bad.input@example.com", "gender": "robot"}', 422, "validation_failed"),
+        (b'{"email": "bad.input@example.com", "loyalty": 1}', 422, "validation_failed"),
+        (
+            json.dumps(
+                {"email": "bad.input@example.com", "attributes": {"x": "y" * 1_048_576}}
+            ).encode(),
+            413,
+            "payload_too_large",
+        ),
+    ],
+)
 def test_bad_input_is_a_4xx_in_the_error_shape_and_stores_nothing(http, stack, raw, status, code):
     answer = upsert(http, stack, raw)
     assert answer.status_code == status, answer.text
@@ -116,12 +133,29 @@ def test_bad_input_is_a_4xx_in_the_error_shape_and_stores_nothing(http, stack, r
     assert lookup(http, stack, email="bad.input@example.com") == []
 
 
-PERSON = {"email": "forget.me@example.com", "phone": "13700137000", "first_name": "Forgetme",
-          "last_name": "Wangwu", "birthday": "1988-08-18",
-          "address": {"country_code": "CN", "province": "Guangdong", "city": "Shenzhen",
-                      "line1": "1 Keyuan Road", "zip": "518057"}}
-HELD = ["forget.me@example.com", "+8613700137000", "13700137000", "Forgetme", "Wangwu",
-        "1988-08-18", "1 Keyuan Road"]
+PERSON = {
+    "email": "forget.me@example.com",
+    "phone": "13700137000",
+    "first_name": "Forgetme",
+    "last_name": "Wangwu",
+    "birthday": "1988-08-18",
+    "address": {
+        "country_code": "CN",
+        "province": "Guangdong",
+        "city": "Shenzhen",
+        "line1": "1 Keyuan Road",
+        "zip": "518057",
+    },
+}
+HELD = [
+    "forget.me@example.com",
+    "+8613700137000",
+    "13700137000",
+    "Forgetme",
+    "Wangwu",
+    "1988-08-18",
+    "1 Keyuan Road",
+]
 
 
 def everything_held(stack: RunningStack) -> str:
@@ -146,18 +180,19 @@ def everything_held(stack: RunningStack) -> str:
 
 def test_export_then_erasure_leaves_nothing_in_any_table_or_bucket(http, stack):
     customer_id = upsert(http, stack, PERSON).json()["customer_id"]
-    exported = http.get(f"{stack.api_url}/customers/{customer_id}/export", headers=OPERATOR,
-                        timeout=10)
+    exported = http.get(
+        f"{stack.api_url}/customers/{customer_id}/export", headers=OPERATOR, timeout=10
+    )
     assert exported.status_code == 200
     text = json.dumps(exported.json(), ensure_ascii=False)
     assert all(value in text for value in HELD if value != "13700137000")
     assert "forget.me@example.com" in everything_held(stack)
 
-    erased = http.delete(f"{stack.api_url}/customers/{customer_id}", headers=OPERATOR,
-                         timeout=10)
+    erased = http.delete(f"{stack.api_url}/customers/{customer_id}", headers=OPERATOR, timeout=10)
     assert erased.status_code == 200
     assert {"email", "phone", "first_name", "last_name", "birthday", "address"} <= set(
-        erased.json()["erased"])
+        erased.json()["erased"]
+    )
     held = everything_held(stack)
     assert [value for value in HELD if value in held] == []
     assert lookup(http, stack, email=PERSON["email"]) == []

@@ -21,10 +21,20 @@ pytestmark = pytest.mark.e2e
 def aws_cli(stack: RunningStack, *args: str) -> str:
     aws = shutil.which("aws", path=str(Path(sys.executable).parent)) or shutil.which("aws")
     assert aws, "the aws CLI is a development requirement"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "any", "AWS_SECRET_ACCESS_KEY": "any",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    done = subprocess.run([aws, "--endpoint-url", stack.aws_url, *args, "--output", "json"],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "any",
+        "AWS_SECRET_ACCESS_KEY": "any",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [aws, "--endpoint-url", stack.aws_url, *args, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -40,8 +50,15 @@ def test_the_stack_is_healthy_within_the_limit(stack: RunningStack) -> None:
 
 def test_the_banner_tells_a_new_user_what_they_need(stack: RunningStack) -> None:
     banner = stack.output()
-    for needed in (stack.api_url, stack.aws_url, TOKEN, "local-shopify-secret",
-                   "local-webhook-secret", "crm-local-drop", "crm-local-data"):
+    for needed in (
+        stack.api_url,
+        stack.aws_url,
+        TOKEN,
+        "local-shopify-secret",
+        "local-webhook-secret",
+        "crm-local-drop",
+        "crm-local-data",
+    ):
         assert needed in banner
     assert banner.count("curl ") >= 2 and f"aws --endpoint-url {stack.aws_url}" in banner
 
@@ -50,12 +67,13 @@ def test_openapi_is_open_and_operator_routes_need_the_token(stack: RunningStack)
     assert requests.get(f"{stack.api_url}/openapi.json", timeout=5).status_code == 200
     body = {"email": "token.check@example.com"}
     for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}):
-        refused = requests.post(f"{stack.api_url}/customers", json=body, headers=headers,
-                                timeout=5)
+        refused = requests.post(f"{stack.api_url}/customers", json=body, headers=headers, timeout=5)
         assert refused.status_code == 401, headers
         assert refused.json()["error"]["code"] == "unauthenticated"
-        assert requests.get(f"{stack.api_url}/customers/cus_x", headers=headers,
-                            timeout=5).status_code == 401
+        assert (
+            requests.get(f"{stack.api_url}/customers/cus_x", headers=headers, timeout=5).status_code
+            == 401
+        )
     created = requests.post(f"{stack.api_url}/customers", json=body, headers=OPERATOR, timeout=5)
     assert created.status_code in (200, 201)
 
@@ -67,9 +85,17 @@ def test_a_route_that_does_not_exist_is_404_in_the_error_shape(stack: RunningSta
 
 
 def test_upsert_then_the_360_view(stack: RunningStack) -> None:
-    created = requests.post(f"{stack.api_url}/customers", headers=OPERATOR, timeout=5, json={
-        "external_ids": {"shopify": "e2e-1"}, "email": "view.360@example.com",
-        "first_name": "Mei", "consents": {"email": True}})
+    created = requests.post(
+        f"{stack.api_url}/customers",
+        headers=OPERATOR,
+        timeout=5,
+        json={
+            "external_ids": {"shopify": "e2e-1"},
+            "email": "view.360@example.com",
+            "first_name": "Mei",
+            "consents": {"email": True},
+        },
+    )
     assert created.status_code == 201, created.text
     customer_id = created.json()["customer_id"]
     view = requests.get(f"{stack.api_url}/customers/{customer_id}", headers=OPERATOR, timeout=5)
@@ -77,8 +103,17 @@ def test_upsert_then_the_360_view(stack: RunningStack) -> None:
     body = view.json()
     assert body["customer_id"] == customer_id and body["email"] == "view.360@example.com"
     assert body["consents"]["email"]["granted"] is True
-    for part in ("tier", "points", "segments", "rfm", "stats", "recent_orders",
-                 "recent_notifications", "open_cases", "possible_duplicates"):
+    for part in (
+        "tier",
+        "points",
+        "segments",
+        "rfm",
+        "stats",
+        "recent_orders",
+        "recent_notifications",
+        "open_cases",
+        "possible_duplicates",
+    ):
         assert part in body, part
 
 
@@ -87,8 +122,11 @@ def test_the_aws_cli_sees_the_provisioned_tables_and_buckets(stack: RunningStack
     assert {"crm-local-customers", "crm-local-identities"} <= set(tables)
     buckets = {b["Name"] for b in json.loads(aws_cli(stack, "s3api", "list-buckets"))["Buckets"]}
     assert {"crm-local-drop", "crm-local-data"} <= buckets
-    scanned = json.loads(aws_cli(stack, "dynamodb", "scan", "--table-name",
-                                 "crm-local-customers", "--select", "COUNT"))
+    scanned = json.loads(
+        aws_cli(
+            stack, "dynamodb", "scan", "--table-name", "crm-local-customers", "--select", "COUNT"
+        )
+    )
     assert scanned["Count"] >= 0
     assert "crm-local-drop" in aws_cli(stack, "s3", "ls")
 

@@ -60,9 +60,15 @@ def make_function(endpoint: Endpoint, role: str) -> Iterator[Callable[..., str]]
     lam, made = endpoint.client("lambda"), []
 
     def make(name: str, handler: Callable[[Any, Any], Any]) -> str:
-        arn = lam.create_function(FunctionName=name, Runtime="python3.11", Role=role,
-                                  Handler="app.handler", Code={"ZipFile": b"PK\x05\x06" + 18 * b"\0"},
-                                  Timeout=30, MemorySize=256)["FunctionArn"]
+        arn = lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": b"PK\x05\x06" + 18 * b"\0"},
+            Timeout=30,
+            MemorySize=256,
+        )["FunctionArn"]
         lambda_executor.register(name, handler)
         made.append(name)
         return arn
@@ -78,7 +84,8 @@ def test_the_seam_is_the_pinned_moto(endpoint: Endpoint) -> None:
     from moto.awslambda.models import LambdaFunction
 
     assert moto.__version__ == lambda_executor.MOTO_PIN, (
-        "moto was upgraded: re-check LambdaFunction._invoke_lambda and move the pin")
+        "moto was upgraded: re-check LambdaFunction._invoke_lambda and move the pin"
+    )
     assert LambdaFunction._invoke_lambda is lambda_executor._invoke_lambda
 
 
@@ -92,11 +99,13 @@ def test_another_moto_version_is_refused_naming_the_pin(monkeypatch: pytest.Monk
 
 
 def test_lambda_invoke_runs_the_handler_in_process(
-        endpoint: Endpoint, make_function: Callable[..., str]) -> None:
+    endpoint: Endpoint, make_function: Callable[..., str]
+) -> None:
     make_function("exec-echo", lambda event, context: {"echo": event, "where": "in-process"})
 
-    response = endpoint.client("lambda").invoke(FunctionName="exec-echo",
-                                                Payload=json.dumps({"n": 1}).encode())
+    response = endpoint.client("lambda").invoke(
+        FunctionName="exec-echo", Payload=json.dumps({"n": 1}).encode()
+    )
 
     assert response["StatusCode"] == 200
     assert "FunctionError" not in response
@@ -104,7 +113,8 @@ def test_lambda_invoke_runs_the_handler_in_process(
 
 
 def test_an_invocation_without_a_payload_gets_an_empty_object(
-        endpoint: Endpoint, make_function: Callable[..., str]) -> None:
+    endpoint: Endpoint, make_function: Callable[..., str]
+) -> None:
     make_function("exec-empty", lambda event, context: {"event": event})
 
     response = endpoint.client("lambda").invoke(FunctionName="exec-empty")
@@ -113,7 +123,8 @@ def test_an_invocation_without_a_payload_gets_an_empty_object(
 
 
 def test_a_handler_exception_is_an_aws_shaped_function_error(
-        endpoint: Endpoint, make_function: Callable[..., str]) -> None:
+    endpoint: Endpoint, make_function: Callable[..., str]
+) -> None:
     def fail(event: Any, context: Any) -> None:
         raise OutOfStock("sku A-1 has 0 left")
 
@@ -129,7 +140,8 @@ def test_a_handler_exception_is_an_aws_shaped_function_error(
 
 
 def test_the_context_is_lambda_shaped(
-        endpoint: Endpoint, make_function: Callable[..., str]) -> None:
+    endpoint: Endpoint, make_function: Callable[..., str]
+) -> None:
     calls = Calls()
     arn = make_function("exec-context", calls.record)
 
@@ -147,10 +159,16 @@ def test_the_context_is_lambda_shaped(
 
 
 def test_a_function_outside_the_registry_keeps_motos_behaviour(
-        endpoint: Endpoint, role: str) -> None:
+    endpoint: Endpoint, role: str
+) -> None:
     lam = endpoint.client("lambda")
-    lam.create_function(FunctionName="exec-unregistered", Runtime="python3.11", Role=role,
-                        Handler="x.y", Code={"ZipFile": b"PK\x05\x06" + 18 * b"\0"})
+    lam.create_function(
+        FunctionName="exec-unregistered",
+        Runtime="python3.11",
+        Role=role,
+        Handler="x.y",
+        Code={"ZipFile": b"PK\x05\x06" + 18 * b"\0"},
+    )
     try:
         response = lam.invoke(FunctionName="exec-unregistered", Payload=b"{}")
         # No Docker here: moto's own path answers with its Docker error, not our handler.
@@ -160,12 +178,14 @@ def test_a_function_outside_the_registry_keeps_motos_behaviour(
         lam.delete_function(FunctionName="exec-unregistered")
 
 
-def _run(endpoint: Endpoint, machine_arn: str, payload: dict[str, Any],
-         deadline: float = 15.0) -> dict[str, Any]:
+def _run(
+    endpoint: Endpoint, machine_arn: str, payload: dict[str, Any], deadline: float = 15.0
+) -> dict[str, Any]:
     sfn = endpoint.client("stepfunctions")
     # moto 5.2.5 names an execution "None" when no name is given: always pass one.
-    execution = sfn.start_execution(stateMachineArn=machine_arn, name=f"run-{time.time_ns()}",
-                                    input=json.dumps(payload))["executionArn"]
+    execution = sfn.start_execution(
+        stateMachineArn=machine_arn, name=f"run-{time.time_ns()}", input=json.dumps(payload)
+    )["executionArn"]
     until = time.monotonic() + deadline
     while time.monotonic() < until:
         described = sfn.describe_execution(executionArn=execution)
@@ -176,8 +196,9 @@ def _run(endpoint: Endpoint, machine_arn: str, payload: dict[str, Any],
 
 
 @pytest.fixture
-def workflow(endpoint: Endpoint, make_function: Callable[..., str], role: str
-             ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def workflow(
+    endpoint: Endpoint, make_function: Callable[..., str], role: str
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Reserve (Retry on Transient, Catch OutOfStock -> Compensate), then Confirm."""
     attempts: list[dict[str, Any]] = []
 
@@ -195,31 +216,47 @@ def workflow(endpoint: Endpoint, make_function: Callable[..., str], role: str
         "StartAt": "Reserve",
         "States": {
             "Reserve": {
-                "Type": "Task", "Resource": reserve_arn,
-                "Retry": [{"ErrorEquals": ["Transient"], "IntervalSeconds": 1,
-                           "MaxAttempts": 2, "BackoffRate": 1.0}],
-                "Catch": [{"ErrorEquals": ["OutOfStock"], "ResultPath": "$.error",
-                           "Next": "Compensate"}],
+                "Type": "Task",
+                "Resource": reserve_arn,
+                "Retry": [
+                    {
+                        "ErrorEquals": ["Transient"],
+                        "IntervalSeconds": 1,
+                        "MaxAttempts": 2,
+                        "BackoffRate": 1.0,
+                    }
+                ],
+                "Catch": [
+                    {"ErrorEquals": ["OutOfStock"], "ResultPath": "$.error", "Next": "Compensate"}
+                ],
                 "Next": "Confirm",
             },
             "Confirm": {
-                "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": confirm_arn, "Payload.$": "$"},
-                "OutputPath": "$.Payload", "End": True,
+                "OutputPath": "$.Payload",
+                "End": True,
             },
-            "Compensate": {"Type": "Pass", "Result": "compensated", "ResultPath": "$.outcome",
-                           "End": True},
+            "Compensate": {
+                "Type": "Pass",
+                "Result": "compensated",
+                "ResultPath": "$.outcome",
+                "End": True,
+            },
         },
     }
     sfn = endpoint.client("stepfunctions")
-    arn = sfn.create_state_machine(name="exec-order", definition=json.dumps(definition),
-                                   roleArn=role, type="STANDARD")["stateMachineArn"]
+    arn = sfn.create_state_machine(
+        name="exec-order", definition=json.dumps(definition), roleArn=role, type="STANDARD"
+    )["stateMachineArn"]
     yield arn, attempts
     sfn.delete_state_machine(stateMachineArn=arn)
 
 
 def test_a_state_machine_runs_lambda_tasks_to_success(
-        endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]) -> None:
+    endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]
+) -> None:
     arn, attempts = workflow
 
     result = _run(endpoint, arn, {"order": "o-1"})
@@ -230,7 +267,8 @@ def test_a_state_machine_runs_lambda_tasks_to_success(
 
 
 def test_a_retry_on_the_handlers_error_name_runs_the_task_again(
-        endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]) -> None:
+    endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]
+) -> None:
     arn, attempts = workflow
 
     result = _run(endpoint, arn, {"order": "o-2", "mode": "flaky"})
@@ -240,7 +278,8 @@ def test_a_retry_on_the_handlers_error_name_runs_the_task_again(
 
 
 def test_a_catch_on_the_handlers_error_name_takes_the_compensation_branch(
-        endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]) -> None:
+    endpoint: Endpoint, workflow: tuple[str, list[dict[str, Any]]]
+) -> None:
     arn, _ = workflow
 
     result = _run(endpoint, arn, {"order": "o-3", "mode": "out_of_stock"})
@@ -253,7 +292,8 @@ def test_a_catch_on_the_handlers_error_name_takes_the_compensation_branch(
 
 
 def test_an_s3_put_under_a_notified_prefix_runs_the_handler_asynchronously(
-        endpoint: Endpoint, make_function: Callable[..., str]) -> None:
+    endpoint: Endpoint, make_function: Callable[..., str]
+) -> None:
     calls = Calls()
     release = threading.Event()
 
@@ -264,11 +304,25 @@ def test_an_s3_put_under_a_notified_prefix_runs_the_handler_asynchronously(
     arn = make_function("exec-drop", slow_import)
     s3 = endpoint.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={
-        "LambdaFunctionConfigurations": [{
-            "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"},
-                                               {"Name": "suffix", "Value": ".csv"}]}}}]})
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [
+                {
+                    "LambdaFunctionArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": "incoming/"},
+                                {"Name": "suffix", "Value": ".csv"},
+                            ]
+                        }
+                    },
+                }
+            ]
+        },
+    )
     try:
         started = time.monotonic()
         s3.put_object(Bucket=BUCKET, Key="elsewhere/x.csv", Body=b"a")

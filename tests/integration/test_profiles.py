@@ -97,8 +97,9 @@ def test_concurrent_upserts_of_the_same_people_leave_one_profile_each(api):
     assert sum(r.status_code == 201 for r in results) == 5
     ids = {r.json_body["customer_id"] for r in results}
     assert len(ids) == 5
-    items = boto3.client("dynamodb", region_name="us-east-1").scan(
-        TableName="crm-local-customers")["Items"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="crm-local-customers")[
+        "Items"
+    ]
     assert len(items) == 6
 
 
@@ -116,23 +117,32 @@ def test_the_360_view_has_every_part_present_and_empty_until_filled(api):
     assert body["stats"]["orders_count"] == 0
     assert body["stats"]["total_spent"] == {"amount": "0.00", "currency": "CNY"}
     assert body["rfm"] == {"r": None, "f": None, "m": None, "group": None}
-    for part in ("segments", "recent_orders", "recent_notifications", "open_cases",
-                 "possible_duplicates"):
+    for part in (
+        "segments",
+        "recent_orders",
+        "recent_notifications",
+        "open_cases",
+        "possible_duplicates",
+    ):
         assert body[part] == []
 
 
 def test_lookups_by_each_identity(api):
-    c = upsert(api, {"email": "l@example.com", "phone": "13900139000",
-                     "external_ids": {"shopify": "555"}}).json_body
-    for query in ("email=L@example.com", "phone=%2B8613900139000", "phone=139%200139%209000",
-                  "external_id=shopify:555"):
+    c = upsert(
+        api, {"email": "l@example.com", "phone": "13900139000", "external_ids": {"shopify": "555"}}
+    ).json_body
+    for query in (
+        "email=L@example.com",
+        "phone=%2B8613900139000",
+        "phone=139%200139%209000",
+        "external_id=shopify:555",
+    ):
         items = get(api, f"/customers?{query}").json_body["items"]
         if "9000" in query and "139%200139%209000" in query:
             assert items == []  # a different number
         else:
             assert [i["customer_id"] for i in items] == [c["customer_id"]], query
-    assert get(api, "/customers?segment=champions").json_body == {"items": [],
-                                                                  "next_cursor": None}
+    assert get(api, "/customers?segment=champions").json_body == {"items": [], "next_cursor": None}
     assert_error(get(api, "/customers?segment=nope"), 404, "not_found")
     assert_error(get(api, "/customers"), 422, "validation_failed")
     assert_error(get(api, "/customers?email=not-an-email"), 422)
@@ -152,27 +162,31 @@ def test_unknown_customer_is_404(api):
 # -- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, status, code", [
-    (b"{not json", 400, "malformed_request"),
-    (b"", 400, "malformed_request"),
-    (b"\xff\xfe\x00", 400, "malformed_request"),
-    (b"[1, 2]", 422, "validation_failed"),
-    (b'"a string"', 422, "validation_failed"),
-    (b'{"first_name": "No Identity"}', 422, "validation_failed"),
-    (b'{"email": "ana@"}', 422, "validation_failed"),
-    (b'{"phone": "12345"}', 422, "validation_failed"),
-    (b'{"email": "a@b.co", "birthday": "1990-13-01"}', 422, "validation_failed"),
-    (b'{"email": ["a@b.co"]}', 422, "validation_failed"),
-    (b'{"email": "a@b.co", "tags": "vip"}', 422, "validation_failed"),
-    (b'{"email": "a@b.co", "consents": {"email": "yes"}}', 422, "validation_failed"),
-    (b'{"email": "a@b.co", "gender": "robot"}', 422, "validation_failed"),
-])
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        (b"{not json", 400, "malformed_request"),
+        (b"", 400, "malformed_request"),
+        (b"\xff\xfe\x00", 400, "malformed_request"),
+        (b"[1, 2]", 422, "validation_failed"),
+        (b'"a string"', 422, "validation_failed"),
+        (b'{"first_name": "No Identity"}', 422, "validation_failed"),
+        (b'{"email": "ana@"}', 422, "validation_failed"),
+        (b'{"phone": "12345"}', 422, "validation_failed"),
+        (b'{"email": "a@b.co", "birthday": "1990-13-01"}', 422, "validation_failed"),
+        (b'{"email": ["a@b.co"]}', 422, "validation_failed"),
+        (b'{"email": "a@b.co", "tags": "vip"}', 422, "validation_failed"),
+        (b'{"email": "a@b.co", "consents": {"email": "yes"}}', 422, "validation_failed"),
+        (b'{"email": "a@b.co", "gender": "robot"}', 422, "validation_failed"),
+    ],
+)
 def test_bad_upserts_get_a_4xx_in_the_contract_shape_and_store_nothing(api, raw, status, code):
     error = assert_error(post(api, "/customers", raw), status, code)
     if status == 422 and raw.startswith(b"{"):
         assert error["details"], "a 422 names the field and the issue"
-    items = boto3.client("dynamodb", region_name="us-east-1").scan(
-        TableName="crm-local-customers")["Items"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="crm-local-customers")[
+        "Items"
+    ]
     assert items == []
 
 
@@ -182,8 +196,11 @@ def test_a_one_megabyte_body_is_413(api):
 
 
 def test_without_a_token_the_routes_answer_401(api):
-    response = api.http.post("/customers", headers={"Content-Type": "application/json"},
-                             body=json.dumps({"email": "a@b.co"}))
+    response = api.http.post(
+        "/customers",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"email": "a@b.co"}),
+    )
     assert response.status_code == 401
 
 
@@ -193,13 +210,18 @@ def test_without_a_token_the_routes_answer_401(api):
 def test_patch_changes_only_what_is_sent_and_keeps_an_identity(api):
     c = upsert(api, {"email": "p@example.com", "first_name": "P", "tags": ["a"]}).json_body
     path = f"/customers/{c['customer_id']}"
-    r = api.http.patch(path, headers=JSON, body=json.dumps({"tags": ["b"], "first_name": None,
-                                                            "phone": "13700137000"}))
+    r = api.http.patch(
+        path,
+        headers=JSON,
+        body=json.dumps({"tags": ["b"], "first_name": None, "phone": "13700137000"}),
+    )
     assert r.status_code == 200
     assert r.json_body["tags"] == ["b"] and r.json_body["first_name"] is None
     assert r.json_body["email"] == "p@example.com"
-    assert get(api, "/customers?phone=13700137000").json_body["items"][0]["customer_id"] == \
-        c["customer_id"]
+    assert (
+        get(api, "/customers?phone=13700137000").json_body["items"][0]["customer_id"]
+        == c["customer_id"]
+    )
     gone = api.http.patch(path, headers=JSON, body=json.dumps({"email": None, "phone": None}))
     assert_error(gone, 422, "validation_failed")
     bad = api.http.patch(path, headers=JSON, body=json.dumps({"birthday": "yesterday"}))
@@ -210,44 +232,69 @@ def test_patch_changes_only_what_is_sent_and_keeps_an_identity(api):
 def test_patch_to_an_identity_of_another_customer_is_409(api):
     a = upsert(api, {"email": "a1@example.com"}).json_body
     upsert(api, {"email": "b1@example.com"})
-    r = api.http.patch(f"/customers/{a['customer_id']}", headers=JSON,
-                       body=json.dumps({"email": "B1@example.com"}))
+    r = api.http.patch(
+        f"/customers/{a['customer_id']}", headers=JSON, body=json.dumps({"email": "B1@example.com"})
+    )
     assert_error(r, 409, "identity_conflict")
 
 
 def test_merge_moves_identities_and_leaves_a_tombstone(api):
     target = upsert(api, {"email": "t@example.com", "first_name": "T"}).json_body
-    source = upsert(api, {"phone": "13600136000", "last_name": "S",
-                          "external_ids": {"shopify": "5"}}).json_body
-    r = post(api, f"/customers/{target['customer_id']}/merge",
-             {"source_id": source["customer_id"]})
+    source = upsert(
+        api, {"phone": "13600136000", "last_name": "S", "external_ids": {"shopify": "5"}}
+    ).json_body
+    r = post(api, f"/customers/{target['customer_id']}/merge", {"source_id": source["customer_id"]})
     assert r.status_code == 200
     assert r.json_body["phone"] == "+8613600136000" and r.json_body["last_name"] == "S"
-    again = post(api, f"/customers/{target['customer_id']}/merge",
-                 {"source_id": source["customer_id"]})
+    again = post(
+        api, f"/customers/{target['customer_id']}/merge", {"source_id": source["customer_id"]}
+    )
     assert again.status_code == 200  # a retried merge answers the same
     tomb = get(api, f"/customers/{source['customer_id']}").json_body
-    assert tomb == {"customer_id": source["customer_id"], "status": "merged",
-                    "merged_into": target["customer_id"]}
+    assert tomb == {
+        "customer_id": source["customer_id"],
+        "status": "merged",
+        "merged_into": target["customer_id"],
+    }
     # Every identity of the source now resolves to the target.
     for q in ("phone=13600136000", "external_id=shopify:5"):
-        assert get(api, f"/customers?{q}").json_body["items"][0]["customer_id"] == \
-            target["customer_id"]
-    assert upsert(api, {"phone": "13600136000"}).json_body["customer_id"] == \
-        target["customer_id"]
-    assert_error(post(api, f"/customers/{target['customer_id']}/merge",
-                      {"source_id": target["customer_id"]}), 422)
+        assert (
+            get(api, f"/customers?{q}").json_body["items"][0]["customer_id"]
+            == target["customer_id"]
+        )
+    assert upsert(api, {"phone": "13600136000"}).json_body["customer_id"] == target["customer_id"]
+    assert_error(
+        post(
+            api, f"/customers/{target['customer_id']}/merge", {"source_id": target["customer_id"]}
+        ),
+        422,
+    )
     assert_error(post(api, f"/customers/{target['customer_id']}/merge", {}), 422)
-    assert_error(post(api, f"/customers/{target['customer_id']}/merge",
-                      {"source_id": "cus_missing"}), 404)
-    assert_error(post(api, f"/customers/{source['customer_id']}/merge",
-                      {"source_id": target["customer_id"]}), 409, "merged")
+    assert_error(
+        post(api, f"/customers/{target['customer_id']}/merge", {"source_id": "cus_missing"}), 404
+    )
+    assert_error(
+        post(
+            api, f"/customers/{source['customer_id']}/merge", {"source_id": target["customer_id"]}
+        ),
+        409,
+        "merged",
+    )
 
 
-PERSON = {"email": "erase.me@example.com", "phone": "13500135000", "first_name": "Eraseme",
-          "last_name": "Zhangsan", "birthday": "1991-05-06",
-          "address": {"country_code": "CN", "province": "Zhejiang", "city": "Hangzhou",
-                      "line1": "88 Wensan Road"}}
+PERSON = {
+    "email": "erase.me@example.com",
+    "phone": "13500135000",
+    "first_name": "Eraseme",
+    "last_name": "Zhangsan",
+    "birthday": "1991-05-06",
+    "address": {
+        "country_code": "CN",
+        "province": "Zhejiang",
+        "city": "Hangzhou",
+        "line1": "88 Wensan Road",
+    },
+}
 
 
 def _everything_held(made) -> str:
@@ -256,8 +303,11 @@ def _everything_held(made) -> str:
     dump = [json.dumps(ddb.scan(TableName=t)["Items"], ensure_ascii=False) for t in made["tables"]]
     for bucket in made["buckets"]:
         for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            dump.append(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode(
-                "utf-8", "replace"))
+            dump.append(
+                s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"]
+                .read()
+                .decode("utf-8", "replace")
+            )
     return "\n".join(dump)
 
 
@@ -266,8 +316,14 @@ def test_export_returns_everything_and_erasure_leaves_nothing(api, aws):
     exported = get(api, f"/customers/{c['customer_id']}/export")
     assert exported.status_code == 200
     text = json.dumps(exported.json_body, ensure_ascii=False)
-    originals = ["erase.me@example.com", "+8613500135000", "Eraseme", "Zhangsan", "1991-05-06",
-                 "88 Wensan Road"]
+    originals = [
+        "erase.me@example.com",
+        "+8613500135000",
+        "Eraseme",
+        "Zhangsan",
+        "1991-05-06",
+        "88 Wensan Road",
+    ]
     for value in originals:
         assert value in text
     held = _everything_held(aws)
@@ -275,15 +331,23 @@ def test_export_returns_everything_and_erasure_leaves_nothing(api, aws):
 
     erased = api.http.delete(f"/customers/{c['customer_id']}", headers=OPERATOR)
     assert erased.status_code == 200
-    assert set(erased.json_body["erased"]) >= {"email", "phone", "first_name", "last_name",
-                                               "birthday", "address"}
+    assert set(erased.json_body["erased"]) >= {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "birthday",
+        "address",
+    }
     held = _everything_held(aws)
     for value in originals:
         assert value not in held
     assert "13500135000" not in held
 
     # Erasure is idempotent, and the person coming back is a new profile.
-    assert api.http.delete(f"/customers/{c['customer_id']}", headers=OPERATOR).json_body[
-        "erased"] == []
+    assert (
+        api.http.delete(f"/customers/{c['customer_id']}", headers=OPERATOR).json_body["erased"]
+        == []
+    )
     again = upsert(api, {"email": PERSON["email"]})
     assert again.status_code == 201 and again.json_body["customer_id"] != c["customer_id"]

@@ -53,7 +53,8 @@ class ManualClock:
 def wait_for(name: str, count: int, deadline: float = 5.0) -> list[dict[str, Any]]:
     with arrived:
         assert arrived.wait_for(lambda: len(fired[name]) >= count, deadline), (
-            f"{name} fired {len(fired[name])} times, expected {count}")
+            f"{name} fired {len(fired[name])} times, expected {count}"
+        )
         return list(fired[name])
 
 
@@ -63,8 +64,9 @@ def endpoint() -> Iterator[Endpoint]:
         functions = app_functions(app, sys.modules[__name__])
         arns = provision_functions(running.client, functions, app.app_name, "test", {})
         for function in functions:
-            lambda_executor.register(function_name(app.app_name, "test", function.name),
-                                     function.handler)
+            lambda_executor.register(
+                function_name(app.app_name, "test", function.name), function.handler
+            )
         provision_schedules(running.client, functions, arns, app.app_name, "test")
         yield running
         for function in functions:
@@ -77,8 +79,7 @@ def _clear() -> None:
         calls.clear()
 
 
-def test_the_app_schedules_become_enabled_rules_with_function_targets(endpoint: Endpoint
-                                                                       ) -> None:
+def test_the_app_schedules_become_enabled_rules_with_function_targets(endpoint: Endpoint) -> None:
     events = endpoint.client("events")
     rules = {r["Name"]: r for r in events.list_rules(NamePrefix="sched-test-")["Rules"]}
 
@@ -105,8 +106,7 @@ def test_a_rate_rule_fires_its_function_on_a_fast_clock(endpoint: Endpoint) -> N
     assert first["account"] == "123456789012"
     assert first["region"] == "us-east-1"
     assert first["detail"] == {}
-    assert first["resources"] == [
-        "arn:aws:events:us-east-1:123456789012:rule/sched-test-test-tick"]
+    assert first["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/sched-test-test-tick"]
     first_time, second_time = (datetime.fromisoformat(e["time"]) for e in events[:2])
     assert timedelta(minutes=1) <= first_time - simulated_start < timedelta(minutes=2)
     assert second_time - first_time == timedelta(minutes=1)
@@ -118,7 +118,8 @@ def test_a_cron_rule_fires_at_its_minute_and_not_before(endpoint: Endpoint) -> N
 
     assert scheduler.tick() == []
     assert scheduler.next_fire_times()["sched-test-test-nightly"] == datetime(
-        2025, 3, 1, 2, 30, tzinfo=UTC)
+        2025, 3, 1, 2, 30, tzinfo=UTC
+    )
     clock.now += timedelta(seconds=59)
     assert "sched-test-test-nightly" not in scheduler.tick()
     clock.now += timedelta(seconds=1)
@@ -128,7 +129,8 @@ def test_a_cron_rule_fires_at_its_minute_and_not_before(endpoint: Endpoint) -> N
     assert event["time"] == "2025-03-01T02:30:00Z"
     scheduler.stop()
     assert scheduler.next_fire_times()["sched-test-test-nightly"] == datetime(
-        2025, 3, 2, 2, 30, tzinfo=UTC)
+        2025, 3, 2, 2, 30, tzinfo=UTC
+    )
 
 
 def test_a_disabled_rule_does_not_fire(endpoint: Endpoint) -> None:

@@ -24,12 +24,21 @@ print(json.dumps({"heavy": sorted(m for m in ("pandas", "numpy", "pyarrow") if m
 
 
 def _import_app(env_overrides=None):
-    env = {**os.environ, **LOCAL_ENV, "AWS_DEFAULT_REGION": "us-east-1",
-           "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
-                                          str(PROJECT_DIR / "layers/core/python")]),
-           **(env_overrides or {})}
-    return subprocess.run([sys.executable, "-c", PROBE], cwd=PROJECT_DIR, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        **LOCAL_ENV,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), str(PROJECT_DIR / "layers/core/python")]),
+        **(env_overrides or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_importing_app_loads_no_pandas_numpy_or_pyarrow_and_builds_no_client():

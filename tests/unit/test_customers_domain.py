@@ -22,8 +22,9 @@ T0, T1 = "2026-11-01T00:00:00.000+00:00", "2026-11-02T00:00:00.000+00:00"
 
 
 def parse(body, partial=False, source="api"):
-    return parse_profile(body, default_country="CN", today=TODAY, partial=partial,
-                         consent_source=source)
+    return parse_profile(
+        body, default_country="CN", today=TODAY, partial=partial, consent_source=source
+    )
 
 
 def issues(body, partial=False):
@@ -33,12 +34,22 @@ def issues(body, partial=False):
 
 
 def test_a_full_profile_is_normalised():
-    data = parse({"email": " Ana@Example.COM ", "phone": "138 0013 8000", "first_name": " Ana ",
-                  "birthday": "1990-02-28", "gender": "F", "locale": "zh-CN",
-                  "timezone": "Asia/Shanghai", "tags": ["vip", "vip", "wechat"],
-                  "address": {"country_code": "cn", "province": "浙江", "city": "杭州"},
-                  "consents": {"email": True, "sms": False}, "attributes": {"size": "M"},
-                  "external_ids": {"shopify": 42}})
+    data = parse(
+        {
+            "email": " Ana@Example.COM ",
+            "phone": "138 0013 8000",
+            "first_name": " Ana ",
+            "birthday": "1990-02-28",
+            "gender": "F",
+            "locale": "zh-CN",
+            "timezone": "Asia/Shanghai",
+            "tags": ["vip", "vip", "wechat"],
+            "address": {"country_code": "cn", "province": "浙江", "city": "杭州"},
+            "consents": {"email": True, "sms": False},
+            "attributes": {"size": "M"},
+            "external_ids": {"shopify": 42},
+        }
+    )
     f = data.fields
     assert f["email"] == "ana@example.com"
     assert f["phone"] == "+8613800138000"
@@ -50,30 +61,48 @@ def test_a_full_profile_is_normalised():
 
 
 def test_every_problem_is_reported_at_once():
-    found = issues({"email": "nope", "phone": "12", "birthday": "1990-02-30", "gender": "x",
-                    "tags": "vip", "nickname": "a"})
-    assert found == {("email", "invalid_email"), ("phone", "invalid_phone"),
-                     ("birthday", "invalid_date"), ("gender", "unknown_value"),
-                     ("tags", "wrong_type"), ("nickname", "unknown_field")}
+    found = issues(
+        {
+            "email": "nope",
+            "phone": "12",
+            "birthday": "1990-02-30",
+            "gender": "x",
+            "tags": "vip",
+            "nickname": "a",
+        }
+    )
+    assert found == {
+        ("email", "invalid_email"),
+        ("phone", "invalid_phone"),
+        ("birthday", "invalid_date"),
+        ("gender", "unknown_value"),
+        ("tags", "wrong_type"),
+        ("nickname", "unknown_field"),
+    }
 
 
-@pytest.mark.parametrize("body, expected", [
-    ({"email": 5}, ("email", "wrong_type")),
-    ({"email": "a@b.co", "first_name": ["Ana"]}, ("first_name", "wrong_type")),
-    ({"email": "a@b.co", "birthday": "22/11/1990"}, ("birthday", "invalid_date")),
-    ({"email": "a@b.co", "birthday": "2999-01-01"}, ("birthday", "out_of_range")),
-    ({"email": "a@b.co", "birthday": 19900101}, ("birthday", "wrong_type")),
-    ({"email": "a@b.co", "consents": {"email": "yes"}}, ("consents.email", "wrong_type")),
-    ({"email": "a@b.co", "consents": {"fax": True}}, ("consents.fax", "unknown_value")),
-    ({"email": "a@b.co", "address": {"street": "x"}}, ("address.street", "unknown_field")),
-    ({"email": "a@b.co", "address": {"country_code": "CHN"}},
-     ("address.country_code", "invalid_country")),
-    ({"email": "a@b.co", "timezone": "Mars/Olympus"}, ("timezone", "unknown_value")),
-    ({"email": "a@b.co", "attributes": {"score": 1.5}}, ("attributes.score", "wrong_type")),
-    ({"email": "a@b.co", "locale": "zh CN!"}, ("locale", "invalid_locale")),
-    ({"first_name": "Ana"}, ("email|phone|external_ids", "missing_identity")),
-    ({"email": None, "phone": None}, ("email|phone|external_ids", "missing_identity")),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"email": 5}, ("email", "wrong_type")),
+        ({"email": "a@b.co", "first_name": ["Ana"]}, ("first_name", "wrong_type")),
+        ({"email": "a@b.co", "birthday": "22/11/1990"}, ("birthday", "invalid_date")),
+        ({"email": "a@b.co", "birthday": "2999-01-01"}, ("birthday", "out_of_range")),
+        ({"email": "a@b.co", "birthday": 19900101}, ("birthday", "wrong_type")),
+        ({"email": "a@b.co", "consents": {"email": "yes"}}, ("consents.email", "wrong_type")),
+        ({"email": "a@b.co", "consents": {"fax": True}}, ("consents.fax", "unknown_value")),
+        ({"email": "a@b.co", "address": {"street": "x"}}, ("address.street", "unknown_field")),
+        (
+            {"email": "a@b.co", "address": {"country_code": "CHN"}},
+            ("address.country_code", "invalid_country"),
+        ),
+        ({"email": "a@b.co", "timezone": "Mars/Olympus"}, ("timezone", "unknown_value")),
+        ({"email": "a@b.co", "attributes": {"score": 1.5}}, ("attributes.score", "wrong_type")),
+        ({"email": "a@b.co", "locale": "zh CN!"}, ("locale", "invalid_locale")),
+        ({"first_name": "Ana"}, ("email|phone|external_ids", "missing_identity")),
+        ({"email": None, "phone": None}, ("email|phone|external_ids", "missing_identity")),
+    ],
+)
 def test_bad_fields_are_refused_with_the_field_and_the_issue(body, expected):
     assert expected in issues(body)
 
@@ -83,11 +112,32 @@ def test_a_body_that_is_not_an_object_is_refused():
 
 
 def test_upsert_unions_tags_and_external_ids_and_overwrites_scalars():
-    c = apply_profile(new_customer("c1", T0), parse({"email": "a@b.co", "tags": ["a"],
-                                                     "external_ids": {"shopify": "1"},
-                                                     "first_name": "Ana"}), T0, partial=False)
-    c2 = apply_profile(c, parse({"email": "a@b.co", "tags": ["b"], "first_name": "Anna",
-                                 "external_ids": {"wechat": "w"}}), T1, partial=False)
+    c = apply_profile(
+        new_customer("c1", T0),
+        parse(
+            {
+                "email": "a@b.co",
+                "tags": ["a"],
+                "external_ids": {"shopify": "1"},
+                "first_name": "Ana",
+            }
+        ),
+        T0,
+        partial=False,
+    )
+    c2 = apply_profile(
+        c,
+        parse(
+            {
+                "email": "a@b.co",
+                "tags": ["b"],
+                "first_name": "Anna",
+                "external_ids": {"wechat": "w"},
+            }
+        ),
+        T1,
+        partial=False,
+    )
     assert c2.tags == ["a", "b"]
     assert c2.external_ids == {"shopify": "1", "wechat": "w"}
     assert c2.first_name == "Anna"
@@ -95,31 +145,47 @@ def test_upsert_unions_tags_and_external_ids_and_overwrites_scalars():
 
 
 def test_patch_replaces_tags_and_null_clears_a_field():
-    c = apply_profile(new_customer("c1", T0), parse({"email": "a@b.co", "tags": ["a"],
-                                                     "first_name": "Ana"}), T0, partial=False)
-    c2 = apply_profile(c, parse({"tags": ["z"], "first_name": None}, partial=True), T1,
-                       partial=True)
+    c = apply_profile(
+        new_customer("c1", T0),
+        parse({"email": "a@b.co", "tags": ["a"], "first_name": "Ana"}),
+        T0,
+        partial=False,
+    )
+    c2 = apply_profile(
+        c, parse({"tags": ["z"], "first_name": None}, partial=True), T1, partial=True
+    )
     assert c2.tags == ["z"]
     assert c2.first_name is None
 
 
 def test_an_upsert_that_changes_nothing_leaves_the_profile_as_it_was():
-    c = apply_profile(new_customer("c1", T0), parse({"email": "a@b.co",
-                                                     "consents": {"email": True}}), T0,
-                      partial=False)
-    again = apply_profile(c, parse({"email": " A@B.CO", "consents": {"email": True}}), T1,
-                          partial=False)
+    c = apply_profile(
+        new_customer("c1", T0),
+        parse({"email": "a@b.co", "consents": {"email": True}}),
+        T0,
+        partial=False,
+    )
+    again = apply_profile(
+        c, parse({"email": " A@B.CO", "consents": {"email": True}}), T1, partial=False
+    )
     assert profile_state(again) == profile_state(c)
     assert again.updated_at == T0
     assert again.consents["email"]["at"] == T0
 
 
 def test_a_consent_records_when_and_where_it_changed():
-    c = apply_profile(new_customer("c1", T0), parse({"email": "a@b.co",
-                                                     "consents": {"sms": True}}), T0,
-                      partial=False)
-    c2 = apply_profile(c, parse({"email": "a@b.co", "consents": {"sms": False}},
-                                source="shopify"), T1, partial=False)
+    c = apply_profile(
+        new_customer("c1", T0),
+        parse({"email": "a@b.co", "consents": {"sms": True}}),
+        T0,
+        partial=False,
+    )
+    c2 = apply_profile(
+        c,
+        parse({"email": "a@b.co", "consents": {"sms": False}}, source="shopify"),
+        T1,
+        partial=False,
+    )
     assert c.consents["sms"] == {"granted": True, "at": T0, "source": "api"}
     assert c2.consents["sms"] == {"granted": False, "at": T1, "source": "shopify"}
 
@@ -133,15 +199,38 @@ def test_identities_owned_by_another_profile_are_left_out_of_an_update():
 
 
 def test_merge_keeps_the_target_values_fills_gaps_and_leaves_a_bare_tombstone():
-    target = apply_profile(new_customer("t", T0), parse({"email": "t@b.co", "tags": ["a"]}), T0,
-                           partial=False)
-    target.stats = {"orders_count": 1, "total_spent": 1000, "currency": "CNY",
-                    "first_order_at": T0, "last_order_at": T0}
-    source = apply_profile(new_customer("s", T0), parse({
-        "email": "s@b.co", "phone": "13800138000", "first_name": "Ana", "tags": ["b"],
-        "consents": {"email": False}, "external_ids": {"shopify": "9"}}), T1, partial=False)
-    source.stats = {"orders_count": 2, "total_spent": 500, "currency": "CNY",
-                    "first_order_at": T1, "last_order_at": T1}
+    target = apply_profile(
+        new_customer("t", T0), parse({"email": "t@b.co", "tags": ["a"]}), T0, partial=False
+    )
+    target.stats = {
+        "orders_count": 1,
+        "total_spent": 1000,
+        "currency": "CNY",
+        "first_order_at": T0,
+        "last_order_at": T0,
+    }
+    source = apply_profile(
+        new_customer("s", T0),
+        parse(
+            {
+                "email": "s@b.co",
+                "phone": "13800138000",
+                "first_name": "Ana",
+                "tags": ["b"],
+                "consents": {"email": False},
+                "external_ids": {"shopify": "9"},
+            }
+        ),
+        T1,
+        partial=False,
+    )
+    source.stats = {
+        "orders_count": 2,
+        "total_spent": 500,
+        "currency": "CNY",
+        "first_order_at": T1,
+        "last_order_at": T1,
+    }
     merged, tomb = merge_into(target, source, T1)
     assert merged.email == "t@b.co" and merged.phone == "+8613800138000"
     assert merged.first_name == "Ana" and merged.tags == ["a", "b"]
@@ -154,13 +243,32 @@ def test_merge_keeps_the_target_values_fills_gaps_and_leaves_a_bare_tombstone():
 
 
 def test_erasure_removes_every_personal_field_and_says_which():
-    c = apply_profile(new_customer("c", T0), parse({
-        "email": "a@b.co", "phone": "13800138000", "first_name": "Ana", "last_name": "Li",
-        "birthday": "1990-01-01", "address": {"city": "杭州"}, "external_ids": {"shopify": "1"}}),
-        T0, partial=False)
+    c = apply_profile(
+        new_customer("c", T0),
+        parse(
+            {
+                "email": "a@b.co",
+                "phone": "13800138000",
+                "first_name": "Ana",
+                "last_name": "Li",
+                "birthday": "1990-01-01",
+                "address": {"city": "杭州"},
+                "external_ids": {"shopify": "1"},
+            }
+        ),
+        T0,
+        partial=False,
+    )
     cleared, fields = erase(c, T1)
-    assert set(fields) >= {"email", "phone", "first_name", "last_name", "birthday", "address",
-                           "external_ids"}
+    assert set(fields) >= {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "birthday",
+        "address",
+        "external_ids",
+    }
     assert cleared.status == ERASED and cleared.erased_at == T1
     assert all(getattr(cleared, name) is None for name in PERSONAL_FIELDS)
     assert not cleared.identity_keys()

@@ -16,17 +16,37 @@ def test_emails_that_differ_in_case_and_spacing_are_one_address(raw):
     assert normalise_email(raw) == "ana@example.com"
 
 
-@pytest.mark.parametrize("raw", ["", "ana", "ana@", "@example.com", "ana@example", "a b@c.com",
-                                 "ana@@example.com", "ana..x@example.com", "ana@-x.com",
-                                 "x" * 250 + "@example.com"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "ana",
+        "ana@",
+        "@example.com",
+        "ana@example",
+        "a b@c.com",
+        "ana@@example.com",
+        "ana..x@example.com",
+        "ana@-x.com",
+        "x" * 250 + "@example.com",
+    ],
+)
 def test_invalid_emails_are_refused_with_the_field_named(raw):
     with pytest.raises(ValidationFailed) as caught:
         normalise_email(raw)
     assert caught.value.details == [{"field": "email", "issue": "invalid_email"}]
 
 
-@pytest.mark.parametrize("raw", ["138 0013 8000", "+86 138 0013 8000", "13800138000",
-                                 "+86-138-0013-8000", "0086 138 0013 8000"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "138 0013 8000",
+        "+86 138 0013 8000",
+        "13800138000",
+        "+86-138-0013-8000",
+        "0086 138 0013 8000",
+    ],
+)
 def test_chinese_mobile_numbers_written_many_ways_are_one_e164_number(raw):
     assert normalise_phone(raw, "CN") == "+8613800138000"
 
@@ -45,16 +65,21 @@ def test_invalid_phones_are_refused(raw):
 
 def test_external_ids_accept_numeric_platform_ids_as_text():
     assert normalise_external_ids({"shopify": 123, "wechat": " o6_bmjrPTlm6 "}) == {
-        "shopify": "123", "wechat": "o6_bmjrPTlm6"}
+        "shopify": "123",
+        "wechat": "o6_bmjrPTlm6",
+    }
 
 
-@pytest.mark.parametrize("raw, issue", [
-    ({"Shopify": "1"}, "invalid_source"),
-    ({"shopify": True}, "wrong_type"),
-    ({"shopify": ["1"]}, "wrong_type"),
-    ({"shopify": ""}, "invalid_length"),
-    ({"shopify": "x" * 129}, "invalid_length"),
-])
+@pytest.mark.parametrize(
+    "raw, issue",
+    [
+        ({"Shopify": "1"}, "invalid_source"),
+        ({"shopify": True}, "wrong_type"),
+        ({"shopify": ["1"]}, "wrong_type"),
+        ({"shopify": ""}, "invalid_length"),
+        ({"shopify": "x" * 129}, "invalid_length"),
+    ],
+)
 def test_bad_external_ids_are_refused(raw, issue):
     with pytest.raises(ValidationFailed) as caught:
         normalise_external_ids(raw)
@@ -63,6 +88,10 @@ def test_bad_external_ids_are_refused(raw, issue):
 
 def test_identity_keys_resolve_external_id_then_email_then_phone():
     keys = IdentityKeys.of({"shopify": "9", "amazon": "A1"}, "ana@example.com", "+8613800138000")
-    assert keys.ordered() == ["ext:amazon:A1", "ext:shopify:9", "email:ana@example.com",
-                              "phone:+8613800138000"]
+    assert keys.ordered() == [
+        "ext:amazon:A1",
+        "ext:shopify:9",
+        "email:ana@example.com",
+        "phone:+8613800138000",
+    ]
     assert not IdentityKeys.of({}, None, None)

@@ -17,26 +17,33 @@ def test_emails_and_phone_numbers_in_free_text_are_masked():
 
 
 def test_personal_keys_are_masked_at_any_depth():
-    record = {"customer_id": "cus_1", "profile": {"first_name": "Ana", "address": {"city": "X"},
-                                                  "tags": ["vip"]}, "count": 3}
+    record = {
+        "customer_id": "cus_1",
+        "profile": {"first_name": "Ana", "address": {"city": "X"}, "tags": ["vip"]},
+        "count": 3,
+    }
     masked = mask_personal_data(record)
-    assert masked == {"customer_id": "cus_1", "profile": {"first_name": REDACTED,
-                                                          "address": REDACTED, "tags": ["vip"]},
-                      "count": 3}
+    assert masked == {
+        "customer_id": "cus_1",
+        "profile": {"first_name": REDACTED, "address": REDACTED, "tags": ["vip"]},
+        "count": 3,
+    }
 
 
 def test_a_careless_log_call_through_the_powertools_logger_leaks_nothing():
     stream = io.StringIO()
     logger = Logger(service="test-masking", logger_formatter=MaskingFormatter(), stream=stream)
     logger.info({"email": "ana@example.com", "last_name": "Li"})
-    logger.info("upserted ana@example.com", extra={"phone": "+8613800138000",
-                                                   "customer": {"first_name": "Ana"}})
+    logger.info(
+        "upserted ana@example.com",
+        extra={"phone": "+8613800138000", "customer": {"first_name": "Ana"}},
+    )
     try:
         raise ValueError("bad phone 138 0013 8000 for ana@example.com")
     except ValueError:
         logger.exception("failed")
     output = stream.getvalue()
-    for secret in ("ana@example.com", "8613800138000", "138 0013 8000", "Ana", "Li\""):
+    for secret in ("ana@example.com", "8613800138000", "138 0013 8000", "Ana", 'Li"'):
         assert secret not in output
     lines = [json.loads(line) for line in output.splitlines()]
     assert lines[1]["phone"] == REDACTED

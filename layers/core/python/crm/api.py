@@ -41,22 +41,26 @@ STATUS: dict[type[CrmError], int] = {
 def status_of(error: CrmError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
-def error_body(code: str, message: str, details: list[Any] | None = None,
-               **extra: Any) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, details: list[Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or [], **extra}}
 
 
 def error_response(error: CrmError) -> Response:
     status = status_of(error)
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if status == 503:
         headers["Retry-After"] = "1"
-    return Response(body=error_body(error.code, error.message, error.details, **error.extra),
-                    status_code=status, headers=headers)
+    return Response(
+        body=error_body(error.code, error.message, error.details, **error.extra),
+        status_code=status,
+        headers=headers,
+    )
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -74,16 +78,18 @@ def read_json(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest("the body is not valid JSON",
-                               details=[{"issue": "invalid_json", "at": getattr(exc, "pos", 0)}]
-                               ) from exc
+        raise MalformedRequest(
+            "the body is not valid JSON",
+            details=[{"issue": "invalid_json", "at": getattr(exc, "pos", 0)}],
+        ) from exc
 
 
 def read_json_object(request: Request) -> dict[str, Any]:
     body = read_json(request)
     if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object",
-                               details=[{"field": "", "issue": "wrong_type"}])
+        raise ValidationFailed(
+            "the body must be a JSON object", details=[{"field": "", "issue": "wrong_type"}]
+        )
     return body
 
 
@@ -100,8 +106,10 @@ def page_limit(params: dict[str, str]) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValidationFailed(f"limit must be an integer from 1 to {MAX_LIMIT}",
-                               details=[{"field": "limit", "issue": "out_of_range"}])
+        raise ValidationFailed(
+            f"limit must be an integer from 1 to {MAX_LIMIT}",
+            details=[{"field": "limit", "issue": "out_of_range"}],
+        )
     return int(raw)
 
 
@@ -119,8 +127,11 @@ def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
             return error_response(error)
         except Exception:
             logger.exception("unhandled error")
-            return Response(body=error_body("internal_error", "an unexpected error occurred"),
-                            status_code=500, headers={"Content-Type": "application/json"})
+            return Response(
+                body=error_body("internal_error", "an unexpected error occurred"),
+                status_code=500,
+                headers={"Content-Type": "application/json"},
+            )
 
     return wrapper
 
@@ -131,6 +142,7 @@ def check_operator_token(authorization: str | None) -> None:
     The message is exactly "Unauthorized": that is what makes API Gateway answer 401."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     expected = get_secret("operator_token")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             expected.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
         raise Unauthenticated("Unauthorized")

@@ -17,9 +17,27 @@ REDACTED = "***"
 # Keys whose values are personal data wherever they appear in a structured log record.
 PERSONAL_KEYS = frozenset(
     {
-        "email", "phone", "first_name", "last_name", "name", "full_name", "birthday",
-        "address", "addresses", "line1", "line2", "address1", "address2", "zip", "city",
-        "province", "shipping_address", "billing_address", "customer", "latitude", "longitude",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "name",
+        "full_name",
+        "birthday",
+        "address",
+        "addresses",
+        "line1",
+        "line2",
+        "address1",
+        "address2",
+        "zip",
+        "city",
+        "province",
+        "shipping_address",
+        "billing_address",
+        "customer",
+        "latitude",
+        "longitude",
     }
 )
 
@@ -51,9 +69,22 @@ def mask_personal_data(value: Any, _key: str | None = None) -> Any:
 
 class MaskingFormatter(LambdaPowertoolsFormatter):
     # Structural keys Powertools adds itself; masking them would only hide useful context.
-    _SAFE = frozenset({"level", "location", "timestamp", "service", "xray_trace_id",
-                       "cold_start", "function_name", "function_memory_size", "function_arn",
-                       "function_request_id", "correlation_id", "sampling_rate"})
+    _SAFE = frozenset(
+        {
+            "level",
+            "location",
+            "timestamp",
+            "service",
+            "xray_trace_id",
+            "cold_start",
+            "function_name",
+            "function_memory_size",
+            "function_arn",
+            "function_request_id",
+            "correlation_id",
+            "sampling_rate",
+        }
+    )
 
     def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
         masked = {k: (v if k in self._SAFE else mask_personal_data(v, k)) for k, v in log.items()}

@@ -24,8 +24,19 @@ _GENDER_ALIASES = {"f": "female", "m": "male", "woman": "female", "man": "male"}
 CONSENT_CHANNELS = ("email", "sms")
 ADDRESS_FIELDS = ("country_code", "province", "city", "zip", "line1", "line2")
 PROFILE_FIELDS = (
-    "external_ids", "email", "phone", "first_name", "last_name", "birthday", "gender", "locale",
-    "timezone", "address", "tags", "consents", "attributes",
+    "external_ids",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "birthday",
+    "gender",
+    "locale",
+    "timezone",
+    "address",
+    "tags",
+    "consents",
+    "attributes",
 )
 # What an erasure removes: everything that names, reaches or locates the person.
 PERSONAL_FIELDS = ("email", "phone", "first_name", "last_name", "birthday", "address")
@@ -80,8 +91,9 @@ class ProfileInput:
     consent_source: str = "api"
 
     def identity_keys(self) -> IdentityKeys:
-        return IdentityKeys.of(self.fields.get("external_ids"), self.fields.get("email"),
-                               self.fields.get("phone"))
+        return IdentityKeys.of(
+            self.fields.get("external_ids"), self.fields.get("email"), self.fields.get("phone")
+        )
 
     def without_identities(self, keys: set[str]) -> ProfileInput:
         """The same input minus the identities in `keys` (they belong to another profile)."""
@@ -90,8 +102,9 @@ class ProfileInput:
             if fields.get(name) and f"{name}:{fields[name]}" in keys:
                 del fields[name]
         if fields.get("external_ids"):
-            fields["external_ids"] = {s: v for s, v in fields["external_ids"].items()
-                                      if f"ext:{s}:{v}" not in keys}
+            fields["external_ids"] = {
+                s: v for s, v in fields["external_ids"].items() if f"ext:{s}:{v}" not in keys
+            }
         return replace(self, fields=fields)
 
 
@@ -117,8 +130,9 @@ def _birthday(value: Any, today: date) -> str:
             raise ValueError(text)
         parsed = date.fromisoformat(text)
     except ValueError as exc:
-        raise _problem("birthday", "invalid_date",
-                       "birthday must be a real YYYY-MM-DD date") from exc
+        raise _problem(
+            "birthday", "invalid_date", "birthday must be a real YYYY-MM-DD date"
+        ) from exc
     if parsed.year < 1900 or parsed > today:
         raise _problem("birthday", "out_of_range", "birthday must be between 1900 and today")
     return text
@@ -130,8 +144,9 @@ def _gender(value: Any) -> str:
     text = value.strip().lower()
     text = _GENDER_ALIASES.get(text, text)
     if text not in GENDERS:
-        raise _problem("gender", "unknown_value",
-                       "gender must be one of " + ", ".join(sorted(GENDERS)))
+        raise _problem(
+            "gender", "unknown_value", "gender must be one of " + ", ".join(sorted(GENDERS))
+        )
     return text
 
 
@@ -153,7 +168,8 @@ def _address(value: Any) -> dict[str, str]:
     if unknown:
         raise ValidationFailed(
             "address has fields this API does not know",
-            details=[{"field": f"address.{k}", "issue": "unknown_field"} for k in unknown])
+            details=[{"field": f"address.{k}", "issue": "unknown_field"} for k in unknown],
+        )
     result: dict[str, str] = {}
     for key, item in value.items():
         if item is None:
@@ -162,8 +178,11 @@ def _address(value: Any) -> dict[str, str]:
     if "country_code" in result:
         code = result["country_code"].upper()
         if len(code) != 2 or not code.isalpha():
-            raise _problem("address.country_code", "invalid_country",
-                           "address.country_code must be an ISO 3166 alpha-2 code")
+            raise _problem(
+                "address.country_code",
+                "invalid_country",
+                "address.country_code must be an ISO 3166 alpha-2 code",
+            )
         result["country_code"] = code
     return result
 
@@ -182,8 +201,11 @@ def _consents(value: Any) -> dict[str, bool]:
     result: dict[str, bool] = {}
     for channel, granted in value.items():
         if channel not in CONSENT_CHANNELS:
-            raise _problem(f"consents.{channel}", "unknown_value",
-                           "consent channels are " + ", ".join(CONSENT_CHANNELS))
+            raise _problem(
+                f"consents.{channel}",
+                "unknown_value",
+                "consent channels are " + ", ".join(CONSENT_CHANNELS),
+            )
         if not isinstance(granted, bool):
             raise _problem(f"consents.{channel}", "wrong_type", "a consent must be true or false")
         result[channel] = granted
@@ -216,16 +238,18 @@ def _reject_floats(value: Any, path: str) -> None:
             _reject_floats(v, path)
 
 
-def parse_profile(body: Any, *, default_country: str, today: date, partial: bool,
-                  consent_source: str = "api") -> ProfileInput:
+def parse_profile(
+    body: Any, *, default_country: str, today: date, partial: bool, consent_source: str = "api"
+) -> ProfileInput:
     """Validate a request body into a `ProfileInput`; every problem is reported at once.
 
     `partial=False` (upsert) needs at least one identity and reads null as "not sent";
     `partial=True` (PATCH) reads null as "clear this field".
     """
     if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object",
-                               details=[{"field": "", "issue": "wrong_type"}])
+        raise ValidationFailed(
+            "the body must be a JSON object", details=[{"field": "", "issue": "wrong_type"}]
+        )
     problems: list[dict[str, Any]] = [
         {"field": k, "issue": "unknown_field"} for k in sorted(set(body) - set(PROFILE_FIELDS))
     ]
@@ -265,7 +289,8 @@ def parse_profile(body: Any, *, default_country: str, today: date, partial: bool
     if not partial and not result.identity_keys():
         raise ValidationFailed(
             "a customer needs at least one identity: external_ids, email or phone",
-            details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}])
+            details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}],
+        )
     return result
 
 
@@ -277,9 +302,13 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
     """The customer after `data` is applied. Upsert unions tags and external ids; PATCH
     replaces tags. Attributes merge (a null value removes a key). A consent gets a new
     timestamp and source only when its value changes."""
-    updated = replace(customer, tags=list(customer.tags), consents=dict(customer.consents),
-                      attributes=dict(customer.attributes),
-                      external_ids=dict(customer.external_ids))
+    updated = replace(
+        customer,
+        tags=list(customer.tags),
+        consents=dict(customer.consents),
+        attributes=dict(customer.attributes),
+        external_ids=dict(customer.external_ids),
+    )
     for name, value in data.fields.items():
         if name == "external_ids":
             if value is None:
@@ -295,8 +324,11 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
             for channel, granted in (value or {}).items():
                 current = updated.consents.get(channel)
                 if current is None or current.get("granted") != granted:
-                    updated.consents[channel] = {"granted": granted, "at": now,
-                                                 "source": data.consent_source}
+                    updated.consents[channel] = {
+                        "granted": granted,
+                        "at": now,
+                        "source": data.consent_source,
+                    }
         elif name == "attributes":
             if value is None:
                 updated.attributes = {}
@@ -323,12 +355,24 @@ def profile_state(customer: Customer) -> dict[str, Any]:
 def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, Customer]:
     """`source` folded into `target`: target's values win, source fills the gaps; the
     source becomes a tombstone pointing at the target (no personal data left on it)."""
-    merged = replace(target, tags=list(dict.fromkeys([*target.tags, *source.tags])),
-                     consents=dict(target.consents),
-                     attributes={**source.attributes, **target.attributes},
-                     external_ids={**source.external_ids, **target.external_ids})
-    for name in ("email", "phone", "first_name", "last_name", "birthday", "gender", "locale",
-                 "timezone", "address"):
+    merged = replace(
+        target,
+        tags=list(dict.fromkeys([*target.tags, *source.tags])),
+        consents=dict(target.consents),
+        attributes={**source.attributes, **target.attributes},
+        external_ids={**source.external_ids, **target.external_ids},
+    )
+    for name in (
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "birthday",
+        "gender",
+        "locale",
+        "timezone",
+        "address",
+    ):
         if getattr(merged, name) in (None, "", {}):
             setattr(merged, name, getattr(source, name))
     for channel, consent in source.consents.items():
@@ -336,14 +380,21 @@ def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, 
         # The most recent decision of the person stands, whichever profile recorded it.
         if current is None or consent.get("at", "") > current.get("at", ""):
             merged.consents[channel] = consent
-    merged.possible_duplicates = [d for d in dict.fromkeys(
-        [*target.possible_duplicates, *source.possible_duplicates])
-        if d not in (target.customer_id, source.customer_id)]
+    merged.possible_duplicates = [
+        d
+        for d in dict.fromkeys([*target.possible_duplicates, *source.possible_duplicates])
+        if d not in (target.customer_id, source.customer_id)
+    ]
     merged.stats = merge_stats(target.stats, source.stats)
     merged.updated_at = now
-    tombstone = Customer(customer_id=source.customer_id, created_at=source.created_at,
-                         updated_at=now, status=MERGED, merged_into=target.customer_id,
-                         version=source.version)
+    tombstone = Customer(
+        customer_id=source.customer_id,
+        created_at=source.created_at,
+        updated_at=now,
+        status=MERGED,
+        merged_into=target.customer_id,
+        version=source.version,
+    )
     return merged, tombstone
 
 
@@ -372,10 +423,25 @@ def erase(customer: Customer, now: str) -> tuple[Customer, list[str]]:
         erased_fields.append("external_ids")
     if customer.attributes:
         erased_fields.append("attributes")
-    cleared = replace(customer, email=None, phone=None, first_name=None, last_name=None,
-                      birthday=None, address=None, external_ids={}, attributes={}, tags=[],
-                      gender=None, locale=None, timezone=None, possible_duplicates=[],
-                      status=ERASED, erased_at=now, updated_at=now)
+    cleared = replace(
+        customer,
+        email=None,
+        phone=None,
+        first_name=None,
+        last_name=None,
+        birthday=None,
+        address=None,
+        external_ids={},
+        attributes={},
+        tags=[],
+        gender=None,
+        locale=None,
+        timezone=None,
+        possible_duplicates=[],
+        status=ERASED,
+        erased_at=now,
+        updated_at=now,
+    )
     return cleared, erased_fields
 
 

@@ -9,8 +9,14 @@ from typing import Any
 class CrmError(Exception):
     code = "error"
 
-    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
-                 code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []

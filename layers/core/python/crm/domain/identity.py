@@ -23,8 +23,9 @@ def normalise_email(raw: str) -> str:
     """Trimmed and lower-cased, then checked; raises `ValidationFailed` for a bad address."""
     email = raw.strip().lower()
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
-        raise ValidationFailed("email is not a valid address",
-                               details=[{"field": "email", "issue": "invalid_email"}])
+        raise ValidationFailed(
+            "email is not a valid address", details=[{"field": "email", "issue": "invalid_email"}]
+        )
     return email
 
 
@@ -47,22 +48,29 @@ def normalise_phone(raw: str, default_country: str) -> str:
 
 def normalise_external_ids(raw: object) -> dict[str, str]:
     if not isinstance(raw, dict):
-        raise ValidationFailed("external_ids must be an object of source to id",
-                               details=[{"field": "external_ids", "issue": "wrong_type"}])
+        raise ValidationFailed(
+            "external_ids must be an object of source to id",
+            details=[{"field": "external_ids", "issue": "wrong_type"}],
+        )
     result: dict[str, str] = {}
     for source, value in raw.items():
         field = f"external_ids.{source}"
         if not isinstance(source, str) or not _SOURCE.match(source):
-            raise ValidationFailed("an external id source must be a short lower-case name",
-                                   details=[{"field": field, "issue": "invalid_source"}])
+            raise ValidationFailed(
+                "an external id source must be a short lower-case name",
+                details=[{"field": field, "issue": "invalid_source"}],
+            )
         # Platforms such as Shopify send numeric ids; they are identifiers, kept as text.
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValidationFailed("an external id must be a string",
-                                   details=[{"field": field, "issue": "wrong_type"}])
+            raise ValidationFailed(
+                "an external id must be a string", details=[{"field": field, "issue": "wrong_type"}]
+            )
         text = str(value).strip()
         if not text or len(text) > MAX_EXTERNAL_ID:
-            raise ValidationFailed("an external id must be 1 to 128 characters",
-                                   details=[{"field": field, "issue": "invalid_length"}])
+            raise ValidationFailed(
+                "an external id must be 1 to 128 characters",
+                details=[{"field": field, "issue": "invalid_length"}],
+            )
         result[source] = text
     return result
 
@@ -76,8 +84,9 @@ class IdentityKeys:
     phone: str | None = None
 
     @classmethod
-    def of(cls, external_ids: dict[str, str] | None, email: str | None,
-           phone: str | None) -> IdentityKeys:
+    def of(
+        cls, external_ids: dict[str, str] | None, email: str | None, phone: str | None
+    ) -> IdentityKeys:
         return cls(
             external=tuple(f"ext:{s}:{v}" for s, v in sorted((external_ids or {}).items())),
             email=f"email:{email}" if email else None,

@@ -100,8 +100,14 @@ class CustomerRepository:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def save(self, customer: Customer, *, claim: Iterable[str] = (),
-             release: Iterable[str] = (), now: str) -> Customer:
+    def save(
+        self,
+        customer: Customer,
+        *,
+        claim: Iterable[str] = (),
+        release: Iterable[str] = (),
+        now: str,
+    ) -> Customer:
         """Save the profile (created if its version is None), claiming and releasing identity
         keys in the same transaction. Raises `IdentityTaken` or `StaleProfile`."""
         item = to_item(customer)
@@ -109,16 +115,22 @@ class CustomerRepository:
         with self._transaction() as tx:
             tx.save(item)
             for key in claim:
-                tx.save(IdentityModel(key, customer_id=customer.customer_id, created_at=now),
-                        condition=(IdentityModel.identity.does_not_exist()
-                                   | (IdentityModel.customer_id == customer.customer_id)))
+                tx.save(
+                    IdentityModel(key, customer_id=customer.customer_id, created_at=now),
+                    condition=(
+                        IdentityModel.identity.does_not_exist()
+                        | (IdentityModel.customer_id == customer.customer_id)
+                    ),
+                )
             for key in release:
-                tx.delete(IdentityModel(key),
-                          condition=IdentityModel.customer_id == customer.customer_id)
+                tx.delete(
+                    IdentityModel(key), condition=IdentityModel.customer_id == customer.customer_id
+                )
         return to_customer(item)
 
-    def merge(self, target: Customer, tombstone: Customer, move: Iterable[str],
-              now: str) -> Customer:
+    def merge(
+        self, target: Customer, tombstone: Customer, move: Iterable[str], now: str
+    ) -> Customer:
         """Save the merged target and the source's tombstone, and move the source's identities
         to the target, in one transaction."""
         target_item, tombstone_item = to_item(target), to_item(tombstone)
@@ -126,9 +138,11 @@ class CustomerRepository:
             tx.save(target_item)
             tx.save(tombstone_item)
             for key in move:
-                tx.save(IdentityModel(key, customer_id=target.customer_id, created_at=now),
-                        condition=(IdentityModel.customer_id == tombstone.customer_id)
-                        | (IdentityModel.customer_id == target.customer_id))
+                tx.save(
+                    IdentityModel(key, customer_id=target.customer_id, created_at=now),
+                    condition=(IdentityModel.customer_id == tombstone.customer_id)
+                    | (IdentityModel.customer_id == target.customer_id),
+                )
         return to_customer(target_item)
 
     def _transaction(self) -> _Transaction:

@@ -19,6 +19,7 @@ from crm.config import Settings
 class CustomerModel(Model):
     class Meta:
         table_name = "unbound-customers"
+        region = "us-east-1"  # bind_models sets the stage's
 
     customer_id = UnicodeAttribute(hash_key=True)
     status = UnicodeAttribute(default="active")
@@ -48,6 +49,7 @@ class CustomerModel(Model):
 class IdentityModel(Model):
     class Meta:
         table_name = "unbound-identities"
+        region = "us-east-1"
 
     identity = UnicodeAttribute(hash_key=True)
     customer_id = UnicodeAttribute()
@@ -61,8 +63,10 @@ def bind_models(settings: Settings) -> None:
     """Point the models at the stage's tables. The endpoint comes from botocore's own
     configuration (`AWS_ENDPOINT_URL` locally), the region from the Lambda environment."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    for model, table in ((CustomerModel, settings.customers_table),
-                         (IdentityModel, settings.identities_table)):
+    for model, table in (
+        (CustomerModel, settings.customers_table),
+        (IdentityModel, settings.identities_table),
+    ):
         if model.Meta.table_name == table and getattr(model.Meta, "region", None) == region:
             continue
         model.Meta.table_name = table
