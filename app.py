@@ -7,7 +7,7 @@ API Lambda's cold start.
 
 from chalice import AuthResponse, Chalice, ConvertToMiddleware
 
-from crm.api import check_operator_token
+from crm.api import check_operator_token, contract_errors
 from crm.config import get_settings
 from crm.observability import logger, metrics
 from functions import profiles, system
@@ -16,6 +16,10 @@ settings = get_settings()  # a stage with a missing variable fails here, at cold
 app = Chalice(app_name="shop-crm")
 app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context(clear_state=True)))
 app.register_middleware(ConvertToMiddleware(metrics.log_metrics))
+app.register_middleware(contract_errors, "http")
+# Bodies are JSON whatever the Content-Type says (`curl -d` sends a form type): a body that is
+# not JSON is a 400 from the handler, never Chalice's own 415.
+ANY_BODY = ["application/json", "*/*"]
 
 
 @app.authorizer()
@@ -40,7 +44,7 @@ def openapi():
 # -- customers ----------------------------------------------------------------------------------
 
 
-@app.route("/customers", methods=["POST"], authorizer=operator)
+@app.route("/customers", methods=["POST"], authorizer=operator, content_types=ANY_BODY)
 def upsert_customer():
     return profiles.upsert(app.current_request)
 
@@ -55,7 +59,9 @@ def get_customer(customer_id):
     return profiles.get_customer(customer_id)
 
 
-@app.route("/customers/{customer_id}", methods=["PATCH"], authorizer=operator)
+@app.route(
+    "/customers/{customer_id}", methods=["PATCH"], authorizer=operator, content_types=ANY_BODY
+)
 def patch_customer(customer_id):
     return profiles.patch(app.current_request, customer_id)
 
@@ -65,7 +71,9 @@ def erase_customer(customer_id):
     return profiles.delete(customer_id)
 
 
-@app.route("/customers/{customer_id}/merge", methods=["POST"], authorizer=operator)
+@app.route(
+    "/customers/{customer_id}/merge", methods=["POST"], authorizer=operator, content_types=ANY_BODY
+)
 def merge_customer(customer_id):
     return profiles.merge(app.current_request, customer_id)
 

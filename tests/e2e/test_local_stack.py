@@ -146,3 +146,15 @@ def test_ctrl_c_stops_the_stack_cleanly(tmp_path: Path) -> None:
     assert "stopped" in output and "Traceback" not in output
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{own.api_url}/health", timeout=2)
+
+
+def test_curl_style_bodies_and_unknown_methods_answer_in_the_contract(stack: RunningStack) -> None:
+    form = {**OPERATOR, "Content-Type": "application/x-www-form-urlencoded"}
+    created = requests.post(
+        f"{stack.api_url}/customers", data='{"email": "curl@example.com"}', headers=form, timeout=5
+    )
+    assert created.status_code in (200, 201), created.text
+    broken = requests.post(f"{stack.api_url}/customers", data="{not json", headers=form, timeout=5)
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_request"
+    wrong = requests.put(f"{stack.api_url}/customers", json={}, headers=OPERATOR, timeout=5)
+    assert wrong.status_code in (404, 405) and "error" in wrong.json()

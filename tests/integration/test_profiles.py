@@ -351,3 +351,24 @@ def test_export_returns_everything_and_erasure_leaves_nothing(api, aws):
     )
     again = upsert(api, {"email": PERSON["email"]})
     assert again.status_code == 201 and again.json_body["customer_id"] != c["customer_id"]
+
+
+def test_a_json_body_is_read_whatever_the_content_type_says(api):
+    # `curl -d` sends application/x-www-form-urlencoded; the body is still the contract's JSON.
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        headers = {**OPERATOR, "Content-Type": content_type}
+        ok = post(api, "/customers", {"email": "form@example.com"}, headers=headers)
+        assert ok.status_code in (200, 201), ok.body
+        assert_error(
+            post(api, "/customers", b"email=form@example.com", headers=headers),
+            400,
+            "malformed_request",
+        )
+
+
+def test_chalices_own_answers_are_in_the_error_shape(api):
+    # A method the route does not have: Chalice answers it before any view runs.
+    error = assert_error(
+        api.http.put("/customers", headers=JSON, body="{}"), 405, "method_not_allowed"
+    )
+    assert "PUT" in error["message"]

@@ -136,6 +136,37 @@ def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
+# Chalice answers some requests itself (a method the route lacks, an unhandled exception) with
+# `{"Code": ..., "Message": ...}`; `contract_errors` rewrites those into the contract's shape.
+_CHALICE_CODES = {
+    "BadRequest": "malformed_request",
+    "BadRequestError": "malformed_request",
+    "UnauthorizedError": "unauthenticated",
+    "ForbiddenError": "forbidden",
+    "NotFoundError": "not_found",
+    "MethodNotAllowedError": "method_not_allowed",
+    "ConflictError": "conflict",
+    "UnprocessableEntityError": "validation_failed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "TooManyRequestsError": "too_many_requests",
+    "InternalServerError": "internal_error",
+}
+
+
+def contract_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """HTTP middleware: every error answer in the contract's shape, whoever produced it."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = _CHALICE_CODES.get(str(body["Code"]), "error")
+        message = str(body["Message"])
+        if response.status_code >= 500:
+            message = "an unexpected error occurred"
+        response.body = error_body(code, message)
+        response.headers = {**(response.headers or {}), "Content-Type": "application/json"}
+    return response
+
+
 def check_operator_token(authorization: str | None) -> None:
     """Raise `Unauthenticated` unless `authorization` is `Bearer <the operator token>`.
 
