@@ -10,7 +10,7 @@ from chalice import AuthResponse, Chalice, ConvertToMiddleware
 from crm.api import check_operator_token, contract_errors
 from crm.config import get_settings
 from crm.observability import logger, metrics
-from functions import profiles, system
+from functions import ledger, orders, profiles, system, webhooks
 
 settings = get_settings()  # a stage with a missing variable fails here, at cold start
 app = Chalice(app_name="shop-crm")
@@ -81,3 +81,62 @@ def merge_customer(customer_id):
 @app.route("/customers/{customer_id}/export", methods=["GET"], authorizer=operator)
 def export_customer(customer_id):
     return profiles.export(customer_id)
+
+
+# -- orders and webhooks (authenticated by signature, not by the operator token) ---------------
+
+
+@app.route("/webhooks/shopify", methods=["POST"], content_types=ANY_BODY)
+def shopify_webhook():
+    return webhooks.shopify_webhook(app.current_request)
+
+
+@app.route("/webhooks/orders", methods=["POST"], content_types=ANY_BODY)
+def generic_webhook():
+    return webhooks.generic_webhook(app.current_request)
+
+
+@app.route("/orders/{order_id}", methods=["GET"], authorizer=operator)
+def get_order(order_id):
+    return orders.get_order(order_id)
+
+
+# -- loyalty ------------------------------------------------------------------------------------
+
+
+@app.route("/loyalty/program", methods=["GET"], authorizer=operator)
+def loyalty_program():
+    return ledger.get_program()
+
+
+@app.route("/customers/{customer_id}/points", methods=["GET"], authorizer=operator)
+def customer_points(customer_id):
+    return ledger.get_points(app.current_request, customer_id)
+
+
+@app.route(
+    "/customers/{customer_id}/points/redemptions",
+    methods=["POST"],
+    authorizer=operator,
+    content_types=ANY_BODY,
+)
+def redeem_points(customer_id):
+    return ledger.post_redemption(app.current_request, customer_id)
+
+
+@app.route(
+    "/customers/{customer_id}/points/adjustments",
+    methods=["POST"],
+    authorizer=operator,
+    content_types=ANY_BODY,
+)
+def adjust_points(customer_id):
+    return ledger.post_adjustment(app.current_request, customer_id)
+
+
+# -- scheduled jobs -----------------------------------------------------------------------------
+
+
+@app.schedule("cron(15 2 * * ? *)", name="points_expiry")
+def points_expiry(event):
+    return ledger.points_expiry_job(event.to_dict(), event.context)

@@ -47,6 +47,32 @@ def _body(code: str, message: str, details: list[Any] | None = None) -> bytes:
     return json.dumps(error_body(code, message, details)).encode()
 
 
+class _PerThread:
+    """A data descriptor that keeps an attribute per thread. Chalice keeps the request being
+    served in `app.current_request`; in Lambda one container serves one request at a time, but
+    the local server serves requests on concurrent threads, which would read each other's."""
+
+    def __init__(self) -> None:
+        self._values = threading.local()
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else getattr(self._values, "value", None)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._values.value = value
+
+
+def serve_requests_per_thread(app: Any) -> None:
+    """Give `app` a per-thread `current_request` and `lambda_context` (idempotent)."""
+    if getattr(type(app), "_per_thread", False):
+        return
+    app.__class__ = type(
+        type(app).__name__,
+        (type(app),),
+        {"current_request": _PerThread(), "lambda_context": _PerThread(), "_per_thread": True},
+    )
+
+
 class CrmRequestHandler(ChaliceRequestHandler):
     """Chalice's request handler, answering the gateway's own errors in the contract's shape."""
 
@@ -161,6 +187,7 @@ class ApiServer:
     def start(self) -> ApiServer:
         if self.app is None:
             self.load()
+        serve_requests_per_thread(self.app)
         server = self._factory.create_local_server(self.app, self.config, self.host, self.port)
         server.server.RequestHandlerClass = functools.partial(
             CrmRequestHandler, app_object=self.app, config=self.config

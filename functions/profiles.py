@@ -17,6 +17,7 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
+from crm.adapters import s3
 from crm.api import endpoint, json_response, page_limit, query, read_json, read_json_object
 from crm.config import get_settings
 from crm.domain.customers import (
@@ -36,6 +37,7 @@ from crm.domain.customers import (
 )
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from crm.domain.identity import normalise_email, normalise_external_ids, normalise_phone
+from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
     CustomerRepository,
@@ -43,8 +45,12 @@ from crm.store.customers import (
     StaleProfile,
     get_customer_repository,
 )
+from crm.store.ledger import get_ledger_store
+from crm.store.orders import get_order_store
 
 MAX_ATTEMPTS = 12
+RECENT_ORDERS = 5
+EXPORTS_PREFIX = "exports/"
 BUILTIN_SEGMENTS = frozenset(
     {
         "new",
@@ -187,6 +193,9 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
         customer = repo.get(customer_id)
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist")
+        if customer.status != MERGED:
+            # First, and again on a repeat: a run cut off halfway is finished by the next one.
+            elsewhere = forget_elsewhere(customer_id)
         if customer.status == ERASED:
             return {
                 "customer_id": customer_id,
@@ -214,6 +223,7 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
             "status": ERASED,
             "erased": erased_fields,
             "identities_removed": len(identities),
+            **elsewhere,
             "erased_at": now,
         }
     raise Unavailable("the customer is being changed by many requests at once; retry")
@@ -238,19 +248,22 @@ def _active(repo: CustomerRepository, customer_id: str) -> Customer:
 
 
 def customer_360(customer: Customer) -> dict[str, Any]:
-    """The 360° view. Orders, points, segments, RFM, notifications and cases are filled in by
-    their own capabilities; until a customer has any, they are present and empty."""
+    """The 360° view. Segments, RFM, notifications and cases are filled in by their own
+    capabilities; until a customer has any, they are present and empty."""
+    from functions.ledger import points_summary, program, tier_view
+
     settings = get_settings()
     profile = profile_view(customer)
+    orders = get_order_store().for_customer(customer.customer_id, limit=RECENT_ORDERS)
     return {
         **profile,
         "profile": profile,
-        "tier": "regular",
-        "points": {"balance": 0, "pending": 0, "expiring": []},
+        "tier": tier_view(customer.stats, now_iso(), program())["name"],
+        "points": points_summary(get_ledger_store().account(customer.customer_id)),
         "segments": [],
         "rfm": {"r": None, "f": None, "m": None, "group": None},
         "stats": stats_view(customer.stats, settings.currency),
-        "recent_orders": [],
+        "recent_orders": [order_summary(o, settings.currency) for o in orders],
         "recent_notifications": [],
         "open_cases": [],
         "possible_duplicates": customer.possible_duplicates,
@@ -258,16 +271,49 @@ def customer_360(customer: Customer) -> dict[str, Any]:
 
 
 def export_view(customer: Customer) -> dict[str, Any]:
+    """Everything held about the person: profile, identities, orders, points."""
+    settings = get_settings()
+    ledger = get_ledger_store()
+    account = ledger.account(customer.customer_id)
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = ledger.entries(customer.customer_id, 500, cursor)
+        entries += page
+        if not cursor:
+            break
     return {
         "exported_at": now_iso(),
         "customer": profile_view(customer),
         "identities": customer.identity_keys().ordered(),
-        "stats": stats_view(customer.stats, get_settings().currency),
-        "orders": [],
-        "points": {"balance": 0, "pending": 0, "entries": []},
+        "stats": stats_view(customer.stats, settings.currency),
+        "orders": [
+            order_view(o, settings.currency)
+            for o in get_order_store().for_customer(customer.customer_id)
+        ],
+        "points": {"balance": account.balance, "pending": account.pending, "entries": entries},
         "notifications": [],
         "cases": [],
     }
+
+
+def write_export(customer_id: str, name: str) -> str:
+    """The export, as a JSON object in the data bucket (a platform's data request); its key.
+    Erasure deletes everything under the customer's `exports/` prefix."""
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    key = f"{EXPORTS_PREFIX}{customer_id}/{name}.json"
+    s3.put_json(get_settings().data_bucket, key, export_view(customer))
+    return key
+
+
+def forget_elsewhere(customer_id: str) -> dict[str, int]:
+    """What erasure removes outside the profile: order addresses and written exports."""
+    orders = get_order_store()
+    anonymised = sum(orders.anonymise(o) for o in orders.for_customer(customer_id))
+    exports = s3.delete_prefix(get_settings().data_bucket, f"{EXPORTS_PREFIX}{customer_id}/")
+    return {"orders_anonymised": anonymised, "exports_deleted": exports}
 
 
 # -- routes (called from app.py) ----------------------------------------------------------------

@@ -93,6 +93,39 @@ TABLES: tuple[Table, ...] = (
     # it. The conditional put of these items is what makes "one profile per person" hold under
     # concurrent upserts.
     Table(logical_id="IdentitiesTable", env_var="CRM_IDENTITIES_TABLE", hash_key="identity"),
+    # One item per order (`ord_<source>_<platform id>`). By customer for the 360 view and erasure;
+    # by the platform's id for `GET /orders/{platform id}`.
+    Table(
+        logical_id="OrdersTable",
+        env_var="CRM_ORDERS_TABLE",
+        hash_key="order_id",
+        indexes=(
+            Index("by_customer", "customer_id", "created_at"),
+            Index("by_platform_id", "platform_order_id", projection="KEYS_ONLY"),
+        ),
+    ),
+    # Webhook deliveries seen (`<source>:<delivery id>`), kept 7 days by TTL: the dedup record,
+    # completed in the same transaction as the delivery's effects.
+    Table(
+        logical_id="DeliveriesTable",
+        env_var="CRM_DELIVERIES_TABLE",
+        hash_key="delivery_id",
+        ttl_attribute="expires_at",
+    ),
+    # The points ledger, one partition per customer: `bal` (balance and pending), `bal#lot#<id>`
+    # (lots), `ent#<entry id>` (entries, id derived from the cause), `evt#...` (tier changes).
+    # `entries_by_time` lists entries newest first; `expiring` (sparse: active lots with points
+    # left) lets the expiry job find due lots by month without a Scan.
+    Table(
+        logical_id="LedgerTable",
+        env_var="CRM_LEDGER_TABLE",
+        hash_key="customer_id",
+        range_key="sk",
+        indexes=(
+            Index("entries_by_time", "customer_id", "entry_at"),
+            Index("expiring", "expiry_month", "expires_at"),
+        ),
+    ),
 )
 
 BUCKETS: tuple[Bucket, ...] = (

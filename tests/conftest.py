@@ -18,11 +18,15 @@ OPERATOR = {"Authorization": "Bearer local-operator-token"}
 
 
 def _reset_caches() -> None:
+    from crm.adapters import s3
     from crm.config import get_settings
-    from crm.store import customers
+    from crm.store import customers, ledger, orders
 
     get_settings.cache_clear()
     customers.reset()
+    orders.reset()
+    ledger.reset()
+    s3.reset()
 
 
 @pytest.fixture

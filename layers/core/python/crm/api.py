@@ -69,10 +69,20 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def read_json(request: Request) -> Any:
     """The request body as JSON. 413 past the size limit, 400 when it is not JSON."""
+    return parse_json(raw_body(request, get_settings().max_body_bytes))
+
+
+def raw_body(request: Request, limit: int) -> bytes:
+    """The body's bytes as sent (what a signature is computed over); 413 past `limit`."""
     raw = request.raw_body or b""
-    limit = get_settings().max_body_bytes
+    if isinstance(raw, str):
+        raw = raw.encode()
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is {len(raw)} bytes; the limit is {limit}")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise MalformedRequest("the body is empty; a JSON object was expected")
     try:
@@ -123,7 +133,15 @@ def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
             return view(*args, **kwargs)
         except CrmError as error:
             if status_of(error) >= 500:
-                logger.warning("dependency unavailable", extra={"code": error.code})
+                cause = error.__cause__
+                logger.warning(
+                    "dependency unavailable",
+                    extra={
+                        "code": error.code,
+                        "cause": type(cause).__name__ if cause else None,
+                        "cause_detail": str(getattr(cause, "cause", "") or "")[:200],
+                    },
+                )
             return error_response(error)
         except Exception:
             logger.exception("unhandled error")

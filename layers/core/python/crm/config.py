@@ -7,6 +7,7 @@ failing the first request that happens to need it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +30,9 @@ class Settings:
     stage: str
     customers_table: str
     identities_table: str
+    orders_table: str
+    deliveries_table: str
+    ledger_table: str
     drop_bucket: str
     data_bucket: str
     ops_topic: str
@@ -47,6 +51,9 @@ _REQUIRED = {
     "stage": "CRM_STAGE",
     "customers_table": "CRM_CUSTOMERS_TABLE",
     "identities_table": "CRM_IDENTITIES_TABLE",
+    "orders_table": "CRM_ORDERS_TABLE",
+    "deliveries_table": "CRM_DELIVERIES_TABLE",
+    "ledger_table": "CRM_LEDGER_TABLE",
     "drop_bucket": "CRM_DROP_BUCKET",
     "data_bucket": "CRM_DATA_BUCKET",
     "ops_topic": "CRM_OPS_TOPIC",
@@ -114,3 +121,50 @@ def get_secret(name: str) -> str:
     prefix = settings.secrets_source.removeprefix("ssm:")
     value = parameters.get_parameter(prefix + name, decrypt=True, max_age=300)
     return str(value)
+
+
+_PREVIOUS_MAX_AGE = 300.0
+# SSM lookups of an absent `_previous` parameter, remembered like Powertools caches the found
+# ones, so a stage with no rotation in progress does not call SSM on every webhook.
+_previous_absent_until: dict[str, float] = {}
+
+
+def get_secrets(name: str) -> list[str]:
+    """Every secret currently valid for `name`: the current one, then the previous one if set.
+
+    Why: rotating a webhook secret cannot be atomic, because the sending platform switches to
+    the new secret on its own schedule. So a rotation sets the new secret as current
+    (`<name>`) and keeps the old one as `<name>_previous` until the platform has switched, then
+    removes `_previous`. Signatures under either are accepted meanwhile.
+
+    Locally the previous secret is `CRM_<NAME>_PREVIOUS` (no default); in the cloud the SSM
+    parameter `<prefix><name>_previous`, whose absence means "no previous secret".
+    """
+    current = get_secret(name)
+    previous = _get_previous_secret(name)
+    if previous and previous != current:
+        return [current, previous]
+    return [current]
+
+
+def _get_previous_secret(name: str) -> str | None:
+    settings = get_settings()
+    previous_name = f"{name}_previous"
+    if settings.secrets_source == "env":
+        return os.environ.get(f"CRM_{previous_name.upper()}") or None
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    prefix = settings.secrets_source.removeprefix("ssm:")
+    key = prefix + previous_name
+    if _previous_absent_until.get(key, 0.0) > time.monotonic():
+        return None
+    try:
+        value = parameters.get_parameter(key, decrypt=True, max_age=int(_PREVIOUS_MAX_AGE))
+    except GetParameterError:
+        # Powertools wraps every failure (ParameterNotFound included) in GetParameterError.
+        # Without a previous secret only the current one is accepted, which is the safe side.
+        _previous_absent_until[key] = time.monotonic() + _PREVIOUS_MAX_AGE
+        return None
+    _previous_absent_until.pop(key, None)
+    return str(value) or None

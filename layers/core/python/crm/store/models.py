@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
     ListAttribute,
     MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from crm.config import Settings
@@ -56,7 +61,133 @@ class IdentityModel(Model):
     created_at = UnicodeAttribute()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (CustomerModel, IdentityModel)
+class OrdersByCustomer(GlobalSecondaryIndex["OrderModel"]):
+    class Meta:
+        index_name = "by_customer"
+        projection = AllProjection()
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OrdersByPlatformId(GlobalSecondaryIndex["OrderModel"]):
+    class Meta:
+        index_name = "by_platform_id"
+        projection = KeysOnlyProjection()
+
+    platform_order_id = UnicodeAttribute(hash_key=True)
+
+
+class OrderModel(Model):
+    class Meta:
+        table_name = "unbound-orders"
+        region = "us-east-1"
+
+    order_id = UnicodeAttribute(hash_key=True)
+    source = UnicodeAttribute()
+    platform_order_id = UnicodeAttribute()
+    received_at = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    lines = JSONAttribute(null=True)
+    subtotal = NumberAttribute(default=0)
+    shipping = NumberAttribute(default=0)
+    total = NumberAttribute(default=0)
+    shipping_address = JSONAttribute(null=True)
+    # The by_customer index's range key: an order without it (not yet described) is not listed.
+    created_at = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    paid_at = UnicodeAttribute(null=True)
+    cancelled_at = UnicodeAttribute(null=True)
+    cancel_reason = UnicodeAttribute(null=True)
+    fulfilled_at = UnicodeAttribute(null=True)
+    refunds = JSONAttribute(null=True)
+    progress = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    status_history = JSONAttribute(null=True)
+    points_earned = NumberAttribute(default=0)
+    points_reversed = NumberAttribute(default=0)
+    points_status = UnicodeAttribute(null=True)
+    counted = BooleanAttribute(default=False)
+    spent = NumberAttribute(default=0)
+    spent_month = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+    by_customer = OrdersByCustomer()
+    by_platform_id = OrdersByPlatformId()
+
+
+class DeliveryModel(Model):
+    class Meta:
+        table_name = "unbound-deliveries"
+        region = "us-east-1"
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    state = UnicodeAttribute()  # "processing" while a request holds it, then "done"
+    holder = UnicodeAttribute()  # the request that holds it
+    started_at = NumberAttribute()  # epoch seconds, for taking over an abandoned delivery
+    order_id = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class EntriesByTime(GlobalSecondaryIndex["LedgerModel"]):
+    class Meta:
+        index_name = "entries_by_time"
+        projection = AllProjection()
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    entry_at = UnicodeAttribute(range_key=True)
+
+
+class ExpiringLots(GlobalSecondaryIndex["LedgerModel"]):
+    class Meta:
+        index_name = "expiring"
+        projection = AllProjection()
+
+    expiry_month = UnicodeAttribute(hash_key=True)
+    expires_at = UnicodeAttribute(range_key=True)
+
+
+class LedgerModel(Model):
+    """One model for every item of a customer's ledger partition; `sk` says which."""
+
+    class Meta:
+        table_name = "unbound-ledger"
+        region = "us-east-1"
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # `bal`: the account
+    balance = NumberAttribute(null=True)
+    pending = NumberAttribute(null=True)
+    # `bal#lot#<id>`: a lot
+    points = NumberAttribute(null=True)
+    remaining = NumberAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    earned_at = UnicodeAttribute(null=True)
+    activated_at = UnicodeAttribute(null=True)
+    expires_at = UnicodeAttribute(null=True)
+    expiry_month = UnicodeAttribute(null=True)  # set only while active with points left
+    # `ent#<id>`: an entry
+    entry_type = UnicodeAttribute(null=True)
+    entry_at = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    source = UnicodeAttribute(null=True)
+    details = JSONAttribute(null=True)  # lots touched, coupon, unrecovered points, tier change
+    updated_at = UnicodeAttribute(null=True)
+
+    entries_by_time = EntriesByTime()
+    expiring = ExpiringLots()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    CustomerModel,
+    IdentityModel,
+    OrderModel,
+    DeliveryModel,
+    LedgerModel,
+)
 
 
 def bind_models(settings: Settings) -> None:
@@ -66,6 +197,9 @@ def bind_models(settings: Settings) -> None:
     for model, table in (
         (CustomerModel, settings.customers_table),
         (IdentityModel, settings.identities_table),
+        (OrderModel, settings.orders_table),
+        (DeliveryModel, settings.deliveries_table),
+        (LedgerModel, settings.ledger_table),
     ):
         if model.Meta.table_name == table and getattr(model.Meta, "region", None) == region:
             continue

@@ -1,0 +1,262 @@
+"""Orders: recording an order event exactly once, and the order routes.
+
+`record_order_event` is what every order webhook comes down to. It holds the delivery (a
+conditional write: a duplicate stops here, after one call), reads the order and the buyer's
+identities in one round trip, decides everything in the domain (the order's details and facts,
+the customer's stats and tier, the points), and writes it all in one transaction conditioned on
+what it read. A lost race reads again; a failure gives the delivery back so the platform's
+retry is processed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalice import Response
+
+from crm.api import endpoint, json_response
+from crm.config import get_settings
+from crm.domain.customers import ACTIVE, Customer, ProfileInput, apply_profile, new_customer
+from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.identity import (
+    IdentityKeys,
+    normalise_email,
+    normalise_external_ids,
+    normalise_phone,
+)
+from crm.domain.loyalty import Program, order_points, tier_for
+from crm.domain.order_events import Buyer, OrderEvent
+from crm.domain.orders import (
+    Order,
+    apply_event,
+    contribution,
+    differs,
+    new_order,
+    order_view,
+    stats_after,
+)
+from crm.observability import logger, metrics
+from crm.store.orders import Contended, CustomerSide, OrderChange, OrderStore, get_order_store
+from functions.profiles import new_customer_id, now_iso
+
+MAX_ATTEMPTS = 16
+
+
+def program() -> Program:
+    return Program(currency=get_settings().currency)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str  # "processed", "duplicate", "unchanged"
+    order_id: str
+    status: str | None = None
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0.002, 0.012) * (attempt + 1))
+
+
+def record_order_event(
+    event: OrderEvent, delivery_id: str | None, store: OrderStore | None = None
+) -> Recorded:
+    store = store or get_order_store()
+    holder = uuid.uuid4().hex
+    if delivery_id and not store.claim_delivery(delivery_id, holder, time.time()):
+        metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
+        return Recorded("duplicate", event.order_id)
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return _record(event, delivery_id, holder, store)
+            except Contended:
+                metrics.add_metric(name="OrderWriteRetries", unit="Count", value=1)
+                _backoff(attempt)
+        raise Unavailable("the order is being changed by many requests at once; retry")
+    except BaseException:
+        if delivery_id:
+            store.release_delivery(delivery_id, holder)
+        raise
+
+
+def buyer_identity(buyer: Buyer | None, default_country: str) -> tuple[dict[str, Any], list[str]]:
+    """The profile fields and identity keys of a buyer. A value that does not validate is left
+    out (and counted), never a reason to lose the order."""
+    if buyer is None:
+        return {}, []
+    fields: dict[str, Any] = {}
+    checks: tuple[tuple[str, Any, Callable[[Any], Any]], ...] = (
+        ("external_ids", buyer.external_ids or None, normalise_external_ids),
+        ("email", buyer.email, normalise_email),
+        ("phone", buyer.phone, lambda v: normalise_phone(v, default_country)),
+    )
+    for name, value, normalise in checks:
+        if not value:
+            continue
+        try:
+            fields[name] = normalise(value)
+        except ValidationFailed:
+            metrics.add_metric(name="OrderIdentitiesDropped", unit="Count", value=1)
+    for name in ("first_name", "last_name"):
+        value = getattr(buyer, name)
+        if isinstance(value, str) and value.strip():
+            fields[name] = value.strip()[:100]
+    keys = IdentityKeys.of(fields.get("external_ids"), fields.get("email"), fields.get("phone"))
+    return fields, keys.ordered()
+
+
+def _record(event: OrderEvent, delivery_id: str | None, holder: str, store: OrderStore) -> Recorded:
+    settings = get_settings()
+    now = now_iso()
+    fields, keys = buyer_identity(event.buyer, settings.default_country)
+    stored, owners = store.read_order_and_owners(event.order_id, keys)
+    before = stored or new_order(event, now)
+    after = apply_event(before, event)
+
+    customer_id = before.customer_id or next((owners[k] for k in keys if k in owners), None)
+    new_profile: Customer | None = None
+    claim: list[str] = []
+    if customer_id is None and keys:
+        # A guest checkout with identities nobody owns yet: the profile is born with the order.
+        new_profile = apply_profile(
+            new_customer(new_customer_id(), now),
+            ProfileInput(fields=fields, consent_source=f"order:{event.source}"),
+            now,
+            partial=False,
+        )
+        customer_id, claim = new_profile.customer_id, keys
+    after.customer_id = customer_id
+
+    change = OrderChange(delivery_id, holder, after, now=now)
+    new_contribution = contribution(after)
+    moves_customer = (new_contribution.counted, new_contribution.spent, new_contribution.month) != (
+        before.counted,
+        before.spent,
+        before.spent_month,
+    )
+    may_move_points = _facts(before) != _facts(after)
+    if customer_id and (moves_customer or may_move_points or new_profile is not None):
+        side = (
+            CustomerSide(new_profile)
+            if new_profile is not None
+            else store.read_customer_side(customer_id, after.order_id)
+        )
+        customer = side.customer
+        if customer is None or customer.status != ACTIVE:
+            # Merged or erased since the identity was read: the order stays, unattributed to a
+            # live profile; its stats and points follow the profile it names.
+            customer = None
+        _customer_effects(before, after, customer, side, change, now)
+        if new_profile is not None:
+            change.claim = claim
+
+    if stored is not None and not differs(stored, after) and change.points is None:
+        if delivery_id:
+            store.commit(OrderChange(delivery_id, holder, stored, now=now))
+        return Recorded("unchanged", after.order_id, after.status)
+    store.commit(change)
+    logger.info(
+        "order event recorded",
+        extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
+    )
+    return Recorded("processed", after.order_id, after.status)
+
+
+def _facts(order: Order) -> tuple[Any, ...]:
+    return (
+        order.paid_at,
+        order.cancelled_at,
+        order.fulfilled_at,
+        tuple(r.refund_id for r in order.refunds),
+    )
+
+
+def _customer_effects(
+    before: Order,
+    after: Order,
+    customer: Customer | None,
+    side: CustomerSide,
+    change: OrderChange,
+    now: str,
+) -> None:
+    """The customer's stats and tier, and the order's points, after this change."""
+    if customer is None:
+        return
+    rules = program()
+    spend_before = customer.stats.get("spend_months") or {}
+    tier = tier_for(spend_before, now, rules)
+    new_contribution = contribution(after)
+    stats = stats_after(customer.stats, before, new_contribution)
+    after.counted, after.spent, after.spent_month = (
+        new_contribution.counted,
+        new_contribution.spent,
+        new_contribution.month,
+    )
+    tier_after = tier_for(stats.get("spend_months") or {}, now, rules)
+    stats["tier"] = tier_after.name
+    if tier_after.name != (customer.stats.get("tier") or tier.name):
+        change.tier_event = {
+            "type": "tier_changed",
+            "from": customer.stats.get("tier") or tier.name,
+            "to": tier_after.name,
+            "order_id": after.order_id,
+        }
+    customer.stats = stats
+    customer.updated_at = now
+    change.customer = customer
+
+    points = order_points(
+        order_id=after.order_id,
+        paid=after.paid_at is not None,
+        cancelled=after.cancelled_at is not None,
+        fulfilled_at=after.fulfilled_at,
+        goods=after.subtotal,
+        refunded_goods=after.refunded_goods,
+        refund_ids=[r.refund_id for r in after.refunds],
+        currency=after.currency or rules.currency,
+        earned=before.points_earned,
+        reversed_so_far=before.points_reversed,
+        status=before.points_status,
+        lot=side.lot,
+        tier=tier,
+        program=rules,
+        now=now,
+    )
+    after.points_earned, after.points_reversed = points.earned, points.reversed
+    after.points_status = points.status
+    if points.changed:
+        change.points = points
+
+
+# -- views and routes -------------------------------------------------------------------------
+
+
+def find_order(order_id: str, store: OrderStore | None = None) -> Order:
+    store = store or get_order_store()
+    if order_id.startswith("ord_"):
+        order = store.get(order_id)
+        if order is not None:
+            return order
+    ids = store.ids_for_platform_id(order_id)
+    if not ids:
+        raise NotFound(f"order {order_id} does not exist")
+    if len(ids) > 1:
+        raise Conflict(
+            f"several platforms have an order {order_id}; use the project's order id",
+            code="ambiguous_order_id",
+            extra={"order_ids": sorted(ids)},
+        )
+    order = store.get(ids[0])
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
+    return order
+
+
+@endpoint
+def get_order(order_id: str) -> Response:
+    return json_response(order_view(find_order(order_id), get_settings().currency))

@@ -1,0 +1,189 @@
+"""Order and customer webhooks: Shopify's, and the generic format for other platforms.
+
+Order of checks, so that nothing is stored for a request that fails one: size (413), signature
+over the raw bytes (401), JSON (400), content (422). Then the delivery is recorded exactly once
+(`functions.orders.record_order_event`). Deduplication is our own conditional write rather than
+Powertools' idempotency utility: the "done" mark goes into the same transaction as the order and
+the points, which the utility cannot do (it would add a call and a window in which the effects
+are written but the delivery is still "in progress"); see docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from crm.api import endpoint, json_response, parse_json, raw_body
+from crm.config import get_secrets, get_settings
+from crm.domain import generic_orders, shopify
+from crm.domain.customers import ProfileInput, parse_profile
+from crm.domain.errors import ValidationFailed
+from crm.domain.signatures import verify_generic, verify_shopify
+from crm.observability import logger, metrics
+from functions import orders, profiles
+
+MAX_WEBHOOK_BYTES = 1024 * 1024  # Shopify orders with hundreds of lines stay well under this
+CUSTOMER_TOPICS = (
+    "customers/create",
+    "customers/update",
+    "customers/data_request",
+    "customers/redact",
+)
+
+
+def _header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _answer(status: str, **extra: Any) -> Response:
+    return json_response({"status": status, **extra}, 200)
+
+
+@endpoint
+def shopify_webhook(request: Request) -> Response:
+    raw = raw_body(request, MAX_WEBHOOK_BYTES)
+    verify_shopify(raw, _header(request, "X-Shopify-Hmac-Sha256"), get_secrets("shopify_secret"))
+    payload = parse_json(raw)
+    topic = (_header(request, "X-Shopify-Topic") or "").lower()
+    delivery = (
+        _header(request, "X-Shopify-Webhook-Id")
+        or _header(request, "X-Shopify-Event-Id")
+        # Without an id, identical bodies of one topic are one delivery.
+        or "sha256:" + hashlib.sha256(topic.encode() + b"\n" + raw).hexdigest()
+    )
+    if topic in shopify.TOPICS:
+        event = (
+            shopify.parse_refund(payload)
+            if topic == "refunds/create"
+            else shopify.parse_order(topic, payload)
+        )
+        recorded = orders.record_order_event(event, f"shopify:{delivery}")
+        metrics.add_metric(name="OrderWebhooks", unit="Count", value=1)
+        return _answer(recorded.outcome, order_id=recorded.order_id, order_status=recorded.status)
+    if topic in CUSTOMER_TOPICS:
+        return _answer(**customer_topic(topic, payload))
+    logger.info("webhook topic ignored", extra={"topic": topic[:64], "source": "shopify"})
+    metrics.add_metric(name="IgnoredWebhooks", unit="Count", value=1)
+    return _answer("ignored", topic=topic)
+
+
+@endpoint
+def generic_webhook(request: Request) -> Response:
+    raw = raw_body(request, MAX_WEBHOOK_BYTES)
+    verify_generic(
+        raw, _header(request, "X-Signature"), get_secrets("webhook_secret"), now=time.time()
+    )
+    payload = parse_json(raw)
+    if not generic_orders.is_known_type(payload):
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        logger.info("webhook type ignored", extra={"type": str(kind)[:64], "source": "generic"})
+        metrics.add_metric(name="IgnoredWebhooks", unit="Count", value=1)
+        return _answer("ignored", type=kind if isinstance(kind, str) else None)
+    event_id, event = generic_orders.parse(payload)
+    recorded = orders.record_order_event(event, f"{event.source}:{event_id}")
+    metrics.add_metric(name="OrderWebhooks", unit="Count", value=1)
+    return _answer(recorded.outcome, order_id=recorded.order_id, order_status=recorded.status)
+
+
+# -- customer topics ----------------------------------------------------------------------------
+
+
+def _shopify_profile(customer: Any) -> dict[str, Any]:
+    """A profile body from a Shopify customer object; fields that do not validate are dropped."""
+    if not isinstance(customer, dict) or customer.get("id") in (None, ""):
+        raise ValidationFailed(
+            "the payload is not a Shopify customer", details=[{"field": "id", "issue": "missing"}]
+        )
+    body: dict[str, Any] = {"external_ids": {"shopify": str(customer["id"])}}
+    for name in ("email", "phone", "first_name", "last_name"):
+        if isinstance(customer.get(name), str) and customer[name].strip():
+            body[name] = customer[name]
+    consents = {}
+    for channel, key in (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent")):
+        state = customer.get(key)
+        if isinstance(state, dict) and isinstance(state.get("state"), str):
+            consents[channel] = state["state"] == "subscribed"
+    if consents:
+        body["consents"] = consents
+    address = customer.get("default_address")
+    if isinstance(address, dict):
+        body["address"] = {
+            k: str(address[v])
+            for k, v in (
+                ("country_code", "country_code"),
+                ("province", "province"),
+                ("city", "city"),
+                ("zip", "zip"),
+                ("line1", "address1"),
+            )
+            if address.get(v) not in (None, "")
+        }
+    return body
+
+
+def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
+    settings = get_settings()
+    today = profiles._today()
+    for _ in range(len(body) + 1):
+        try:
+            return parse_profile(
+                body, default_country=settings.default_country, today=today, partial=False
+            )
+        except ValidationFailed as error:
+            bad = {str(d.get("field", "")).split(".")[0] for d in error.details}
+            if not bad & set(body) or bad & {"external_ids"}:
+                raise
+            metrics.add_metric(name="WebhookFieldsDropped", unit="Count", value=len(bad))
+            body = {k: v for k, v in body.items() if k not in bad}
+    raise ValidationFailed("the customer payload has no usable identity")
+
+
+def customer_topic(topic: str, payload: Any) -> dict[str, Any]:
+    if topic in ("customers/create", "customers/update"):
+        data = _lenient_profile(_shopify_profile(payload))
+        customer, created = profiles.upsert_customer(data, profiles.get_customer_repository())
+        return {"status": "processed", "customer_id": customer.customer_id, "created": created}
+    if not isinstance(payload, dict):
+        raise ValidationFailed(
+            "the payload must be an object", details=[{"field": "", "issue": "wrong_type"}]
+        )
+    customer_id = _find_shopify_customer(payload.get("customer"))
+    if customer_id is None:
+        logger.info("privacy webhook for an unknown customer", extra={"topic": topic})
+        return {"status": "processed", "customer_id": None}
+    if topic == "customers/redact":
+        erased = profiles.erase_customer(customer_id, profiles.get_customer_repository())
+        return {"status": "processed", "customer_id": customer_id, "erased": erased["erased"]}
+    request_id = (
+        (payload.get("data_request") or {}).get("id")
+        if isinstance(payload.get("data_request"), dict)
+        else None
+    )
+    key = profiles.write_export(customer_id, f"shopify-{request_id or int(time.time())}")
+    return {"status": "processed", "customer_id": customer_id, "export": key}
+
+
+def _find_shopify_customer(customer: Any) -> str | None:
+    if not isinstance(customer, dict):
+        raise ValidationFailed(
+            "the payload has no customer", details=[{"field": "customer", "issue": "missing"}]
+        )
+    body: dict[str, Any] = {}
+    if customer.get("id") not in (None, ""):
+        body["external_ids"] = {"shopify": str(customer["id"])}
+    for name in ("email", "phone"):
+        if isinstance(customer.get(name), str) and customer[name].strip():
+            body[name] = customer[name]
+    if not body:
+        raise ValidationFailed(
+            "the customer has no identity", details=[{"field": "customer", "issue": "missing"}]
+        )
+    data = _lenient_profile(body)
+    keys = data.identity_keys().ordered()
+    owners = profiles.get_customer_repository().resolve(keys)
+    return next((owners[k] for k in keys if k in owners), None)
