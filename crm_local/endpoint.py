@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from crm_local import lambda_executor
+from crm_local import dynamodb_serial, lambda_executor
 
 DEFAULT_PORT = 4566
 REGION = "us-east-1"
@@ -53,6 +53,7 @@ class Endpoint:
         from moto.server import ThreadedMotoServer
 
         lambda_executor.install()
+        dynamodb_serial.install()
         quiet_request_logs()
         # moto's Step Functions interpreter calls Lambda over HTTP at localhost:$MOTO_PORT;
         # without it every Task fails to connect to port 5000.

@@ -49,6 +49,9 @@ def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
     """moto in-process with every data resource of `infra/` created under the local names."""
     from moto import mock_aws
 
+    from crm_local import dynamodb_serial
+
+    dynamodb_serial.install()  # moto's transactions are not safe under concurrent requests
     with mock_aws():
         made = provision_data_resources(
             lambda s: boto3.client(s, region_name="us-east-1"), LOCAL_ENV

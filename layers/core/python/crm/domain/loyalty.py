@@ -287,25 +287,32 @@ def order_points(
         )
         due = max(0, target - result.reversed)
         if due and result.lot is not None:
-            taken = min(due, result.lot.remaining)
-            cause = "cancel" if cancelled else (refund_ids[-1] if refund_ids else "refund")
+            lot_now = result.lot
+            taken = min(due, lot_now.remaining)
+            # The id names the reversed total this entry brings the order to: each reversal
+            # raises it, so each gets its own id, and a replay of the same one is refused.
             result.entries.append(
                 Entry(
-                    f"reverse:{order_id}:{cause}",
+                    f"reverse:{order_id}:{target}",
                     "reverse",
-                    -due,
+                    -taken,
                     "order cancelled" if cancelled else "order refunded",
                     order_id,
                     now,
-                    {"taken": taken, "unrecovered": due - taken},
+                    {
+                        "due": due,
+                        "unrecovered": due - taken,
+                        "refunds": refund_ids,
+                        "cancelled": cancelled,
+                    },
                 )
             )
-            lot_now = result.lot
+            status_after = VOID if cancelled and lot_now.status == PENDING else lot_now.status
             result.lot = Lot(
                 lot_now.lot_id,
                 lot_now.points,
                 lot_now.remaining - taken,
-                lot_now.status,
+                status_after,
                 lot_now.earned_at,
                 lot_now.source,
                 lot_now.activated_at,

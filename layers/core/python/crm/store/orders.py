@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
