@@ -146,6 +146,12 @@ def _record(event: OrderEvent, delivery_id: str | None, holder: str, store: Orde
             if new_profile is not None
             else store.read_customer_side(customer_id, after.order_id)
         )
+        for _ in range(3):  # a merged profile's orders follow it to the one it was merged into
+            merged_into = side.customer.merged_into if side.customer else None
+            if not merged_into or new_profile is not None:
+                break
+            customer_id = after.customer_id = merged_into
+            side = store.read_customer_side(customer_id, after.order_id)
         customer = side.customer
         if customer is None or customer.status != ACTIVE:
             # Merged or erased since the identity was read: the order stays, unattributed to a

@@ -173,6 +173,7 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
         if source is None:
             raise NotFound(f"customer {source_id} does not exist")
         if source.status == MERGED and source.merged_into == target_id:
+            move_history(source_id, target_id)  # finish what an interrupted merge started
             return target  # already done: a retried merge answers the same
         if source.status != ACTIVE:
             raise Conflict(
@@ -181,10 +182,31 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
             )
         merged, tombstone = merge_into(target, source, now)
         try:
-            return repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
+            saved = repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
         except (IdentityTaken, StaleProfile):
             _backoff(attempt)
+            continue
+        move_history(source_id, target_id)
+        return saved
     raise Unavailable("the customers are being changed by many requests at once; retry")
+
+
+def move_history(source_id: str, target_id: str) -> dict[str, int]:
+    """After a merge: the source's orders and what is left of its points go to the target.
+    Each move is conditional and idempotent, so a retried merge finishes an interrupted one.
+    The stats were already merged with the profiles."""
+    orders = get_order_store()
+    moved_orders = sum(
+        orders.reassign(o, source_id, target_id) for o in list(orders.for_customer(source_id))
+    )
+    ledger = get_ledger_store()
+    now = now_iso()
+    moved_lots = 0
+    for lot in ledger.account(source_id).lots:
+        if lot.remaining > 0 and lot.status in ("active", "pending"):
+            moved_lots += ledger.move_lot(source_id, target_id, lot, now)
+    logger.info("customer history moved", extra={"orders": moved_orders, "lots": moved_lots})
+    return {"orders": moved_orders, "lots": moved_lots}
 
 
 def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:

@@ -253,3 +253,40 @@ def test_adjustments_are_idempotent_and_never_take_the_balance_below_zero(api):
     assert status == 201
     assert get(api, f"/customers/{customer_id}/points")[1]["balance"] == 100
     assert ledger_sum(customer_id) == (100, 100)
+
+
+def test_a_merge_moves_orders_points_and_spend_and_later_events_follow(api):
+    target = new_customer(api, "keep@example.com")
+    payload = order_payload(
+        4001,
+        email="dup@example.com",
+        lines=[("SKU", 1, "800.00")],
+        shipping="0.00",
+        financial_status="paid",
+    )
+    delivery = deliver("orders/paid", payload)
+    api.http.post("/webhooks/shopify", headers=delivery.headers(), body=delivery.body)
+    source = get(api, "/orders/4001")[1]["customer_id"]
+    grant(api, source, 300, key="src-grant")
+
+    status, _ = post(api, f"/customers/{target}/merge", {"source_id": source})
+    assert status == 200
+    assert get(api, "/orders/4001")[1]["customer_id"] == target
+    body = get(api, f"/customers/{target}/points")[1]
+    assert (body["balance"], body["pending"]) == (300, 800)
+    assert get(api, f"/customers/{source}/points")[1]["balance"] == 0
+    view = get(api, f"/customers/{target}")[1]
+    assert view["stats"]["orders_count"] == 1
+    assert [o["order_id"] for o in view["recent_orders"]] == ["ord_shopify_4001"]
+    # The order's delivery, arriving after the merge, activates the points on the target.
+    fulfilled = dict(
+        payload, fulfillment_status="fulfilled", updated_at="2026-11-21T10:00:00+08:00"
+    )
+    delivery = deliver("orders/fulfilled", fulfilled)
+    api.http.post("/webhooks/shopify", headers=delivery.headers(), body=delivery.body)
+    body = get(api, f"/customers/{target}/points")[1]
+    assert (body["balance"], body["pending"]) == (1100, 0)
+    assert ledger_sum(target) == (1100, 1100)
+    # Retrying the merge changes nothing.
+    assert post(api, f"/customers/{target}/merge", {"source_id": source})[0] == 200
+    assert get(api, f"/customers/{target}/points")[1]["balance"] == 1100

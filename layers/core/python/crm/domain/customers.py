@@ -405,7 +405,11 @@ def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         return dict(a)
     firsts = [x for x in (a.get("first_order_at"), b.get("first_order_at")) if x]
     lasts = [x for x in (a.get("last_order_at"), b.get("last_order_at")) if x]
+    months = dict(a.get("spend_months") or {})
+    for month, value in (b.get("spend_months") or {}).items():
+        months[month] = int(months.get(month, 0)) + int(value)
     return {
+        "spend_months": months,
         "orders_count": int(a.get("orders_count", 0)) + int(b.get("orders_count", 0)),
         "total_spent": int(a.get("total_spent", 0)) + int(b.get("total_spent", 0)),
         "currency": a.get("currency") or b.get("currency"),

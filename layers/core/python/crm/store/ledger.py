@@ -25,6 +25,7 @@ from crm.store.models import LedgerModel, bind_models
 ACCOUNT = "bal"
 LOT_PREFIX = "bal#lot#"
 ENTRY_PREFIX = "ent#"
+MOVED = "moved"  # a lot whose points went to another customer in a merge
 
 
 class LedgerContended(Exception):
@@ -225,6 +226,57 @@ class LedgerStore:
             raise Unavailable("the ledger did not accept the write") from error
         except PynamoDBException as error:
             raise Unavailable("the ledger did not accept the write") from error
+
+    def move_lot(self, source_id: str, target_id: str, lot: Lot, now: str) -> bool:
+        """Move what is left of a lot to another customer (a merge), with an entry on each
+        side, in one transaction. False when it was already moved or changed meanwhile."""
+        moved = Entry(
+            f"merge:{target_id}:{lot.lot_id}",
+            "adjust",
+            -lot.remaining,
+            "merged into " + target_id,
+            source_id,
+            now,
+            {"lot_id": lot.lot_id, "to": target_id},
+        )
+        received = Entry(
+            f"merge:{source_id}:{lot.lot_id}",
+            "adjust",
+            lot.remaining,
+            "merged from " + source_id,
+            source_id,
+            now,
+            {"lot_id": lot.lot_id, "from": source_id},
+        )
+        active = lot.status == ACTIVE
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.update(
+                    LedgerModel(source_id, LOT_PREFIX + lot.lot_id),
+                    actions=[
+                        LedgerModel.remaining.set(0),
+                        LedgerModel.status.set(MOVED),
+                        LedgerModel.expiry_month.remove(),
+                    ],
+                    condition=(LedgerModel.remaining == lot.remaining)
+                    & (LedgerModel.status == lot.status),
+                )
+                tx.save(
+                    lot_item(target_id, lot),
+                    condition=LedgerModel.sk.does_not_exist(),
+                )
+                tx.save(entry_item(source_id, moved), condition=LedgerModel.sk.does_not_exist())
+                tx.save(entry_item(target_id, received), condition=LedgerModel.sk.does_not_exist())
+                delta = (-lot.remaining, 0) if active else (0, -lot.remaining)
+                account_update(tx, source_id, *delta, now)
+                account_update(tx, target_id, -delta[0], -delta[1], now)
+        except TransactWriteError as error:
+            if error.cancellation_reasons:
+                return False
+            raise Unavailable("the ledger did not accept the write") from error
+        except PynamoDBException as error:
+            raise Unavailable("the ledger did not accept the write") from error
+        return True
 
 
 @lru_cache(maxsize=1)

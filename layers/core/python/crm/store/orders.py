@@ -192,6 +192,21 @@ class OrderStore:
             order = fresh
         raise Unavailable("the order is being changed by many requests at once; retry")
 
+    def reassign(self, order: Order, from_id: str, to_id: str) -> bool:
+        """Point an order at another customer (a merge); False if it no longer names `from_id`."""
+        item = OrderModel(order.order_id)
+        item.version = order.version
+        try:
+            item.update(
+                actions=[OrderModel.customer_id.set(to_id)],
+                condition=OrderModel.customer_id == from_id,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise Unavailable("the order could not be moved") from exc
+        return True
+
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, order_id: str) -> Order | None:
