@@ -344,9 +344,8 @@ def post_adjustment(request: Request, customer_id: str) -> Response:
 
 
 def points_expiry_job(event: Any, context: Any) -> dict[str, int]:
-    """The scheduled job (and `aws lambda invoke`): `{"now": "..."}` in the event overrides the
-    clock, for replaying a day."""
-    now = (
-        event.get("now") if isinstance(event, dict) and isinstance(event.get("now"), str) else None
-    )
-    return expire_points(now)
+    """The scheduled job. A scheduled event's `detail.now` (an ISO time) replaces the clock, to
+    replay a day: `aws lambda invoke` with `{"version": "0", ..., "detail": {"now": "..."}}`."""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    now = detail.get("now") if isinstance(detail, dict) else None
+    return expire_points(now if isinstance(now, str) else None)

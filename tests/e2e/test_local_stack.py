@@ -158,3 +158,30 @@ def test_curl_style_bodies_and_unknown_methods_answer_in_the_contract(stack: Run
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_request"
     wrong = requests.put(f"{stack.api_url}/customers", json={}, headers=OPERATOR, timeout=5)
     assert wrong.status_code in (404, 405) and "error" in wrong.json()
+
+
+def test_the_points_expiry_job_is_a_lambda_the_endpoint_runs(stack: RunningStack) -> None:
+    lam = stack.client("lambda")
+    names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+    assert "shop-crm-local-points_expiry" in names
+    answer = lam.invoke(
+        FunctionName="shop-crm-local-points_expiry",
+        Payload=json.dumps(
+            {
+                "version": "0",
+                "id": "manual-run",
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": "123456789012",
+                "time": "2030-01-01T00:00:00Z",
+                "region": "us-east-1",
+                "resources": [],
+                "detail": {"now": "2030-01-01T00:00:00+00:00"},
+            }
+        ).encode(),
+    )
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    counts = json.loads(answer["Payload"].read())
+    assert set(counts) == {"lots", "points", "skipped"}
+    rules = stack.client("events").list_rules()["Rules"]
+    assert any(r["ScheduleExpression"] == "cron(15 2 * * ? *)" for r in rules)

@@ -200,6 +200,13 @@ def test_passing_2000_makes_silver_and_the_next_earn_is_x1_25(api):
     assert get(api, f"/customers/{customer_id}")[1]["tier"] == "silver"
     tier = get(api, f"/customers/{customer_id}/points")[1]["tier"]
     assert tier["name"] == "silver" and tier["spend_12_months"]["amount"] == "2200.00"
+    # The change is recorded once, for notifications to use.
+    from crm.store.ledger import get_ledger_store
+
+    events = get_ledger_store().tier_events(customer_id)
+    assert [(e["from"], e["to"], e["order_id"]) for e in events] == [
+        ("regular", "silver", "ord_shopify_3002")
+    ]
 
 
 def test_spend_that_leaves_the_window_drops_the_tier(api):
