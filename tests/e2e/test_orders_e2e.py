@@ -111,3 +111,43 @@ def test_a_days_deliveries_leave_exactly_the_right_orders_and_points(http, stack
     ]
     assert len(profiles) == len(buyers)
     _ = json  # the bodies are JSON; kept for debugging output in failures
+
+
+def test_fifty_concurrent_redemptions_over_http_make_exactly_ten_coupons(http, stack):
+    body = {"email": "redeemer@example.com"}
+    customer_id = http.post(
+        f"{stack.api_url}/customers", json=body, headers=OPERATOR, timeout=10
+    ).json()["customer_id"]
+    granted = http.post(
+        f"{stack.api_url}/customers/{customer_id}/points/adjustments",
+        json={"points": 10_000, "reason": "test grant", "idempotency_key": "grant-1"},
+        headers=OPERATOR,
+        timeout=10,
+    )
+    assert granted.status_code == 201, granted.text
+
+    def redeem(i: int):
+        return http.post(
+            f"{stack.api_url}/customers/{customer_id}/points/redemptions",
+            json={"points": 1000, "idempotency_key": f"order-{i}"},
+            headers=OPERATOR,
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(redeem, range(50)))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {201: 10, 409: 40}, statuses
+    assert len({a.json()["coupon"]["code"] for a in answers if a.status_code == 201}) == 10
+    assert all(
+        a.json()["error"]["code"] == "insufficient_points" for a in answers if a.status_code == 409
+    )
+    points = http.get(
+        f"{stack.api_url}/customers/{customer_id}/points", headers=OPERATOR, timeout=10
+    ).json()
+    assert points["balance"] == 0
+    assert sum(e["points"] for e in points["entries"]) == 0
+    # A retried request of one that succeeded gets the same coupon, and spends nothing.
+    index = next(i for i, a in enumerate(answers) if a.status_code == 201)
+    again = redeem(index)
+    assert again.status_code == 200 and again.json()["coupon"] == answers[index].json()["coupon"]
