@@ -126,6 +126,27 @@ TABLES: tuple[Table, ...] = (
             Index("expiring", "expiry_month", "expires_at"),
         ),
     ),
+    # Stock per SKU per warehouse (`sk` = warehouse id), and each order's reservations
+    # (`sku` = `order#<order id>`, `sk` = `<sku>#<warehouse>`), written in the same
+    # transaction as the stock they hold, so a reservation is made and released exactly once.
+    Table(
+        logical_id="InventoryTable", env_var="CRM_INVENTORY_TABLE", hash_key="sku", range_key="sk"
+    ),
+    # Exception cases; `by_status` lists the open ones oldest first.
+    Table(
+        logical_id="CasesTable",
+        env_var="CRM_CASES_TABLE",
+        hash_key="case_id",
+        indexes=(Index("by_status", "status", "opened_at"),),
+    ),
+    # Each customer's messages (`sk` = `<sent at>#<id>`), and one item per dedup key
+    # (`customer_id` = `dedup#<key>`), so a message is sent at most once per key.
+    Table(
+        logical_id="NotificationsTable",
+        env_var="CRM_NOTIFICATIONS_TABLE",
+        hash_key="customer_id",
+        range_key="sk",
+    ),
 )
 
 BUCKETS: tuple[Bucket, ...] = (

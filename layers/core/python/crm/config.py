@@ -33,6 +33,9 @@ class Settings:
     orders_table: str
     deliveries_table: str
     ledger_table: str
+    inventory_table: str
+    cases_table: str
+    notifications_table: str
     drop_bucket: str
     data_bucket: str
     ops_topic: str
@@ -54,6 +57,9 @@ _REQUIRED = {
     "orders_table": "CRM_ORDERS_TABLE",
     "deliveries_table": "CRM_DELIVERIES_TABLE",
     "ledger_table": "CRM_LEDGER_TABLE",
+    "inventory_table": "CRM_INVENTORY_TABLE",
+    "cases_table": "CRM_CASES_TABLE",
+    "notifications_table": "CRM_NOTIFICATIONS_TABLE",
     "drop_bucket": "CRM_DROP_BUCKET",
     "data_bucket": "CRM_DATA_BUCKET",
     "ops_topic": "CRM_OPS_TOPIC",
