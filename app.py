@@ -10,7 +10,7 @@ from chalice import AuthResponse, Chalice, ConvertToMiddleware
 from crm.api import check_operator_token, contract_errors
 from crm.config import get_settings
 from crm.observability import logger, metrics
-from functions import ledger, orders, profiles, system, webhooks
+from functions import inventory, ledger, notifications, orders, profiles, system, webhooks
 
 settings = get_settings()  # a stage with a missing variable fails here, at cold start
 app = Chalice(app_name="shop-crm")
@@ -134,9 +134,32 @@ def adjust_points(customer_id):
     return ledger.post_adjustment(app.current_request, customer_id)
 
 
+# -- inventory and messages ---------------------------------------------------------------------
+
+
+@app.route("/inventory/{sku}", methods=["GET"], authorizer=operator)
+def get_inventory(sku):
+    return inventory.get_inventory(sku)
+
+
+@app.route("/inventory/{sku}", methods=["PUT"], authorizer=operator, content_types=ANY_BODY)
+def put_inventory(sku):
+    return inventory.put_inventory(app.current_request, sku)
+
+
+@app.route("/customers/{customer_id}/notifications", methods=["GET"], authorizer=operator)
+def customer_notifications(customer_id):
+    return notifications.list_notifications(app.current_request, customer_id)
+
+
 # -- scheduled jobs -----------------------------------------------------------------------------
 
 
 @app.schedule("cron(15 2 * * ? *)", name="points_expiry")
 def points_expiry(event):
     return ledger.points_expiry_job(event.to_dict(), event.context)
+
+
+@app.schedule("rate(1 hour)", name="low_stock")
+def low_stock(event):
+    return inventory.low_stock_job(event.to_dict(), event.context)

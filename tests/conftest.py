@@ -18,15 +18,30 @@ OPERATOR = {"Authorization": "Bearer local-operator-token"}
 
 
 def _reset_caches() -> None:
-    from crm.adapters import s3
+    """Forget every cached setting, repository and client, so each test builds its own against
+    the current environment (moto, or the endpoint)."""
+    import importlib
+
     from crm.config import get_settings
-    from crm.store import customers, ledger, orders
 
     get_settings.cache_clear()
-    customers.reset()
-    orders.reset()
-    ledger.reset()
-    s3.reset()
+    for name in (
+        "crm.store.customers",
+        "crm.store.orders",
+        "crm.store.ledger",
+        "crm.store.inventory",
+        "crm.store.cases",
+        "crm.store.notifications",
+        "crm.adapters.s3",
+        "crm.adapters.messaging",
+        "crm.adapters.ops",
+        "crm.adapters.workflows",
+    ):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        module.reset()
 
 
 @pytest.fixture

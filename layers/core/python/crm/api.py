@@ -22,6 +22,7 @@ from crm.domain.errors import (
     PayloadTooLarge,
     Unauthenticated,
     Unavailable,
+    Unprocessable,
     ValidationFailed,
 )
 from crm.observability import logger
@@ -32,6 +33,7 @@ STATUS: dict[type[CrmError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Unprocessable: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
     Unavailable: 503,

@@ -62,3 +62,21 @@ class Unavailable(CrmError):
     """A dependency is failing in a way a retry may fix."""
 
     code = "unavailable"
+
+
+class Unprocessable(CrmError):
+    """A workflow step cannot go on with this order as it is (a human must decide).
+
+    Step Functions matches the class name of a task's exception (`errorType`) in its Catch
+    rules, so each subclass's name is part of the state machines' contract."""
+
+    code = "unprocessable"
+
+
+class OutOfStock(Unprocessable):
+    code = "out_of_stock"
+
+
+class AddressNotRoutable(Unprocessable):
+    code = "address_not_routable"
+
