@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,14 @@ from crm.domain.orders import (
     stats_after,
 )
 from crm.observability import logger, metrics
-from crm.store.orders import Contended, CustomerSide, OrderChange, OrderStore, get_order_store
+from crm.store.orders import (
+    Contended,
+    CustomerSide,
+    DuplicateDelivery,
+    OrderChange,
+    OrderStore,
+    get_order_store,
+)
 from functions.profiles import new_customer_id, now_iso
 
 MAX_ATTEMPTS = 16
@@ -65,23 +71,20 @@ def _backoff(attempt: int) -> None:
 def record_order_event(
     event: OrderEvent, delivery_id: str | None, store: OrderStore | None = None
 ) -> Recorded:
+    """Record `event` once per `delivery_id` (None: an internal event, not deduplicated)."""
     store = store or get_order_store()
-    holder = uuid.uuid4().hex
-    if delivery_id and not store.claim_delivery(delivery_id, holder, time.time()):
-        metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
-        return Recorded("duplicate", event.order_id)
-    try:
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                return _record(event, delivery_id, holder, store)
-            except Contended:
-                metrics.add_metric(name="OrderWriteRetries", unit="Count", value=1)
-                _backoff(attempt)
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return _record(event, delivery_id, store)
+        except DuplicateDelivery:
+            break
+        except Contended:
+            metrics.add_metric(name="OrderWriteRetries", unit="Count", value=1)
+            _backoff(attempt)
+    else:
         raise Unavailable("the order is being changed by many requests at once; retry")
-    except BaseException:
-        if delivery_id:
-            store.release_delivery(delivery_id, holder)
-        raise
+    metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
+    return Recorded("duplicate", event.order_id)
 
 
 def buyer_identity(buyer: Buyer | None, default_country: str) -> tuple[dict[str, Any], list[str]]:
@@ -110,11 +113,13 @@ def buyer_identity(buyer: Buyer | None, default_country: str) -> tuple[dict[str,
     return fields, keys.ordered()
 
 
-def _record(event: OrderEvent, delivery_id: str | None, holder: str, store: OrderStore) -> Recorded:
+def _record(event: OrderEvent, delivery_id: str | None, store: OrderStore) -> Recorded:
     settings = get_settings()
     now = now_iso()
     fields, keys = buyer_identity(event.buyer, settings.default_country)
-    stored, owners = store.read_order_and_owners(event.order_id, keys)
+    stored, owners, seen = store.read_order_and_owners(event.order_id, keys, delivery_id)
+    if seen:
+        raise DuplicateDelivery()
     before = stored or new_order(event, now)
     after = apply_event(before, event)
 
@@ -132,7 +137,7 @@ def _record(event: OrderEvent, delivery_id: str | None, holder: str, store: Orde
         customer_id, claim = new_profile.customer_id, keys
     after.customer_id = customer_id
 
-    change = OrderChange(delivery_id, holder, after, now=now)
+    change = OrderChange(delivery_id, after, now=now)
     new_contribution = contribution(after)
     moves_customer = (new_contribution.counted, new_contribution.spent, new_contribution.month) != (
         before.counted,
@@ -162,8 +167,8 @@ def _record(event: OrderEvent, delivery_id: str | None, holder: str, store: Orde
             change.claim = claim
 
     if stored is not None and not differs(stored, after) and change.points is None:
-        if delivery_id:
-            store.commit(OrderChange(delivery_id, holder, stored, now=now))
+        if delivery_id:  # nothing new, but the delivery is recorded so a repeat costs one read
+            store.commit(OrderChange(delivery_id, stored, now=now, save_order=False))
         return Recorded("unchanged", after.order_id, after.status)
     store.commit(change)
     logger.info(

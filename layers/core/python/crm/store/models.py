@@ -124,9 +124,7 @@ class DeliveryModel(Model):
         region = "us-east-1"
 
     delivery_id = UnicodeAttribute(hash_key=True)
-    state = UnicodeAttribute()  # "processing" while a request holds it, then "done"
-    holder = UnicodeAttribute()  # the request that holds it
-    started_at = NumberAttribute()  # epoch seconds, for taking over an abandoned delivery
+    received_at = UnicodeAttribute()
     order_id = UnicodeAttribute(null=True)
     expires_at = TTLAttribute()
 

@@ -9,18 +9,16 @@ the balance never below zero. A failed condition means "someone else moved first
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import (
     DoesNotExist,
-    PutError,
     PynamoDBException,
     TransactWriteError,
     UpdateError,
@@ -50,11 +48,14 @@ from crm.store.models import (
 )
 
 DELIVERY_TTL = 7 * 24 * 3600  # at least the 24 h the contract asks, with room for late retries
-LEASE_SECONDS = 60  # a delivery held longer than this by a failed request may be taken over
 
 
 class Contended(Exception):
     """An item changed since it was read (or another writer holds it): read again, redo."""
+
+
+class DuplicateDelivery(Exception):
+    """Another request recorded this delivery first: its effects are already written."""
 
 
 _ORDER_SCALARS = (
@@ -128,47 +129,18 @@ class OrderChange:
     """Everything one order event writes, for `OrderStore.commit`."""
 
     delivery_id: str | None
-    holder: str | None
     order: Order
     customer: Customer | None = None  # saved at its version (created when version is None)
     claim: list[str] = field(default_factory=list)  # identity keys a new customer claims
     points: OrderPoints | None = None
     tier_event: dict[str, Any] | None = None
     now: str = ""
+    save_order: bool = True  # False: only the delivery is recorded (an event with no news)
 
 
 class OrderStore:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-
-    # -- deliveries ---------------------------------------------------------------------------
-
-    def claim_delivery(self, delivery_id: str, holder: str, now: float) -> bool:
-        """Hold a delivery for this request. False when it was already processed, or another
-        request is processing it right now (a duplicate: answer 200, do nothing)."""
-        item = DeliveryModel(
-            delivery_id,
-            state="processing",
-            holder=holder,
-            started_at=int(now),
-            expires_at=datetime.fromtimestamp(int(now) + DELIVERY_TTL, UTC),
-        )
-        free = DeliveryModel.delivery_id.does_not_exist() | (
-            (DeliveryModel.state == "processing")
-            & (DeliveryModel.started_at < int(now) - LEASE_SECONDS)
-        )
-        try:
-            item.save(condition=free)
-            return True
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise Unavailable("the delivery log could not be written") from exc
-
-    def release_delivery(self, delivery_id: str, holder: str) -> None:
-        """Give a delivery back after a failure, so the platform's retry is processed."""
-        with contextlib.suppress(PynamoDBException):  # the lease expires anyway
-            DeliveryModel(delivery_id).delete(condition=DeliveryModel.holder == holder)
 
     def anonymise(self, order: Order) -> int:
         """Remove what locates the person from the order (erasure); 1 if it changed. The
@@ -237,9 +209,10 @@ class OrderStore:
             raise Unavailable("the orders could not be read") from exc
 
     def read_order_and_owners(
-        self, order_id: str, identity_keys: Iterable[str]
-    ) -> tuple[Order | None, dict[str, str]]:
-        """The order and the owners of the buyer's identities: one BatchGetItem."""
+        self, order_id: str, identity_keys: Iterable[str], delivery_id: str | None = None
+    ) -> tuple[Order | None, dict[str, str], bool]:
+        """The order, the owners of the buyer's identities, and whether the delivery was
+        already recorded: one BatchGetItem."""
         settings = get_settings()
         keys = list(dict.fromkeys(identity_keys))
         request: dict[str, Any] = {
@@ -248,6 +221,11 @@ class OrderStore:
                 "ConsistentRead": True,
             }
         }
+        if delivery_id:
+            request[settings.deliveries_table] = {
+                "Keys": [{"delivery_id": {"S": delivery_id}}],
+                "ConsistentRead": True,
+            }
         if keys:
             request[settings.identities_table] = {
                 "Keys": [{"identity": {"S": k}} for k in keys],
@@ -259,7 +237,8 @@ class OrderStore:
             i["identity"]["S"]: i["customer_id"]["S"]
             for i in found.get(settings.identities_table, [])
         }
-        return (orders[0] if orders else None), owners
+        seen = bool(found.get(settings.deliveries_table))
+        return (orders[0] if orders else None), owners, seen
 
     def read_customer_side(self, customer_id: str, lot_id: str) -> CustomerSide:
         """The customer, their balance and the order's lot: one BatchGetItem."""
@@ -314,15 +293,19 @@ class OrderStore:
         try:
             with TransactWrite(connection=self._connection) as tx:
                 if change.delivery_id:
-                    tx.update(
-                        DeliveryModel(change.delivery_id),
-                        actions=[
-                            DeliveryModel.state.set("done"),
-                            DeliveryModel.order_id.set(change.order.order_id),
-                        ],
-                        condition=DeliveryModel.holder == change.holder,
+                    # First, so its cancellation reason is the first: a duplicate that lost
+                    # the race to record the same delivery.
+                    tx.save(
+                        DeliveryModel(
+                            change.delivery_id,
+                            order_id=change.order.order_id,
+                            received_at=change.now,
+                            expires_at=datetime.now(UTC) + timedelta(seconds=DELIVERY_TTL),
+                        ),
+                        condition=DeliveryModel.delivery_id.does_not_exist(),
                     )
-                tx.save(to_order_item(change.order))
+                if change.save_order:
+                    tx.save(to_order_item(change.order))
                 if change.customer is not None:
                     tx.save(to_item(change.customer))
                     for key in change.claim:
@@ -346,7 +329,10 @@ class OrderStore:
                         condition=LedgerModel.sk.does_not_exist(),
                     )
         except TransactWriteError as error:
-            if error.cancellation_reasons:
+            reasons = [r.code if r else None for r in error.cancellation_reasons]
+            if change.delivery_id and reasons and reasons[0] == "ConditionalCheckFailed":
+                raise DuplicateDelivery() from error
+            if reasons:
                 raise Contended() from error
             raise Unavailable("the order store did not accept the write") from error
         except PynamoDBException as error:
