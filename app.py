@@ -10,7 +10,19 @@ from chalice import AuthResponse, Chalice, ConvertToMiddleware
 from crm.api import check_operator_token, contract_errors
 from crm.config import get_settings
 from crm.observability import logger, metrics
-from functions import inventory, ledger, notifications, orders, profiles, system, webhooks
+from functions import (
+    cases,
+    fulfilment,
+    inventory,
+    ledger,
+    logistics,
+    notifications,
+    orders,
+    profiles,
+    refunds,
+    system,
+    webhooks,
+)
 
 settings = get_settings()  # a stage with a missing variable fails here, at cold start
 app = Chalice(app_name="shop-crm")
@@ -99,6 +111,55 @@ def generic_webhook():
 @app.route("/orders/{order_id}", methods=["GET"], authorizer=operator)
 def get_order(order_id):
     return orders.get_order(order_id)
+
+
+@app.route(
+    "/orders/{order_id}/refunds", methods=["POST"], authorizer=operator, content_types=ANY_BODY
+)
+def refund_order(order_id):
+    return refunds.post_refund(app.current_request, order_id)
+
+
+@app.route(
+    "/orders/{order_id}/cancel", methods=["POST"], authorizer=operator, content_types=ANY_BODY
+)
+def cancel_order(order_id):
+    return refunds.post_cancel(app.current_request, order_id)
+
+
+@app.route("/logistics/events", methods=["POST"], content_types=ANY_BODY)
+def logistics_event():
+    return logistics.post_event(app.current_request)
+
+
+@app.route("/cases", methods=["GET"], authorizer=operator)
+def list_cases():
+    return cases.list_cases(app.current_request)
+
+
+@app.route(
+    "/cases/{case_id}/resolve", methods=["POST"], authorizer=operator, content_types=ANY_BODY
+)
+def resolve_case(case_id):
+    return cases.resolve_case(app.current_request, case_id)
+
+
+# -- workflow steps (Step Functions tasks) ------------------------------------------------------
+
+
+@app.lambda_function(name="fulfilment_step")
+def fulfilment_step(event, context):
+    return fulfilment.fulfilment_step(event, context)
+
+
+@app.lambda_function(name="exception_step")
+def exception_step(event, context):
+    return cases.exception_step(event, context)
+
+
+@app.lambda_function(name="refund_step")
+def refund_step(event, context):
+    return refunds.refund_step(event, context)
 
 
 # -- loyalty ------------------------------------------------------------------------------------

@@ -75,6 +75,17 @@ def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> d
     return made
 
 
+DEFAULT_SENDER_EMAIL = "orders@shop.example"  # as crm.adapters.messaging
+
+
+def provision_messaging(client: ClientFactory, env: Mapping[str, str]) -> dict[str, Any]:
+    """Verify the sender address in SES (the embedded SES, like SES's sandbox, refuses to send
+    from an unverified address). Idempotent."""
+    sender = env.get("CRM_SENDER_EMAIL") or DEFAULT_SENDER_EMAIL
+    client("ses").verify_email_identity(EmailAddress=sender)
+    return {"sender": sender}
+
+
 def substitutions(
     machine_substitutions: Mapping[str, str],
     env: Mapping[str, str],

@@ -16,6 +16,7 @@ from crm_local.provision import (
     function_name,
     provision_data_resources,
     provision_functions,
+    provision_messaging,
     provision_notifications,
     provision_schedules,
     provision_state_machines,
@@ -92,6 +93,8 @@ class LocalStack:
         os.environ.update(self.endpoint.environment())
         client = self.endpoint.client
         self.provisioned = provision_data_resources(client, env)
+        # os.environ: the stage's variables, and a CRM_SENDER_EMAIL the user may have set.
+        self.provisioned["messaging"] = provision_messaging(client, os.environ)
 
         self.api.load()
         app = self.api.app

@@ -10,6 +10,7 @@ retry is processed.
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from typing import Any
 
 from chalice import Response
 
+from crm.adapters import workflows
 from crm.api import endpoint, json_response
-from crm.config import get_settings
+from crm.config import Settings, get_settings
 from crm.domain.customers import ACTIVE, Customer, ProfileInput, apply_profile, new_customer
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from crm.domain.identity import (
@@ -29,6 +31,7 @@ from crm.domain.identity import (
     normalise_phone,
 )
 from crm.domain.loyalty import Program, order_points, tier_for
+from crm.domain.money import money
 from crm.domain.order_events import Buyer, OrderEvent
 from crm.domain.orders import (
     Order,
@@ -69,13 +72,22 @@ def _backoff(attempt: int) -> None:
 
 
 def record_order_event(
-    event: OrderEvent, delivery_id: str | None, store: OrderStore | None = None
+    event: OrderEvent,
+    delivery_id: str | None,
+    store: OrderStore | None = None,
+    *,
+    workflows: bool = True,
+    refund_limit: bool = False,
 ) -> Recorded:
-    """Record `event` once per `delivery_id` (None: an internal event, not deduplicated)."""
+    """Record `event` once per `delivery_id` (None: an internal event, not deduplicated).
+
+    `workflows`: start fulfilment when the order becomes paid, and the refund workflow for a
+    platform's refund (history imports say False). `refund_limit`: refuse (409) a refund that
+    would take the refunded total above what was paid (refunds asked for through the API)."""
     store = store or get_order_store()
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return _record(event, delivery_id, store)
+            return _record(event, delivery_id, store, workflows, refund_limit)
         except DuplicateDelivery:
             break
         except Contended:
@@ -113,7 +125,13 @@ def buyer_identity(buyer: Buyer | None, default_country: str) -> tuple[dict[str,
     return fields, keys.ordered()
 
 
-def _record(event: OrderEvent, delivery_id: str | None, store: OrderStore) -> Recorded:
+def _record(
+    event: OrderEvent,
+    delivery_id: str | None,
+    store: OrderStore,
+    workflows: bool = True,
+    refund_limit: bool = False,
+) -> Recorded:
     settings = get_settings()
     now = now_iso()
     fields, keys = buyer_identity(event.buyer, settings.default_country)
@@ -122,6 +140,13 @@ def _record(event: OrderEvent, delivery_id: str | None, store: OrderStore) -> Re
         raise DuplicateDelivery()
     before = stored or new_order(event, now)
     after = apply_event(before, event)
+    if refund_limit and after.refunded > after.total:
+        raise Conflict(
+            f"the refunds would exceed what was paid; {money_text(before.refundable, before)}"
+            " can still be refunded",
+            code="refund_exceeds_paid",
+            extra={"refundable": money(before.refundable, before.currency or settings.currency)},
+        )
 
     customer_id = before.customer_id or next((owners[k] for k in keys if k in owners), None)
     new_profile: Customer | None = None
@@ -170,7 +195,13 @@ def _record(event: OrderEvent, delivery_id: str | None, store: OrderStore) -> Re
         if delivery_id:  # nothing new, but the delivery is recorded so a repeat costs one read
             store.commit(OrderChange(delivery_id, stored, now=now, save_order=False))
         return Recorded("unchanged", after.order_id, after.status)
+    if workflows:
+        # Before the write, and idempotent by execution name: if the write is lost (a retry, a
+        # duplicate that won), the workflow's first step waits for the order to be recorded.
+        _start_workflows(before, after, settings)
     store.commit(change)
+    if before.waiting and after.cancelled_at and not before.cancelled_at:
+        stop_waiting(before, "OrderCancelled", "the order was cancelled")
     logger.info(
         "order event recorded",
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
@@ -178,12 +209,71 @@ def _record(event: OrderEvent, delivery_id: str | None, store: OrderStore) -> Re
     return Recorded("processed", after.order_id, after.status)
 
 
+def _start_workflows(before: Order, after: Order, settings: Settings) -> None:
+    if after.paid_at and not after.cancelled_at and not before.paid_at and not after.fulfilled_at:
+        name = workflows.execution_name(after.order_id)
+        workflows.start(
+            settings.fulfilment_machine, name, {"order_id": after.order_id, "attempt": 1}
+        )
+        after.workflow = {"machine": "order_fulfilment", "execution": name, "state": "started"}
+    known = {r.refund_id for r in before.refunds}
+    for refund in after.refunds:
+        if refund.refund_id not in known and refund.status == "completed":
+            # The platform already returned the money: stock and the customer's notice remain.
+            workflows.start(
+                settings.refund_machine,
+                workflows.execution_name(after.order_id, refund.refund_id),
+                {"order_id": after.order_id, "refund_id": refund.refund_id, "source": "platform"},
+            )
+
+
+def stop_waiting(order: Order, error: str, cause: str) -> None:
+    """Fail the workflow step waiting on this order (best effort: if it is no longer waiting,
+    its next step sees the order's state itself)."""
+    token = (order.waiting or {}).get("token")
+    if not token:
+        return
+    try:
+        workflows.fail(token, error, cause)
+    except (workflows.TaskGone, Unavailable) as exc:
+        logger.warning(
+            "waiting step not stopped",
+            extra={"order_id": order.order_id, "why": type(exc).__name__},
+        )
+
+
+def change_order(
+    order_id: str, change: Callable[[Order], Order | None], store: OrderStore | None = None
+) -> Order:
+    """Read, change, and write the order at the version read (again on a lost race). `change`
+    returns the changed order, or None for "nothing to change"."""
+    store = store or get_order_store()
+    for attempt in range(MAX_ATTEMPTS):
+        order = store.get(order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} does not exist")
+        changed = change(copy.deepcopy(order))
+        if changed is None:
+            return order
+        try:
+            store.commit(OrderChange(None, changed, now=now_iso()))
+            return changed
+        except Contended:
+            _backoff(attempt)
+    raise Unavailable("the order is being changed by many requests at once; retry")
+
+
+def money_text(minor: int, order: Order) -> str:
+    currency = order.currency or get_settings().currency
+    return f"{money(minor, currency)['amount']} {currency}"
+
+
 def _facts(order: Order) -> tuple[Any, ...]:
     return (
         order.paid_at,
         order.cancelled_at,
         order.fulfilled_at,
-        tuple(r.refund_id for r in order.refunds),
+        tuple((r.refund_id, r.status) for r in order.refunds),
     )
 
 

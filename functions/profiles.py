@@ -273,6 +273,7 @@ def customer_360(customer: Customer) -> dict[str, Any]:
     """The 360° view. Segments, RFM, notifications and cases are filled in by their own
     capabilities; until a customer has any, they are present and empty."""
     from functions.ledger import points_summary, program, tier_view
+    from functions.notifications import timeline
 
     settings = get_settings()
     profile = profile_view(customer)
@@ -286,14 +287,16 @@ def customer_360(customer: Customer) -> dict[str, Any]:
         "rfm": {"r": None, "f": None, "m": None, "group": None},
         "stats": stats_view(customer.stats, settings.currency),
         "recent_orders": [order_summary(o, settings.currency) for o in orders],
-        "recent_notifications": [],
+        "recent_notifications": timeline(customer.customer_id, 5),
         "open_cases": [],
         "possible_duplicates": customer.possible_duplicates,
     }
 
 
 def export_view(customer: Customer) -> dict[str, Any]:
-    """Everything held about the person: profile, identities, orders, points."""
+    """Everything held about the person: profile, identities, orders, points, messages."""
+    from functions.notifications import timeline
+
     settings = get_settings()
     ledger = get_ledger_store()
     account = ledger.account(customer.customer_id)
@@ -314,7 +317,8 @@ def export_view(customer: Customer) -> dict[str, Any]:
             for o in get_order_store().for_customer(customer.customer_id)
         ],
         "points": {"balance": account.balance, "pending": account.pending, "entries": entries},
-        "notifications": [],
+        # As stored (addresses unmasked): the export is the person's own data.
+        "notifications": timeline(customer.customer_id, masked=False),
         "cases": [],
     }
 
@@ -331,11 +335,18 @@ def write_export(customer_id: str, name: str) -> str:
 
 
 def forget_elsewhere(customer_id: str) -> dict[str, int]:
-    """What erasure removes outside the profile: order addresses and written exports."""
+    """What erasure removes outside the profile: order addresses, written exports, and the
+    text and address of every message sent."""
+    from crm.store.notifications import get_notification_store
+
     orders = get_order_store()
     anonymised = sum(orders.anonymise(o) for o in orders.for_customer(customer_id))
     exports = s3.delete_prefix(get_settings().data_bucket, f"{EXPORTS_PREFIX}{customer_id}/")
-    return {"orders_anonymised": anonymised, "exports_deleted": exports}
+    return {
+        "orders_anonymised": anonymised,
+        "exports_deleted": exports,
+        "notifications_forgotten": get_notification_store().forget(customer_id),
+    }
 
 
 # -- routes (called from app.py) ----------------------------------------------------------------

@@ -158,13 +158,52 @@ TOPICS: tuple[Topic, ...] = (Topic(logical_id="OpsTopic", env_var="CRM_OPS_TOPIC
 
 QUEUES: tuple[Queue, ...] = (Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE"),)
 
-STATE_MACHINES: tuple[StateMachine, ...] = ()
+_WAITS = {
+    "RetryIntervalSeconds": "stage:retry_interval",
+    "DecisionTimeoutSeconds": "stage:decision_timeout",
+    "ShipmentTimeoutSeconds": "stage:shipment_timeout",
+    "DeliveryTimeoutSeconds": "stage:delivery_timeout",
+}
+
+STATE_MACHINES: tuple[StateMachine, ...] = (
+    # A paid order, from allocation to the customer's door.
+    StateMachine(
+        logical_id="OrderFulfilment",
+        env_var="CRM_FULFILMENT_MACHINE",
+        definition_file="order_fulfilment.asl.json",
+        substitutions={"StepFunction": "function:fulfilment_step", **_WAITS},
+    ),
+    # What went wrong on the way: a case, a human decision (or the default), and its outcome.
+    StateMachine(
+        logical_id="OrderException",
+        env_var="CRM_EXCEPTION_MACHINE",
+        definition_file="order_exception.asl.json",
+        substitutions={"StepFunction": "function:exception_step", **_WAITS},
+    ),
+    # Money, stock and notice for one refund.
+    StateMachine(
+        logical_id="OrderRefund",
+        env_var="CRM_REFUND_MACHINE",
+        definition_file="refund.asl.json",
+        substitutions={"StepFunction": "function:refund_step", **_WAITS},
+    ),
+)
 
 # Values that differ between the cloud and the local stack, used by `stage:<key>` substitutions
 # (wait durations are days in the cloud and seconds locally).
 STAGE_SETTINGS: dict[str, dict[str, object]] = {
-    "local": {},
-    "prod": {},
+    "local": {
+        "retry_interval": 1,
+        "decision_timeout": 10,
+        "shipment_timeout": 3600,
+        "delivery_timeout": 3600,
+    },
+    "prod": {
+        "retry_interval": 2,
+        "decision_timeout": 3 * 24 * 3600,
+        "shipment_timeout": 7 * 24 * 3600,
+        "delivery_timeout": 21 * 24 * 3600,
+    },
 }
 
 

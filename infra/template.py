@@ -309,7 +309,9 @@ def state_machine_resources(
     substitutions = definition_substitutions(
         machine, resources, stage, names, stage_settings, function_ids
     )
-    definition = json.loads(machine.definition_path().read_text(encoding="utf-8"))
+    # As text: numeric waits are bare `${Name}` placeholders (TimeoutSeconds must be a number),
+    # which only a string definition can carry through DefinitionSubstitutions.
+    definition = machine.definition_path().read_text(encoding="utf-8")
     functions = sorted(
         {
             v["Fn::GetAtt"][0]
@@ -350,7 +352,7 @@ def state_machine_resources(
         "StateMachineName": state_machine_name(machine, stage, names),
         "StateMachineType": "STANDARD",
         "RoleArn": {"Fn::GetAtt": [role_id, "Arn"]},
-        "Definition": definition,
+        "DefinitionString": definition,
     }
     if substitutions:
         properties["DefinitionSubstitutions"] = substitutions

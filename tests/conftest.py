@@ -10,7 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from crm_local.provision import provision_data_resources, stage_environment
+from crm_local.provision import (
+    provision_data_resources,
+    provision_messaging,
+    stage_environment,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOCAL_ENV = stage_environment("local", PROJECT_DIR)
@@ -71,7 +75,31 @@ def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
         made = provision_data_resources(
             lambda s: boto3.client(s, region_name="us-east-1"), LOCAL_ENV
         )
+        made["messaging"] = provision_messaging(
+            lambda s: boto3.client(s, region_name="us-east-1"), os.environ
+        )
+        made["state_machines"] = _provision_workflows()
         yield made
+
+
+WORKFLOW_FUNCTIONS = ("fulfilment_step", "exception_step", "refund_step")
+
+
+def _provision_workflows() -> dict[str, str]:
+    """The state machines, so that starting a workflow works; in-process moto does not run
+    them (the e2e tests run them in the local stack)."""
+    from moto.core.config import default_user_config
+
+    from crm_local.provision import AppFunction, provision_functions, provision_state_machines
+
+    default_user_config["stepfunctions"]["execute_state_machine"] = False
+    client = lambda s: boto3.client(s, region_name="us-east-1")  # noqa: E731
+    functions = [
+        AppFunction(name=n, handler_string=f"app.{n}", handler=lambda e, c: None)
+        for n in WORKFLOW_FUNCTIONS
+    ]
+    arns = provision_functions(client, functions, "shop-crm", "local", LOCAL_ENV)
+    return provision_state_machines(client, LOCAL_ENV, arns, "local", "shop-crm")
 
 
 @pytest.fixture

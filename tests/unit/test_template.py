@@ -278,7 +278,7 @@ def test_a_state_machine_gets_each_kind_of_substitution(merged: dict) -> None:
     assert machine["Type"] == "AWS::StepFunctions::StateMachine"
     assert props["StateMachineType"] == "STANDARD"
     assert props["StateMachineName"] == "crm-prod-fulfilment"
-    assert props["Definition"] == DEFINITION
+    assert json.loads(props["DefinitionString"]) == DEFINITION
     assert props["DefinitionSubstitutions"] == {
         "AllocateArn": {"Fn::GetAtt": ["Allocate", "Arn"]},
         "OrdersTable": {"Ref": "OrdersTable"},

@@ -36,6 +36,9 @@ class Settings:
     inventory_table: str
     cases_table: str
     notifications_table: str
+    fulfilment_machine: str
+    exception_machine: str
+    refund_machine: str
     drop_bucket: str
     data_bucket: str
     ops_topic: str
@@ -60,6 +63,9 @@ _REQUIRED = {
     "inventory_table": "CRM_INVENTORY_TABLE",
     "cases_table": "CRM_CASES_TABLE",
     "notifications_table": "CRM_NOTIFICATIONS_TABLE",
+    "fulfilment_machine": "CRM_FULFILMENT_MACHINE",
+    "exception_machine": "CRM_EXCEPTION_MACHINE",
+    "refund_machine": "CRM_REFUND_MACHINE",
     "drop_bucket": "CRM_DROP_BUCKET",
     "data_bucket": "CRM_DATA_BUCKET",
     "ops_topic": "CRM_OPS_TOPIC",
@@ -174,3 +180,20 @@ def _get_previous_secret(name: str) -> str | None:
         return None
     _previous_absent_until.pop(key, None)
     return str(value) or None
+
+
+def injected_faults() -> frozenset[str]:
+    """Workflow steps told to fail, for fault-injection tests: the SSM parameter
+    `/crm/<stage>/faults` holds a comma-separated list such as `fulfilment.allocate`. Read
+    through Powertools' cache (1 s locally, 60 s in the cloud); absent means none."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    settings = get_settings()
+    try:
+        value = parameters.get_parameter(
+            f"/crm/{settings.stage}/faults", max_age=1 if settings.is_local else 60
+        )
+    except GetParameterError:
+        return frozenset()
+    return frozenset(p.strip() for p in str(value).split(",") if p.strip())

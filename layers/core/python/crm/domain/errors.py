@@ -79,4 +79,3 @@ class OutOfStock(Unprocessable):
 
 class AddressNotRoutable(Unprocessable):
     code = "address_not_routable"
-

@@ -9,7 +9,7 @@ transaction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
@@ -286,6 +286,27 @@ def order_points(
             result.earned if cancelled else reversal_due(result.earned, goods, refunded_goods, 0)
         )
         due = max(0, target - result.reversed)
+        if target < result.reversed and result.lot is not None and not cancelled:
+            # A refund that was reversed on request failed to pay out: the points come back.
+            back = result.reversed - target
+            lot_now = result.lot
+            result.entries.append(
+                Entry(
+                    f"restore:{order_id}:{target}",
+                    "adjust",
+                    back,
+                    "refund failed; points restored",
+                    order_id,
+                    now,
+                    {"refunds": refund_ids},
+                )
+            )
+            result.lot = replace(lot_now, points=lot_now.points, remaining=lot_now.remaining + back)
+            if lot_now.status == PENDING:
+                result.pending_delta += back
+            else:
+                result.balance_delta += back
+            result.reversed = target
         if due and result.lot is not None:
             lot_now = result.lot
             taken = min(due, lot_now.remaining)

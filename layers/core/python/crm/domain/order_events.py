@@ -45,6 +45,12 @@ class Refund:
     lines: tuple[RefundLine, ...] = ()
     reason: str | None = None
     restock: bool = False
+    # A platform's refund is `completed` (the money is back). One asked for through the API is
+    # `requested` until the payment adapter records it: `completed`, or `failed`.
+    status: str = "completed"
+
+
+REFUND_RANK = {"requested": 0, "completed": 1, "failed": 1}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from crm.domain.money import money
-from crm.domain.order_events import Line, OrderEvent, Refund, RefundLine
+from crm.domain.order_events import REFUND_RANK, Line, OrderEvent, Refund, RefundLine
 
 PENDING, PAID, ALLOCATED, SHIPPED, DELIVERED = (
     "pending",
@@ -76,13 +76,30 @@ class Order:
     spent_month: str | None = None
     version: int | None = None
 
+    # The fulfilment workflow's record: warehouses and parts, carrier, tracking, shipped_at.
+    fulfilment: dict[str, Any] = field(default_factory=dict)
+    # The workflow that moves the order: machine, execution, state; an open case.
+    workflow: dict[str, Any] = field(default_factory=dict)
+    # The task token of the step waiting for a logistics callback: {"for": "shipped", "token"}.
+    waiting: dict[str, Any] | None = None
+
+    @property
+    def live_refunds(self) -> list[Refund]:
+        """Refunds that count: completed ones and those still being paid out."""
+        return [r for r in self.refunds if r.status != "failed"]
+
     @property
     def refunded(self) -> int:
-        return sum(r.amount for r in self.refunds)
+        return sum(r.amount for r in self.live_refunds)
 
     @property
     def refunded_goods(self) -> int:
-        return min(self.subtotal, sum(r.goods_amount for r in self.refunds))
+        return min(self.subtotal, sum(r.goods_amount for r in self.live_refunds))
+
+    @property
+    def refundable(self) -> int:
+        """What can still be refunded: what was paid, minus the live refunds."""
+        return max(0, self.total - self.refunded) if self.paid_at else 0
 
 
 def _earliest(a: str | None, b: str | None) -> str | None:
@@ -94,9 +111,9 @@ def derive_status(order: Order) -> str:
     progress; then payment."""
     if order.cancelled_at:
         return CANCELLED
-    if order.refunds and order.paid_at and order.refunded >= order.total > 0:
+    if order.live_refunds and order.paid_at and order.refunded >= order.total > 0:
         return REFUNDED
-    if order.refunds:
+    if order.live_refunds:
         return PARTIALLY_REFUNDED
     if order.fulfilled_at:
         return DELIVERED
@@ -140,11 +157,18 @@ def apply_event(order: Order, event: OrderEvent) -> Order:
     if updated.cancelled_at and not updated.cancel_reason:
         updated.cancel_reason = event.cancel_reason
     updated.fulfilled_at = _earliest(order.fulfilled_at, event.fulfilled_at)
-    known = {r.refund_id for r in order.refunds}
+    known = {r.refund_id: i for i, r in enumerate(updated.refunds)}
     for refund in event.refunds:
         if refund.refund_id not in known:
             updated.refunds.append(refund)
-            known.add(refund.refund_id)
+            known[refund.refund_id] = len(updated.refunds) - 1
+        else:
+            # A refund asked for through the API moves from requested to completed or failed.
+            index = known[refund.refund_id]
+            if REFUND_RANK.get(refund.status, 1) > REFUND_RANK.get(
+                updated.refunds[index].status, 1
+            ):
+                updated.refunds[index] = refund
     updated.refunds.sort(key=lambda r: (r.at, r.refund_id))
     status = derive_status(updated)
     if status != order.status or not order.status_history:
@@ -160,8 +184,8 @@ def _status_time(order: Order, status: str, event: OrderEvent) -> str:
         PAID: order.paid_at,
         CANCELLED: order.cancelled_at,
         DELIVERED: order.fulfilled_at,
-        REFUNDED: order.refunds[-1].at if order.refunds else None,
-        PARTIALLY_REFUNDED: order.refunds[-1].at if order.refunds else None,
+        REFUNDED: order.live_refunds[-1].at if order.live_refunds else None,
+        PARTIALLY_REFUNDED: order.live_refunds[-1].at if order.live_refunds else None,
         PENDING: order.created_at,
     }
     return by_fact.get(status) or event.updated_at
@@ -187,7 +211,7 @@ def contribution(order: Order) -> Contribution:
     if not order.paid_at or order.cancelled_at:
         return Contribution(False, 0, None)
     spent = max(0, order.total - order.refunded)
-    return Contribution(spent > 0 or not order.refunds, spent, order.paid_at[:7])
+    return Contribution(spent > 0 or not order.live_refunds, spent, order.paid_at[:7])
 
 
 def stats_after(stats: dict[str, Any], order: Order, new: Contribution) -> dict[str, Any]:
@@ -253,7 +277,14 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
         "cancelled_at": order.cancelled_at,
         "cancel_reason": order.cancel_reason,
         "fulfilled_at": order.fulfilled_at,
-        "fulfilment": {"warehouse": None, "carrier": None, "tracking": None},
+        "fulfilment": {
+            "warehouse": (order.fulfilment.get("warehouses") or [None])[0],
+            "warehouses": order.fulfilment.get("warehouses", []),
+            "parts": order.fulfilment.get("parts", []),
+            "carrier": order.fulfilment.get("carrier"),
+            "tracking": order.fulfilment.get("tracking_number"),
+            "shipped_at": order.fulfilment.get("shipped_at"),
+        },
         "refunds": [
             {
                 "refund_id": r.refund_id,
@@ -261,6 +292,7 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
                 "amount": m(r.amount),
                 "goods_amount": m(r.goods_amount),
                 "reason": r.reason,
+                "status": r.status,
             }
             for r in order.refunds
         ],
@@ -269,7 +301,7 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
             "reversed": order.points_reversed,
             "status": order.points_status,
         },
-        "workflow": None,
+        "workflow": order.workflow or None,
     }
 
 

@@ -112,6 +112,9 @@ class OrderModel(Model):
     counted = BooleanAttribute(default=False)
     spent = NumberAttribute(default=0)
     spent_month = UnicodeAttribute(null=True)
+    fulfilment = JSONAttribute(null=True)
+    workflow = JSONAttribute(null=True)
+    waiting = JSONAttribute(null=True)
     version = VersionAttribute()
 
     by_customer = OrdersByCustomer()
@@ -179,12 +182,66 @@ class LedgerModel(Model):
     expiring = ExpiringLots()
 
 
+class NotificationModel(Model):
+    """A customer's message timeline (`sk` = `<at>#<notification id>`), and the dedup claims
+    (`customer_id` = `dedup#<key>`, `sk` = `-`), which live in partitions of their own."""
+
+    class Meta:
+        table_name = "unbound-notifications"
+        region = "us-east-1"
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    notification_id = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(null=True)
+    channel = UnicodeAttribute(null=True)
+    to = UnicodeAttribute(null=True)  # the address used; removed on erasure
+    status = UnicodeAttribute(null=True)  # sent | skipped | failed; a claim: sending | done
+    reason = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
+    subject = UnicodeAttribute(null=True)  # removed on erasure
+    text = UnicodeAttribute(null=True)  # removed on erasure
+    dedup_key = UnicodeAttribute(null=True)
+    at = UnicodeAttribute(null=True)
+    provider_message_id = UnicodeAttribute(null=True)
+    forgotten_at = UnicodeAttribute(null=True)
+
+
+class InventoryModel(Model):
+    """Stock (`sku` = the SKU, `sk` = the warehouse id) and each order's reservations
+    (`sku` = `order#<order id>`: `sk` = `<sku>#<warehouse>` per reserved line, `#order` for the
+    order's header, `#restock#<key>` per restock)."""
+
+    class Meta:
+        table_name = "unbound-inventory"
+        region = "us-east-1"
+
+    sku = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # stock
+    on_hand = NumberAttribute(null=True)
+    reserved = NumberAttribute(null=True)
+    available = NumberAttribute(null=True)  # kept = on_hand - reserved: conditions cannot subtract
+    safety_stock = NumberAttribute(null=True)
+    alerted = BooleanAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    version = NumberAttribute(null=True)  # counts writes; not a PynamoDB VersionAttribute
+    # reservations, the order's header, restocks
+    quantity = NumberAttribute(null=True)
+    state = UnicodeAttribute(null=True)  # reserved | released | shipped
+    restocked = NumberAttribute(null=True)
+    at = UnicodeAttribute(null=True)
+    details = JSONAttribute(null=True)  # the header's allocation; a restock's lines
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     CustomerModel,
     IdentityModel,
     OrderModel,
     DeliveryModel,
     LedgerModel,
+    NotificationModel,
+    InventoryModel,
 )
 
 
@@ -198,6 +255,8 @@ def bind_models(settings: Settings) -> None:
         (OrderModel, settings.orders_table),
         (DeliveryModel, settings.deliveries_table),
         (LedgerModel, settings.ledger_table),
+        (NotificationModel, settings.notifications_table),
+        (InventoryModel, settings.inventory_table),
     ):
         if model.Meta.table_name == table and getattr(model.Meta, "region", None) == region:
             continue

@@ -96,6 +96,9 @@ def to_order(item: OrderModel) -> Order:
         refunds=refunds_from_data(item.refunds or []),
         shipping_address=item.shipping_address,
         status_history=list(item.status_history or []),
+        fulfilment=dict(item.fulfilment or {}),
+        workflow=dict(item.workflow or {}),
+        waiting=item.waiting,
         version=item.version,
         **values,
     )
@@ -109,6 +112,9 @@ def to_order_item(order: Order) -> OrderModel:
     item.refunds = refunds_to_data(order.refunds)
     item.shipping_address = order.shipping_address
     item.status_history = order.status_history
+    item.fulfilment = order.fulfilment or None
+    item.workflow = order.workflow or None
+    item.waiting = order.waiting
     if order.version is not None:
         item.version = order.version
     return item

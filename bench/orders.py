@@ -1,0 +1,532 @@
+"""Order webhooks and points: AWS calls per operation, and the paid-order webhook's time.
+
+Runs the real app in-process through Chalice's test client against moto (`mock_aws`), with the
+data resources of `infra/` provisioned under the local stage's names as `bench/aws_calls.py`
+does it, plus what the order path now also needs and `tests/conftest.py` provisions too: the
+Step Functions state machines (a paid order starts its fulfilment workflow, a platform's refund
+its refund workflow; moto records executions without running them) and the SES sender.
+Shopify deliveries are built and signed by `tests/support/shopify.py`, as the tests do.
+
+Calls: every operation of one buyer's story, with fresh ids, once in a fresh process ("first
+call") and for a few more cycles ("steady state"), counted by `bench.calls.CallCounter`.
+Timing: a new paid-order webhook and its duplicate, interleaved with a floor measured in the
+same loop: one raw `put_item` through boto3 of the very order item the webhook stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Mapping
+from contextlib import redirect_stdout
+from typing import Any
+
+from bench.aws_calls import _steady, stage_environment
+from bench.calls import CallCounter, Tally
+from bench.common import (
+    OPERATOR_HEADERS,
+    PROJECT_DIR,
+    REGION,
+    ensure_import_paths,
+    local_stage_environment,
+    machine,
+    ratio,
+    summary_ms,
+    write_result,
+)
+
+NAME = "orders"
+APP_NAME = "shop-crm"
+STAGE = "local"
+READS = frozenset(
+    f"dynamodb.{op}" for op in ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
+)
+TRANSACT_WRITE = "dynamodb.TransactWriteItems"
+
+OPERATIONS = {
+    "paid_new_guest": "(a) orders/paid, an order never seen, a new guest email",
+    "duplicate": "(b) (a) delivered again (same X-Shopify-Webhook-Id)",
+    "create": "(c) orders/create, an existing customer (sets up (d))",
+    "paid_existing": "(d) orders/paid for the order (c) created, existing customer",
+    "fulfilled": "(e) orders/fulfilled after (d): the points become active",
+    "refund": "(f) refunds/create, 10 % of the goods of (d)",
+    "redeem": "(g) POST /customers/{id}/points/redemptions, 1000 points, enough balance",
+    "redeem_replay": "(h) (g) again, same idempotency_key; the balance still covers 1000",
+    "redeem_second": "(i) a second redemption of 1000, another key (leaves less than 1000)",
+    "redeem_replay_spent": "(j) (g) again, same idempotency_key; the balance below 1000",
+    "get_order": "(k) GET /orders/{id}, the project's id (ord_...)",
+    "get_order_by_platform_id": "(l) GET /orders/{id}, Shopify's order id",
+    "get_points": "(m) GET /customers/{id}/points",
+}
+# Targets on the calls an operation makes: at most / exactly that many, or for a redemption
+# exactly one TransactWriteItems and at most one read.
+TARGETS: dict[str, dict[str, int]] = {
+    "paid_new_guest": {"max_calls": 4},
+    "paid_existing": {"max_calls": 4},
+    "duplicate": {"exact_calls": 1},
+    "redeem": {"transact_writes": 1, "max_reads": 1},
+}
+# (HTTP status, the webhook's `status` field or None)
+EXPECTED: dict[str, tuple[int, str | None]] = {
+    "paid_new_guest": (200, "processed"),
+    "duplicate": (200, "duplicate"),
+    "create": (200, "processed"),
+    "paid_existing": (200, "processed"),
+    "fulfilled": (200, "processed"),
+    "refund": (200, "processed"),
+    "redeem": (201, None),
+    "redeem_replay": (200, None),
+    "redeem_second": (201, None),
+    "redeem_replay_spent": (200, None),
+    "get_order": (200, None),
+    "get_order_by_platform_id": (200, None),
+    "get_points": (200, None),
+}
+GOODS = "2500.00"  # points earned by (d); (f) refunds 10 %: 2250 left, enough for two 1000s
+REFUND = "250.00"
+PAID = {"financial_status": "paid", "updated_at": "2026-11-20T10:05:00+08:00"}
+
+
+def target_text(target: Mapping[str, int]) -> str:
+    if "max_calls" in target:
+        return f"<= {target['max_calls']} calls"
+    if "exact_calls" in target:
+        return f"== {target['exact_calls']} call{'s' if target['exact_calls'] != 1 else ''}"
+    return (
+        f"{target['transact_writes']} TransactWriteItems, <= {target['max_reads']} read, "
+        "nothing else"
+    )
+
+
+def meets(target: Mapping[str, int], by_operation: Mapping[str, int]) -> bool:
+    total = sum(by_operation.values())
+    if "max_calls" in target:
+        return total <= target["max_calls"]
+    if "exact_calls" in target:
+        return total == target["exact_calls"]
+    writes = by_operation.get(TRANSACT_WRITE, 0)
+    reads = sum(v for k, v in by_operation.items() if k in READS)
+    return (
+        writes == target["transact_writes"]
+        and reads <= target["max_reads"]
+        and total == writes + reads
+    )
+
+
+def reset_caches() -> None:
+    """Forget every cached setting, store and client (as the tests' `_reset_caches`), so this
+    run builds its own against this run's moto."""
+    import importlib
+
+    try:
+        from crm.config import get_settings
+
+        get_settings.cache_clear()
+    except (ImportError, AttributeError):
+        pass
+    for name in (
+        "crm.store.customers",
+        "crm.store.orders",
+        "crm.store.ledger",
+        "crm.store.inventory",
+        "crm.store.cases",
+        "crm.store.notifications",
+        "crm.adapters.s3",
+        "crm.adapters.messaging",
+        "crm.adapters.ops",
+        "crm.adapters.workflows",
+    ):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        reset = getattr(module, "reset", None)
+        if callable(reset):
+            reset()
+
+
+def provision(client: Any, env: Mapping[str, str]) -> dict[str, Any]:
+    """The data resources (as `aws_calls`), then, when this version of the code has them, the
+    SES sender and the state machines with placeholder functions (as `tests/conftest.py`)."""
+    from crm_local import provision as p
+
+    made: dict[str, Any] = {"data": p.provision_data_resources(client, env)}
+    if hasattr(p, "provision_messaging"):
+        made["messaging"] = p.provision_messaging(client, os.environ)
+    machines = tuple(getattr(p, "STATE_MACHINES", ()))
+    if machines and hasattr(p, "provision_state_machines"):
+        names = sorted(
+            {
+                ref.split(":", 1)[1]
+                for machine_ in machines
+                for ref in machine_.substitutions.values()
+                if ref.startswith("function:")
+            }
+        )
+        functions = [
+            p.AppFunction(name=n, handler_string=f"app.{n}", handler=lambda e, c: None)
+            for n in names
+        ]
+        arns = p.provision_functions(client, functions, APP_NAME, STAGE, env)
+        made["state_machines"] = p.provision_state_machines(client, env, arns, STAGE, APP_NAME)
+    return made
+
+
+class Runner:
+    def __init__(self, client: Any, counter: CallCounter) -> None:
+        self.client = client
+        self.counter = counter
+        self.n = 0
+        self.tag = uuid.uuid4().hex[:6]
+        self.sink = open(os.devnull, "w")  # noqa: SIM115  (EMF metrics printed per request)
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[Any, Tally, float]:
+        kwargs: dict[str, Any] = {"headers": dict(headers)}
+        if body is not None:
+            kwargs["body"] = body
+        with redirect_stdout(self.sink), self.counter.measure() as tally:
+            start = time.perf_counter()
+            response = self.client.http.request(method, path, **kwargs)
+            elapsed = time.perf_counter() - start
+        return response, tally, elapsed
+
+    def webhook(self, delivery: Any) -> tuple[Any, Tally, float]:
+        return self.request("POST", "/webhooks/shopify", delivery.body, delivery.headers())
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[Any, Tally, float]:
+        raw = json.dumps(body).encode() if body is not None else None
+        return self.request(method, path, raw, OPERATOR_HEADERS)
+
+    def fresh(self) -> int:
+        """A number no order id or email of this process has used."""
+        self.n += 1
+        return self.n
+
+    def guest_paid(self) -> tuple[Any, int]:
+        """orders/paid for an order never seen, bought by a new guest email."""
+        from tests.support.shopify import deliver, order_payload
+
+        n = self.fresh()
+        order_id = 7_100_000_000 + n
+        payload = order_payload(order_id, email=f"guest.{n}.{self.tag}@example.com", **PAID)
+        return deliver("orders/paid", payload), order_id
+
+    # -- one buyer's story, (a) to (m) ---------------------------------------------------------
+
+    def cycle(self) -> dict[str, dict[str, Any]]:
+        from tests.support.shopify import deliver, order_payload, refund_payload
+
+        out: dict[str, dict[str, Any]] = {}
+
+        def step(name: str, result: tuple[Any, Tally, float], modules: set[str]) -> Any:
+            response, tally, elapsed = result
+            body = _json(response.body)
+            outcome = body.get("status") if isinstance(body, dict) else None
+            out[name] = {
+                "status": response.status_code,
+                **({"outcome": outcome} if EXPECTED[name][1] else {}),
+                **tally.as_dict(),
+                "request_ms": round(elapsed * 1000, 3),
+                "new_modules": sorted(set(sys.modules) - modules),
+            }
+            if (response.status_code, outcome if EXPECTED[name][1] else None) != EXPECTED[name]:
+                out[name]["unexpected_body"] = response.body.decode(errors="replace")[:500]
+            return body
+
+        def run(name: str, call: Any, *args: Any) -> Any:
+            modules = set(sys.modules)
+            return step(name, call(*args), modules)
+
+        paid, _ = self.guest_paid()
+        run("paid_new_guest", self.webhook, paid)
+        run("duplicate", self.webhook, paid)
+
+        # An existing customer (set-up, not reported), then their order's story.
+        n = self.fresh()
+        email = f"known.{n}.{self.tag}@example.com"
+        created, _, _ = self.api("POST", "/customers", {"email": email})
+        customer_id = (_json(created.body) or {}).get("customer_id", "cus_missing")
+        order_id = 7_200_000_000 + n
+        lines = [("SKU-1", 1, GOODS)]
+        pending = order_payload(order_id, email=email, lines=lines)
+        run("create", self.webhook, deliver("orders/create", pending))
+        paid_payload = order_payload(order_id, email=email, lines=lines, **PAID)
+        answer = run("paid_existing", self.webhook, deliver("orders/paid", paid_payload))
+        fulfilled = dict(
+            paid_payload, fulfillment_status="fulfilled", updated_at="2026-11-21T10:00:00+08:00"
+        )
+        run("fulfilled", self.webhook, deliver("orders/fulfilled", fulfilled))
+        refund = refund_payload(order_id * 10 + 1, order_id, amount=REFUND)
+        run("refund", self.webhook, deliver("refunds/create", refund))
+
+        path = f"/customers/{customer_id}/points"
+        first = {"points": 1000, "idempotency_key": f"checkout-{n}"}
+        second = {"points": 1000, "idempotency_key": f"checkout-{n}-b"}
+        run("redeem", self.api, "POST", f"{path}/redemptions", first)
+        run("redeem_replay", self.api, "POST", f"{path}/redemptions", first)
+        run("redeem_second", self.api, "POST", f"{path}/redemptions", second)
+        run("redeem_replay_spent", self.api, "POST", f"{path}/redemptions", first)
+
+        project_id = (answer or {}).get("order_id") or f"ord_shopify_{order_id}"
+        run("get_order", self.api, "GET", f"/orders/{project_id}")
+        run("get_order_by_platform_id", self.api, "GET", f"/orders/{order_id}")
+        run("get_points", self.api, "GET", path)
+        return out
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+
+def _data_tables(env: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    """(physical name, key attributes) of every table of `infra/`."""
+    from infra.resources import TABLES
+
+    return [
+        (env[t.env_var], [t.hash_key] + ([t.range_key] if t.range_key else [])) for t in TABLES
+    ]
+
+
+def _clear_tables(ddb: Any, tables: list[tuple[str, list[str]]]) -> None:
+    """Empty every table (not timed). moto's TransactWriteItems deep-copies every table it
+    touches, once per item of the transaction, so its cost grows with the tables: timed
+    iterations therefore all start from empty tables."""
+    for table, keys in tables:
+        names = {f"#k{i}": k for i, k in enumerate(keys)}
+        scan: dict[str, Any] = {
+            "TableName": table,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
+        while True:
+            page = ddb.scan(**scan)
+            for item in page.get("Items", []):
+                ddb.delete_item(TableName=table, Key={k: item[k] for k in keys})
+            if "LastEvaluatedKey" not in page:
+                break
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _floor_template(ddb: Any, runner: Runner, orders_table: str) -> dict[str, Any]:
+    """The order item a new paid-order webhook stores, as stored (DynamoDB JSON)."""
+    delivery, order_id = runner.guest_paid()
+    response, _, _ = runner.webhook(delivery)
+    project_id = (_json(response.body) or {}).get("order_id") or f"ord_shopify_{order_id}"
+    item = ddb.get_item(
+        TableName=orders_table, Key={"order_id": {"S": project_id}}, ConsistentRead=True
+    ).get("Item")
+    if not item:
+        raise RuntimeError(f"the order item of {project_id} was not stored: {response.body!r}")
+    return dict(item)
+
+
+def _timing(
+    runner: Runner, counter: CallCounter, env: Mapping[str, str], runs: int
+) -> dict[str, Any]:
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    tables = _data_tables(env)
+    orders_table = env["CRM_ORDERS_TABLE"]
+    _clear_tables(ddb, tables)
+    template = _floor_template(ddb, runner, orders_table)
+
+    series: dict[str, dict[str, list[float]]] = {
+        name: {"request": [], "in_aws_calls": [], "outside_aws_calls": []}
+        for name in ("paid_new_guest", "duplicate", "floor_put_item")
+    }
+    calls: dict[str, set[str]] = {"paid_new_guest": set(), "duplicate": set()}
+    outcomes: dict[str, dict[str, int]] = {"paid_new_guest": {}, "duplicate": {}}
+
+    def record(name: str, total: float, aws: float) -> None:
+        series[name]["request"].append(total)
+        series[name]["in_aws_calls"].append(aws)
+        series[name]["outside_aws_calls"].append(total - aws)
+
+    def webhook(name: str, delivery: Any) -> None:
+        response, tally, elapsed = runner.webhook(delivery)
+        body = _json(response.body)
+        outcome = f"{response.status_code} {body.get('status') if isinstance(body, dict) else '?'}"
+        outcomes[name][outcome] = outcomes[name].get(outcome, 0) + 1
+        calls[name].add(f"{tally.total} {json.dumps(tally.breakdown(), sort_keys=True)}")
+        record(name, elapsed, tally.aws_seconds)
+
+    def floor(i: int, k: int) -> None:
+        item = {**template, "order_id": {"S": f"ord_floor_{i}_{k}"}}
+        with counter.measure() as tally:
+            start = time.perf_counter()
+            ddb.put_item(TableName=orders_table, Item=item)
+            elapsed = time.perf_counter() - start
+        record("floor_put_item", elapsed, tally.aws_seconds)
+
+    for i in range(runs):
+        _clear_tables(ddb, tables)
+        delivery, _ = runner.guest_paid()  # a new order id and a new guest email, every time
+        steps = ("new", "floor", "duplicate", "floor")
+        for k, what in enumerate(steps if i % 2 == 0 else steps[1:] + steps[:1]):
+            if what == "floor":
+                floor(i, k)
+            elif what == "new":
+                webhook("paid_new_guest", delivery)
+            else:
+                webhook("duplicate", delivery)
+    _clear_tables(ddb, tables)
+
+    out: dict[str, Any] = {
+        "runs": runs,
+        "tables": "every table emptied before every iteration (not timed)",
+        "order": "new, floor, duplicate, floor; every other iteration rotated by one "
+        "(floor, duplicate, floor, new: the duplicate then repeats the previous "
+        "iteration's... no: each iteration's duplicate always follows its own new webhook)",
+        "floor": {
+            "what": "boto3 put_item of the order item a new paid-order webhook stores, "
+            "fresh key each time",
+            "table": orders_table,
+            "item_attributes": len(template),
+            "item_json_bytes": len(json.dumps(template)),
+        },
+    }
+    for name, parts in series.items():
+        out[name] = {part: summary_ms(values) for part, values in parts.items()}
+        if name in calls:
+            out[name]["calls_seen"] = sorted(calls[name])
+            out[name]["outcomes"] = outcomes[name]
+    floor_median = out["floor_put_item"]["request"]["median_ms"]
+    out["ratios"] = {
+        f"{name}_vs_put_item": ratio(out[name]["request"]["median_ms"], floor_median)
+        for name in ("paid_new_guest", "duplicate")
+    }
+    return out
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def run(runs: int = 300, cycles: int = 5) -> dict[str, Any]:
+    ensure_import_paths()
+    env = local_stage_environment()
+    started = time.perf_counter()
+    with stage_environment(env), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        import boto3
+        from moto import mock_aws
+
+        # Step Functions executions are recorded, never run (no Lambda runtime here).
+        with (
+            mock_aws(config={"stepfunctions": {"execute_state_machine": False}}),
+            CallCounter() as counter,
+        ):
+            with counter.measure() as provisioning:
+                provisioned = provision(lambda s: boto3.client(s, region_name=REGION), env)
+            reset_caches()
+            from chalice.test import Client
+
+            from app import app
+
+            with Client(app, stage_name=STAGE, project_dir=str(PROJECT_DIR)) as client:
+                runner = Runner(client, counter)
+                first = runner.cycle()
+                steady = [runner.cycle() for _ in range(cycles)]
+                timing = _timing(runner, counter, env, runs)
+                runner.sink.close()
+            clients_seen = counter.clients_seen
+        reset_caches()
+
+    operations: dict[str, Any] = {}
+    for name, label in OPERATIONS.items():
+        first_call = {k: v for k, v in first[name].items() if k != "new_modules"}
+        entry: dict[str, Any] = {
+            "label": label,
+            "first_call": first_call,
+            "steady_state": _steady(steady, name),
+        }
+        if name in TARGETS:
+            entry["target"] = target_text(TARGETS[name])
+            entry["meets_target"] = meets(TARGETS[name], first_call["by_operation"]) and all(
+                meets(TARGETS[name], c[name]["by_operation"]) for c in steady
+            )
+        operations[name] = entry
+
+    problems: list[str] = []
+    for name, (status, outcome) in EXPECTED.items():
+        seen = [(c[name]["status"], c[name].get("outcome")) for c in (first, *steady)]
+        wrong = sorted({f"{s} {o}" if o else str(s) for s, o in seen if (s, o) != (status, outcome)})
+        if wrong:
+            expected = f"{status} {outcome}" if outcome else str(status)
+            problems.append(f"{name}: got {', '.join(wrong)} (expected {expected})")
+    for name, expected in (("paid_new_guest", "200 processed"), ("duplicate", "200 duplicate")):
+        other = {k: v for k, v in timing[name]["outcomes"].items() if k != expected}
+        if other:
+            problems.append(f"timing {name}: {other} (expected {expected})")
+
+    result = {
+        "name": NAME,
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "backend": "moto in-process (mock_aws), data resources of infra/ as aws_calls, "
+        "plus state machines and SES sender as tests/conftest.py",
+        "provisioning": {
+            **provisioning.as_dict(),
+            "state_machines": sorted(provisioned.get("state_machines", {})),
+        },
+        "clients_created": clients_seen,
+        "operations": operations,
+        "first_request_new_modules": first["paid_new_guest"]["new_modules"],
+        "timing": timing,
+        "targets": {name: target_text(t) for name, t in TARGETS.items()},
+        "problems": problems,
+    }
+    write_result(NAME, result)
+    return result
+
+
+def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, target/verdict) rows for the summary table."""
+    rows: list[tuple[str, str, str]] = []
+    for name, op in result["operations"].items():
+        steady, first = op["steady_state"], op["first_call"]
+        breakdown = (
+            ", ".join(
+                f"{k.split('.', 1)[1]}x{v}" if v > 1 else k.split(".", 1)[1]
+                for k, v in steady["by_operation"].items()
+            )
+            or "none"
+        )
+        verdict = ""
+        if "target" in op:
+            verdict = f"{op['target']}: " + ("OK" if op["meets_target"] else "MISSED")
+        first_note = (
+            ""
+            if first["by_operation"] == steady["by_operation"]
+            else f" (first call: {first['calls']})"
+        )
+        rows.append((f"calls {name}", f"{steady['calls']} [{breakdown}]{first_note}", verdict))
+    timing = result["timing"]
+    for name in ("paid_new_guest", "duplicate", "floor_put_item"):
+        req, app = timing[name]["request"], timing[name]["outside_aws_calls"]
+        rows.append(
+            (
+                f"time {name} (n={req['n']})",
+                f"median {req['median_ms']:.2f} ms, p90 {req['p90_ms']:.2f}, "
+                f"p99 {req['p99_ms']:.2f}, min {req['min_ms']:.2f}; "
+                f"outside AWS calls: median {app['median_ms']:.2f}",
+                "",
+            )
+        )
+    for name, value in timing["ratios"].items():
+        rows.append((f"ratio {name}", f"{value}", ""))
+    for problem in result["problems"]:
+        rows.append(("PROBLEM", problem, ""))
+    return rows

@@ -1,0 +1,63 @@
+"""Shared by the workflows' steps: the fault switch, reading the order a step works on, and the
+order's internal events (facts the workflows establish: delivered, cancelled, a refund)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm.config import injected_faults
+from crm.domain.errors import CrmError, Unavailable, ValidationFailed
+from crm.domain.order_events import OrderEvent, Refund
+from crm.domain.orders import Order
+from crm.store.orders import get_order_store
+
+
+class InjectedFault(CrmError):
+    """A failure forced by configuration (`/crm/<stage>/faults`), for fault-injection tests."""
+
+    code = "injected_fault"
+
+
+class OrderCancelled(CrmError):
+    """The order was cancelled while its workflow was under way: the workflow stops."""
+
+    code = "order_cancelled"
+
+
+def check_fault(workflow: str, step: str) -> None:
+    if f"{workflow}.{step}" in injected_faults():
+        raise InjectedFault(f"fault injected at {workflow}.{step}")
+
+
+def order_of(event: dict[str, Any], *, must_be_paid: bool = True) -> Order:
+    order_id = event.get("order_id")
+    if not isinstance(order_id, str):
+        raise ValidationFailed("the step needs an order_id")
+    order = get_order_store().get(order_id)
+    if order is None or (must_be_paid and not order.paid_at):
+        # Started before the webhook's write landed: wait for it (the step is retried).
+        raise Unavailable(f"order {order_id} is not recorded as paid yet")
+    return order
+
+
+def internal_event(order: Order, kind: str, at: str, **facts: Any) -> OrderEvent:
+    """A fact the workflows establish, as an order event without details."""
+    return OrderEvent(
+        source=order.source,
+        platform_order_id=order.platform_order_id,
+        kind=kind,
+        updated_at=at,
+        **facts,
+    )
+
+
+def full_refund(order: Order, refund_id: str, at: str, reason: str, *, restock: bool) -> Refund:
+    return Refund(
+        refund_id=refund_id,
+        at=at,
+        amount=order.refundable,
+        goods_amount=max(0, order.subtotal - order.refunded_goods),
+        reason=reason,
+        restock=restock,
+        status="requested",
+    )
