@@ -36,12 +36,21 @@ def _aws_calls(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]
     return aws_calls.run(), aws_calls.summary_rows
 
 
+def _orders(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
+    from bench import orders
+
+    if quick:
+        return orders.run(runs=10, cycles=2), orders.summary_rows
+    return orders.run(), orders.summary_rows
+
+
 # In this order: cold_start spawns fresh interpreters before this process imports moto & co.
 BENCHMARKS: dict[
     str, Callable[[bool], tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]]
 ] = {
     "cold_start": _cold_start,
     "aws_calls": _aws_calls,
+    "orders": _orders,
 }
 
 

@@ -69,6 +69,7 @@ TARGETS: dict[str, dict[str, int]] = {
     "paid_existing": {"max_calls": 4},
     "duplicate": {"exact_calls": 1},
     "redeem": {"transact_writes": 1, "max_reads": 1},
+    "redeem_second": {"transact_writes": 1, "max_reads": 1},
 }
 # (HTTP status, the webhook's `status` field or None)
 EXPECTED: dict[str, tuple[int, str | None]] = {
@@ -88,6 +89,9 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
 }
 GOODS = "2500.00"  # points earned by (d); (f) refunds 10 %: 2250 left, enough for two 1000s
 REFUND = "250.00"
+# One timing iteration, alternately: A B A' B', then B A B' A' (the read floor and the duplicate
+# always come after the new webhook: they read what it stored).
+ORDERS = (("new", "put", "duplicate", "read"), ("put", "new", "read", "duplicate"))
 PAID = {"financial_status": "paid", "updated_at": "2026-11-20T10:05:00+08:00"}
 
 
@@ -294,9 +298,7 @@ def _data_tables(env: Mapping[str, str]) -> list[tuple[str, list[str]]]:
     """(physical name, key attributes) of every table of `infra/`."""
     from infra.resources import TABLES
 
-    return [
-        (env[t.env_var], [t.hash_key] + ([t.range_key] if t.range_key else [])) for t in TABLES
-    ]
+    return [(env[t.env_var], [t.hash_key] + ([t.range_key] if t.range_key else [])) for t in TABLES]
 
 
 def _clear_tables(ddb: Any, tables: list[tuple[str, list[str]]]) -> None:
@@ -345,41 +347,69 @@ def _timing(
 
     series: dict[str, dict[str, list[float]]] = {
         name: {"request": [], "in_aws_calls": [], "outside_aws_calls": []}
-        for name in ("paid_new_guest", "duplicate", "floor_put_item")
+        for name in ("paid_new_guest", "duplicate", "floor_put_item", "floor_read")
     }
     calls: dict[str, set[str]] = {"paid_new_guest": set(), "duplicate": set()}
     outcomes: dict[str, dict[str, int]] = {"paid_new_guest": {}, "duplicate": {}}
+    read_items: dict[int, int] = {}
 
     def record(name: str, total: float, aws: float) -> None:
         series[name]["request"].append(total)
         series[name]["in_aws_calls"].append(aws)
         series[name]["outside_aws_calls"].append(total - aws)
 
-    def webhook(name: str, delivery: Any) -> None:
+    def webhook(name: str, delivery: Any) -> dict[str, Any]:
         response, tally, elapsed = runner.webhook(delivery)
         body = _json(response.body)
-        outcome = f"{response.status_code} {body.get('status') if isinstance(body, dict) else '?'}"
+        body = body if isinstance(body, dict) else {}
+        outcome = f"{response.status_code} {body.get('status', '?')}"
         outcomes[name][outcome] = outcomes[name].get(outcome, 0) + 1
         calls[name].add(f"{tally.total} {json.dumps(tally.breakdown(), sort_keys=True)}")
         record(name, elapsed, tally.aws_seconds)
+        return body
 
-    def floor(i: int, k: int) -> None:
-        item = {**template, "order_id": {"S": f"ord_floor_{i}_{k}"}}
+    def put_floor(i: int) -> None:
+        item = {**template, "order_id": {"S": f"ord_floor_{i}"}}
         with counter.measure() as tally:
             start = time.perf_counter()
             ddb.put_item(TableName=orders_table, Item=item)
             elapsed = time.perf_counter() - start
         record("floor_put_item", elapsed, tally.aws_seconds)
 
+    def read_floor(order_id: str, delivery: Any, email: str) -> None:
+        # What the duplicate's one call reads: the order, the delivery, the buyer's identity.
+        request = {
+            orders_table: {"Keys": [{"order_id": {"S": order_id}}], "ConsistentRead": True},
+            env["CRM_DELIVERIES_TABLE"]: {
+                "Keys": [{"delivery_id": {"S": f"shopify:{delivery.webhook_id}"}}],
+                "ConsistentRead": True,
+            },
+            env["CRM_IDENTITIES_TABLE"]: {
+                "Keys": [{"identity": {"S": f"email:{email}"}}],
+                "ConsistentRead": True,
+            },
+        }
+        with counter.measure() as tally:
+            start = time.perf_counter()
+            answer = ddb.batch_get_item(RequestItems=request)
+            elapsed = time.perf_counter() - start
+        found = sum(len(v) for v in answer.get("Responses", {}).values())
+        read_items[found] = read_items.get(found, 0) + 1
+        record("floor_read", elapsed, tally.aws_seconds)
+
     for i in range(runs):
         _clear_tables(ddb, tables)
-        delivery, _ = runner.guest_paid()  # a new order id and a new guest email, every time
-        steps = ("new", "floor", "duplicate", "floor")
-        for k, what in enumerate(steps if i % 2 == 0 else steps[1:] + steps[:1]):
-            if what == "floor":
-                floor(i, k)
+        # A new order id and a new guest email, every time.
+        delivery, platform_id = runner.guest_paid()
+        email = json.loads(delivery.body)["email"]
+        order_id = f"ord_shopify_{platform_id}"
+        for what in ORDERS[i % 2]:
+            if what == "put":
+                put_floor(i)
+            elif what == "read":
+                read_floor(order_id, delivery, email)
             elif what == "new":
-                webhook("paid_new_guest", delivery)
+                order_id = webhook("paid_new_guest", delivery).get("order_id") or order_id
             else:
                 webhook("duplicate", delivery)
     _clear_tables(ddb, tables)
@@ -387,15 +417,21 @@ def _timing(
     out: dict[str, Any] = {
         "runs": runs,
         "tables": "every table emptied before every iteration (not timed)",
-        "order": "new, floor, duplicate, floor; every other iteration rotated by one "
-        "(floor, duplicate, floor, new: the duplicate then repeats the previous "
-        "iteration's... no: each iteration's duplicate always follows its own new webhook)",
-        "floor": {
-            "what": "boto3 put_item of the order item a new paid-order webhook stores, "
-            "fresh key each time",
-            "table": orders_table,
-            "item_attributes": len(template),
-            "item_json_bytes": len(json.dumps(template)),
+        "order": " / ".join(", ".join(steps) for steps in ORDERS) + ", alternately",
+        "floors": {
+            "floor_put_item": {
+                "what": "boto3 put_item of the order item a new paid-order webhook stores "
+                "(as stored, fresh key each time): the floor of the ratios",
+                "table": orders_table,
+                "item_attributes": len(template),
+                "item_json_bytes": len(json.dumps(template)),
+            },
+            "floor_read": {
+                "what": "boto3 batch_get_item of what the duplicate's one call reads (the "
+                "order, the delivery, the buyer's identity; consistent), after the new webhook "
+                "stored them",
+                "items_returned": read_items,
+            },
         },
     }
     for name, parts in series.items():
@@ -407,6 +443,10 @@ def _timing(
     out["ratios"] = {
         f"{name}_vs_put_item": ratio(out[name]["request"]["median_ms"], floor_median)
         for name in ("paid_new_guest", "duplicate")
+    } | {
+        "duplicate_vs_its_read": ratio(
+            out["duplicate"]["request"]["median_ms"], out["floor_read"]["request"]["median_ms"]
+        )
     }
     return out
 
@@ -462,7 +502,7 @@ def run(runs: int = 300, cycles: int = 5) -> dict[str, Any]:
     problems: list[str] = []
     for name, (status, outcome) in EXPECTED.items():
         seen = [(c[name]["status"], c[name].get("outcome")) for c in (first, *steady)]
-        wrong = sorted({f"{s} {o}" if o else str(s) for s, o in seen if (s, o) != (status, outcome)})
+        wrong = sorted({f"{s} {o}" if o else str(s) for s, o in seen if (s, o) != EXPECTED[name]})
         if wrong:
             expected = f"{status} {outcome}" if outcome else str(status)
             problems.append(f"{name}: got {', '.join(wrong)} (expected {expected})")
@@ -470,6 +510,9 @@ def run(runs: int = 300, cycles: int = 5) -> dict[str, Any]:
         other = {k: v for k, v in timing[name]["outcomes"].items() if k != expected}
         if other:
             problems.append(f"timing {name}: {other} (expected {expected})")
+    returned = timing["floors"]["floor_read"]["items_returned"]
+    if set(returned) != {3}:
+        problems.append(f"floor_read: items returned {returned} (expected 3 every time)")
 
     result = {
         "name": NAME,
@@ -514,7 +557,7 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         )
         rows.append((f"calls {name}", f"{steady['calls']} [{breakdown}]{first_note}", verdict))
     timing = result["timing"]
-    for name in ("paid_new_guest", "duplicate", "floor_put_item"):
+    for name in ("paid_new_guest", "duplicate", "floor_put_item", "floor_read"):
         req, app = timing[name]["request"], timing[name]["outside_aws_calls"]
         rows.append(
             (

@@ -32,7 +32,7 @@ def exception_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     step = event.get("step")
     if step not in STEPS:
         raise ValidationFailed(f"unknown exception step {step!r}")
-    check_fault("exception", str(step))
+    check_fault("exception", str(step), event.get("order_id"))
     return STEPS[str(step)](event)
 
 

@@ -33,7 +33,7 @@ def fulfilment_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     step = event.get("step")
     if step not in STEPS:
         raise ValidationFailed(f"unknown fulfilment step {step!r}")
-    check_fault("fulfilment", str(step))
+    check_fault("fulfilment", str(step), event.get("order_id"))
     return STEPS[str(step)](event)
 
 
@@ -201,8 +201,8 @@ def message_context(order: Order, **extra: Any) -> dict[str, Any]:
         "lines": [
             {"title": line.title or line.sku, "quantity": line.quantity} for line in order.lines
         ],
-        "carrier": order.fulfilment.get("carrier") or "",
-        "tracking_number": order.fulfilment.get("tracking_number") or "",
+        "carrier": order.fulfilment.get("carrier") or "-",
+        "tracking_number": order.fulfilment.get("tracking_number") or "-",
         **extra,
     }
 

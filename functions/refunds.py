@@ -36,7 +36,7 @@ def refund_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     step = event.get("step")
     if step not in STEPS:
         raise ValidationFailed(f"unknown refund step {step!r}")
-    check_fault("refund", str(step))
+    check_fault("refund", str(step), event.get("order_id"))
     return STEPS[str(step)](event)
 
 

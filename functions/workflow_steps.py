@@ -24,9 +24,15 @@ class OrderCancelled(CrmError):
     code = "order_cancelled"
 
 
-def check_fault(workflow: str, step: str) -> None:
-    if f"{workflow}.{step}" in injected_faults():
-        raise InjectedFault(f"fault injected at {workflow}.{step}")
+def check_fault(workflow: str, step: str, order_id: Any = None) -> None:
+    """Fail if configuration says so: `<workflow>.<step>` for every order, or
+    `<workflow>.<step>@<order id>` for one (so fault tests can run side by side)."""
+    faults = injected_faults()
+    if not faults:
+        return
+    point = f"{workflow}.{step}"
+    if point in faults or f"{point}@{order_id}" in faults:
+        raise InjectedFault(f"fault injected at {point}")
 
 
 def order_of(event: dict[str, Any], *, must_be_paid: bool = True) -> Order:

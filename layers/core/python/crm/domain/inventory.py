@@ -395,15 +395,14 @@ def allocate(
     def has(warehouse_id: str, sku: str, quantity: int) -> bool:
         return available.get((warehouse_id, sku), 0) >= quantity
 
-    short = [
-        {"sku": sku, "requested": qty, "available": sum(available.get((w, sku), 0) for w in order)}
-        for sku, qty in wanted
-        if sum(available.get((w, sku), 0) for w in order) < qty
-    ]
+    totals = {sku: sum(available.get((w, sku), 0) for w in order) for sku, _ in wanted}
+    short = [(sku, qty) for sku, qty in wanted if totals[sku] < qty]
     if short:
         raise OutOfStock(
-            "not enough stock for " + ", ".join(s["sku"] for s in short),
-            details=short,
+            "not enough stock for " + ", ".join(sku for sku, _ in short),
+            details=[
+                {"sku": sku, "requested": qty, "available": totals[sku]} for sku, qty in short
+            ],
         )
 
     for warehouse_id in order:

@@ -40,6 +40,7 @@ ORDER_PREFIX = "order#"
 HEADER = "#order"
 RESTOCK_PREFIX = "#restock#"
 RESERVED, RELEASED, SHIPPED = "reserved", "released", "shipped"
+HELD, CONTENDED = "held", "contended"  # what `try_reserve` may answer besides RESERVED
 # DynamoDB takes at most 100 items in a transaction: the header and two per line.
 MAX_LINES = 49
 MAX_ATTEMPTS = 10
@@ -302,6 +303,10 @@ class InventoryStore:
         there and not released: a task run twice reserves once). False when a stock condition
         failed (another order took the units since they were read): read again, allocate
         again. An order whose reservations were released may reserve again."""
+        return self.try_reserve(order_id, allocation, now) != CONTENDED
+
+    def try_reserve(self, order_id: str, allocation: Allocation, now: str | None = None) -> str:
+        """`reserve`, saying which: RESERVED (now), HELD (already) or CONTENDED (lost a race)."""
         now = now or now_iso()
         pk = ORDER_PREFIX + order_id
         lines = [(p.warehouse_id, sku, qty) for p in allocation.parts for sku, qty in p.lines]
@@ -338,11 +343,11 @@ class InventoryStore:
             if not reasons:
                 raise Unavailable("the stock did not accept the reservation") from error
             if CONDITION_FAILED in reasons[: 1 + len(lines)]:
-                return True  # the order already holds its stock
-            return False  # a stock condition failed, or a concurrent transaction conflicted
+                return HELD  # the order already holds its stock
+            return CONTENDED  # a stock condition failed, or a concurrent transaction conflicted
         except PynamoDBException as error:
             raise Unavailable("the stock did not accept the reservation") from error
-        return True
+        return RESERVED
 
     def _move(self, order_id: str, to_state: str, now: str | None) -> list[Reservation]:
         """Every reserved line of the order to `to_state` (released: stock back to available;

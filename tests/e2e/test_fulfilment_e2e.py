@@ -1,0 +1,324 @@
+"""Issue 4's acceptance through the running local stack: orders move from payment to the door
+through the real Step Functions workflows, exceptions wait for a human (or the default), and
+refunds put money, stock and points back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import OPERATOR, RunningStack
+from tests.support.shopify import deliver, generic_headers, order_payload
+
+pytestmark = pytest.mark.e2e
+
+HANGZHOU = {
+    "country_code": "CN",
+    "province": "Zhejiang",
+    "province_code": "ZJ",
+    "city": "Hangzhou",
+    "zip": "310000",
+    "address1": "1 West Lake Road",
+}
+_next_id = iter(range(8_000_001, 9_000_000))
+
+
+class Shop:
+    """The stack as a shop uses it: webhooks in, operator routes, carrier callbacks."""
+
+    def __init__(self, http, stack: RunningStack) -> None:
+        self.http, self.stack = http, stack
+
+    def url(self, path: str) -> str:
+        return f"{self.stack.api_url}{path}"
+
+    def get(self, path: str) -> Any:
+        answer = self.http.get(self.url(path), headers=OPERATOR, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def post(self, path: str, body: dict) -> Any:
+        return self.http.post(self.url(path), json=body, headers=OPERATOR, timeout=30)
+
+    def stock(self, sku: str, **on_hand: int) -> None:
+        body = {
+            "warehouses": [
+                {"warehouse_id": wh.replace("_", "-"), "on_hand": n, "safety_stock": 0}
+                for wh, n in on_hand.items()
+            ]
+        }
+        answer = self.http.put(
+            self.url(f"/inventory/{sku}"), json=body, headers=OPERATOR, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+
+    def paid_order(
+        self,
+        sku: str,
+        qty: int = 1,
+        price: str = "100.00",
+        address: dict | None = None,
+        email: str = "flow@example.com",
+    ) -> str:
+        order_id = next(_next_id)
+        payload = order_payload(
+            order_id, email=email, lines=[(sku, qty, price)], financial_status="paid"
+        )
+        payload["shipping_address"] = {**payload["shipping_address"], **(address or HANGZHOU)}
+        payload["shipping_address"].pop("latitude", None)
+        payload["shipping_address"].pop("longitude", None)
+        delivery = deliver("orders/paid", payload)
+        answer = self.http.post(
+            self.url("/webhooks/shopify"),
+            data=delivery.body,
+            headers=delivery.headers(),
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return f"ord_shopify_{order_id}"
+
+    def order(self, order_id: str) -> Any:
+        return self.get(f"/orders/{order_id}")
+
+    def wait_for(self, order_id: str, check, timeout: float = 40.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.order(order_id)
+            if check(order):
+                return order
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{order_id} never got there: {json.dumps(order)[:1500]}")
+            time.sleep(0.3)
+
+    def logistics(self, order_id: str, event: str, secret: str | None = None) -> Any:
+        body = json.dumps(
+            {
+                "order_id": order_id,
+                "event": event,
+                "carrier": "SF Express",
+                "tracking_number": f"SF{order_id[-6:]}",
+            }
+        ).encode()
+        headers = generic_headers(body, int(time.time()), **({"secret": secret} if secret else {}))
+        return self.http.post(self.url("/logistics/events"), data=body, headers=headers, timeout=30)
+
+    def executions(self, order_id: str) -> list[dict]:
+        sfn = self.stack.client("stepfunctions")
+        found = []
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+                if ex["name"].startswith(order_id.replace("_", "_")) or order_id in ex["name"]:
+                    found.append({**ex, "machine": machine["name"]})
+        return found
+
+    def wait_settled(self, order_id: str, timeout: float = 60.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.executions(order_id)
+            if runs and all(r["status"] != "RUNNING" for r in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still running: {runs}")
+            time.sleep(0.5)
+
+    def available(self, sku: str) -> dict[str, int]:
+        return {
+            w["warehouse_id"]: w["available"] for w in self.get(f"/inventory/{sku}")["warehouses"]
+        }
+
+
+@pytest.fixture
+def shop(http, stack) -> Shop:
+    return Shop(http, stack)
+
+
+def waiting_for(event: str):
+    return lambda o: (o.get("workflow") or {}).get("state") == f"awaiting_{event}"
+
+
+def test_happy_path_from_payment_to_delivery(shop: Shop) -> None:
+    shop.stock("TEA-HAPPY", wh_shanghai=10, wh_beijing=10, wh_guangzhou=10)
+    order_id = shop.paid_order("TEA-HAPPY", qty=2, price="150.00")
+    order = shop.wait_for(order_id, waiting_for("shipped"))
+    assert order["status"] == "allocated"
+    assert order["fulfilment"]["warehouse"] == "wh-shanghai"  # Hangzhou is nearest Shanghai
+    assert shop.available("TEA-HAPPY")["wh-shanghai"] == 8
+
+    assert shop.logistics(order_id, "shipped").status_code == 202
+    shop.wait_for(order_id, waiting_for("delivered"))
+    assert shop.logistics(order_id, "delivered").status_code == 202
+    order = shop.wait_for(order_id, lambda o: o["status"] == "delivered")
+    runs = shop.wait_settled(order_id)
+    assert [r["status"] for r in runs] == ["SUCCEEDED"]
+    history = [h["status"] for h in order["status_history"]]
+    assert history[:1] == ["paid"] and "allocated" in history and "shipped" in history
+    assert history[-1] == "delivered"
+    assert order["fulfilment"]["carrier"] == "SF Express"
+    points = shop.get(f"/customers/{order['customer_id']}/points")
+    assert points["pending"] == 0 and points["balance"] >= 300
+    kinds = [
+        n["kind"] for n in shop.get(f"/customers/{order['customer_id']}/notifications")["items"]
+    ]
+    assert {"order_confirmed", "order_shipped", "order_delivered"} <= set(kinds)
+
+
+def test_twenty_orders_race_for_five_units(shop: Shop) -> None:
+    shop.stock("TEA-LAST5", wh_shanghai=5)
+    with ThreadPoolExecutor(10) as pool:
+        orders = list(
+            pool.map(lambda i: shop.paid_order("TEA-LAST5", email=f"race{i}@x.cn"), range(20))
+        )
+    settled = [
+        shop.wait_for(
+            o,
+            lambda o: (
+                o["status"] in ("allocated", "on_hold")
+                and (o.get("workflow") or {}).get("state") in ("awaiting_shipped", "on_hold")
+            ),
+            timeout=90,
+        )
+        for o in orders
+    ]
+    assert Counter(o["status"] for o in settled) == {"allocated": 5, "on_hold": 15}
+    assert shop.available("TEA-LAST5") == {"wh-shanghai": 0}
+    cases = shop.get("/cases?status=open&limit=500")["items"]
+    held = {c["order_id"] for c in cases if c["reason"] == "out_of_stock"}
+    assert {o["order_id"] for o in settled if o["status"] == "on_hold"} <= held
+
+
+def open_case_of(shop: Shop, order_id: str) -> dict:
+    order = shop.wait_for(order_id, lambda o: (o.get("workflow") or {}).get("case_id"))
+    case_id = order["workflow"]["case_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        cases = [
+            c for c in shop.get("/cases?status=open&limit=500")["items"] if c["case_id"] == case_id
+        ]
+        if cases and cases[0]["awaiting_decision"]:
+            return cases[0]
+        time.sleep(0.3)
+    raise AssertionError(f"case {case_id} never waited for a decision")
+
+
+def test_out_of_stock_then_restock_and_retry_reaches_the_door(shop: Shop) -> None:
+    order_id = shop.paid_order("TEA-LATER")
+    case = open_case_of(shop, order_id)
+    assert case["reason"] == "out_of_stock"
+    shop.stock("TEA-LATER", wh_beijing=3)
+    assert (
+        shop.post(
+            f"/cases/{case['case_id']}/resolve", {"action": "retry", "note": "restocked"}
+        ).status_code
+        == 202
+    )
+    shop.wait_for(order_id, waiting_for("shipped"))
+    assert shop.order(order_id)["fulfilment"]["warehouse"] == "wh-beijing"
+    shop.logistics(order_id, "shipped")
+    shop.wait_for(order_id, waiting_for("delivered"))
+    shop.logistics(order_id, "delivered")
+    shop.wait_for(order_id, lambda o: o["status"] == "delivered")
+    assert all(r["status"] == "SUCCEEDED" for r in shop.wait_settled(order_id))
+
+
+def test_cancel_decision_releases_stock_refunds_and_reverses_points(shop: Shop) -> None:
+    shop.stock("TEA-CXL", wh_shanghai=1)
+    first = shop.paid_order("TEA-CXL", email="keeps@x.cn")  # takes the only unit
+    shop.wait_for(first, waiting_for("shipped"))
+    order_id = shop.paid_order("TEA-CXL", email="cancelled@x.cn", price="200.00")
+    case = open_case_of(shop, order_id)
+    assert (
+        shop.post(
+            f"/cases/{case['case_id']}/resolve", {"action": "cancel", "note": "no more stock"}
+        ).status_code
+        == 202
+    )
+    order = shop.wait_for(
+        order_id,
+        lambda o: (
+            o["status"] == "cancelled" and o["refunds"] and o["refunds"][0]["status"] == "completed"
+        ),
+    )
+    assert order["refunds"][0]["amount"]["amount"] == order["totals"]["total"]["amount"]
+    assert order["points"]["earned"] == order["points"]["reversed"]
+    shop.wait_settled(order_id)
+    points = shop.get(f"/customers/{order['customer_id']}/points")
+    assert points["pending"] == 0 and points["balance"] == 0
+    kinds = {
+        n["kind"] for n in shop.get(f"/customers/{order['customer_id']}/notifications")["items"]
+    }
+    assert {"case_opened", "refund_issued"} <= kinds
+
+
+def test_without_a_decision_the_default_cancels_and_refunds(shop: Shop) -> None:
+    order_id = shop.paid_order("TEA-NOBODY")
+    open_case_of(shop, order_id)
+    order = shop.wait_for(order_id, lambda o: o["status"] == "cancelled", timeout=60)
+    runs = shop.wait_settled(order_id)
+    assert all(r["status"] == "SUCCEEDED" for r in runs)
+    assert order["refunds"] and order["refunds"][0]["reason"]
+
+
+def test_refunds_full_by_lines_by_amount_and_never_above_what_was_paid(shop: Shop) -> None:
+    shop.stock("TEA-RF", wh_shanghai=50)
+    by_lines = shop.paid_order("TEA-RF", qty=3, price="100.00")
+    shop.wait_for(by_lines, waiting_for("shipped"))
+    answer = shop.post(
+        f"/orders/{by_lines}/refunds",
+        {"lines": [{"sku": "TEA-RF", "quantity": 1}], "reason": "broken"},
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["amount"]["amount"] == "100.00"
+    too_many = shop.post(
+        f"/orders/{by_lines}/refunds", {"lines": [{"sku": "TEA-RF", "quantity": 3}]}
+    )
+    assert too_many.status_code == 422
+
+    by_amount = shop.paid_order("TEA-RF", qty=1, price="100.00")  # total 110.00 with shipping
+    shop.wait_for(by_amount, waiting_for("shipped"))
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(
+            pool.map(
+                lambda _: shop.post(f"/orders/{by_amount}/refunds", {"amount": "50.00"}), range(3)
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [202, 202, 409]
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert refused["code"] == "refund_exceeds_paid"
+    order = shop.wait_for(
+        by_amount, lambda o: all(r["status"] == "completed" for r in o["refunds"])
+    )
+    assert order["totals"]["refunded"]["amount"] == "100.00"
+
+    full = shop.paid_order("TEA-RF", qty=1, price="80.00")
+    shop.wait_for(full, waiting_for("shipped"))
+    assert shop.post(f"/orders/{full}/cancel", {"reason": "changed mind"}).status_code == 202
+    order = shop.wait_for(
+        full,
+        lambda o: (
+            o["status"] == "cancelled" and o["refunds"] and o["refunds"][0]["status"] == "completed"
+        ),
+    )
+    assert order["totals"]["refunded"] == order["totals"]["total"]
+    shop.wait_settled(full)
+
+
+def test_logistics_callbacks_are_checked(shop: Shop) -> None:
+    shop.stock("TEA-LOG", wh_shanghai=5)
+    order_id = shop.paid_order("TEA-LOG")
+    shop.wait_for(order_id, waiting_for("shipped"))
+    assert shop.logistics(order_id, "shipped", secret="forged").status_code == 401
+    assert shop.logistics("ord_shopify_1", "shipped").status_code == 404
+    assert shop.logistics(order_id, "shipped").status_code == 202
+    repeat = shop.logistics(order_id, "shipped")
+    assert repeat.status_code == 200 and repeat.json()["status"] == "duplicate"
+    shop.wait_for(order_id, waiting_for("delivered"))
+    shop.logistics(order_id, "delivered")
+    shop.wait_for(order_id, lambda o: o["status"] == "delivered")
+    finished = shop.logistics(order_id, "delivery_failed")
+    assert finished.status_code == 409
+    assert shop.order(order_id)["status"] == "delivered"
