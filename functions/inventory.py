@@ -347,6 +347,14 @@ def restock_order(order_id: str, key: str, lines: list[tuple[str, int]]) -> dict
             "a restock needs a key of 1 to 200 characters",
             details=[{"field": "key", "issue": "missing"}],
         )
+    if not lines:  # e.g. a refund by amount: nothing to put back
+        return {
+            "order_id": order_id,
+            "key": key.strip(),
+            "restocked": [],
+            "not_restocked": [],
+            "replay": False,
+        }
     result = get_inventory_store().restock(order_id, key.strip(), _order_lines(lines))
     logger.info(
         "stock restocked",

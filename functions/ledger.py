@@ -40,6 +40,7 @@ from crm.observability import logger, metrics
 from crm.store.customers import get_customer_repository
 from crm.store.ledger import (
     Account,
+    CustomerInactive,
     EntryExists,
     LedgerContended,
     LedgerStore,
@@ -162,12 +163,16 @@ def redeem(
                 balance_delta=-points,
                 now=now,
                 takes=[(lot.lot_id, take) for lot, take in plan],
+                active_customer=True,
             )
         except EntryExists:
             replay = store.entry(customer_id, entry_id)
             if replay is None:
                 raise Unavailable("the redemption could not be read back; retry") from None
             return replay["details"]["coupon"], False
+        except CustomerInactive:
+            _require_customer(customer_id)  # says which: merged or erased
+            raise Conflict(f"customer {customer_id} cannot redeem", code="inactive") from None
         except LedgerContended:
             metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1)
             _backoff(attempt)

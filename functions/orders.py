@@ -1,11 +1,11 @@
 """Orders: recording an order event exactly once, and the order routes.
 
-`record_order_event` is what every order webhook comes down to. It holds the delivery (a
-conditional write: a duplicate stops here, after one call), reads the order and the buyer's
-identities in one round trip, decides everything in the domain (the order's details and facts,
-the customer's stats and tier, the points), and writes it all in one transaction conditioned on
-what it read. A lost race reads again; a failure gives the delivery back so the platform's
-retry is processed.
+`record_order_event` is what every order webhook comes down to. It reads the delivery, the order
+and the buyer's identities in one round trip (a duplicate stops there), decides everything in
+the domain (the order's details and facts, the customer's stats and tier, the points), and
+writes it all in one transaction conditioned on what it read, the delivery mark first. A lost
+race reads again; a copy of the delivery that lost the race to write is answered `duplicate`;
+a failure writes nothing, so the platform's retry is processed.
 """
 
 from __future__ import annotations
@@ -76,18 +76,18 @@ def record_order_event(
     delivery_id: str | None,
     store: OrderStore | None = None,
     *,
-    workflows: bool = True,
+    start_workflows: bool = True,
     refund_limit: bool = False,
 ) -> Recorded:
     """Record `event` once per `delivery_id` (None: an internal event, not deduplicated).
 
-    `workflows`: start fulfilment when the order becomes paid, and the refund workflow for a
+    `start_workflows`: start fulfilment when the order becomes paid, and the refund workflow for a
     platform's refund (history imports say False). `refund_limit`: refuse (409) a refund that
     would take the refunded total above what was paid (refunds asked for through the API)."""
     store = store or get_order_store()
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return _record(event, delivery_id, store, workflows, refund_limit)
+            return _record(event, delivery_id, store, start_workflows, refund_limit)
         except DuplicateDelivery:
             break
         except Contended:
@@ -129,7 +129,7 @@ def _record(
     event: OrderEvent,
     delivery_id: str | None,
     store: OrderStore,
-    workflows: bool = True,
+    start_workflows: bool = True,
     refund_limit: bool = False,
 ) -> Recorded:
     settings = get_settings()
@@ -195,7 +195,7 @@ def _record(
         if delivery_id:  # nothing new, but the delivery is recorded so a repeat costs one read
             store.commit(OrderChange(delivery_id, stored, now=now, save_order=False))
         return Recorded("unchanged", after.order_id, after.status)
-    if workflows:
+    if start_workflows:
         # Before the write, and idempotent by execution name: if the write is lost (a retry, a
         # duplicate that won), the workflow's first step waits for the order to be recorded.
         _start_workflows(before, after, settings)

@@ -64,7 +64,7 @@ def order_items(order_id: str) -> dict[str, dict[str, object]]:
         ExpressionAttributeValues={":s": {"S": f"order#{order_id}"}},
         ConsistentRead=True,
     )["Items"]
-    return {i["sk"]["S"]: {k: list(v.values())[0] for k, v in i.items()} for i in items}
+    return {i["sk"]["S"]: {k: next(iter(v.values())) for k, v in i.items()} for i in items}
 
 
 def warehouse(body, warehouse_id):
@@ -358,6 +358,9 @@ def test_release_ship_and_restock_move_the_numbers_right(api):
     assert more["not_restocked"] == [{"sku": "FLOW", "quantity": 2}]
     assert stock_items("FLOW")["wh-shanghai"] == {"on_hand": 10, "reserved": 0, "available": 10}
 
+    nothing = inventory.restock_order("o-ship", "refund-3", [])
+    assert nothing["restocked"] == [] and nothing["not_restocked"] == []
+
     # A released order may be allocated again (an operator's "retry").
     again_reserved = inventory.allocate_and_reserve("o-cancel", [("FLOW", 2)], HANGZHOU)
     assert again_reserved["replay"] is False
@@ -374,9 +377,9 @@ def ops_queue(aws):
     sqs = boto3.client("sqs", region_name="us-east-1")
     topic_arn = aws["topics"]["crm-local-ops"]
     url = sqs.create_queue(QueueName="ops-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
 
     def drain() -> list[dict]:
@@ -405,6 +408,7 @@ def test_low_stock_alerts_once_per_breach(api, ops_queue):
     inventory.allocate_and_reserve("o-low", [("LOW", 8)], HANGZHOU)
     counts = inventory.low_stock_job({}, None)
     assert counts["alerted"] == 1 and counts["below_safety"] == 1
+    assert counts["checked"] == 2  # the two stock items; the order's items are not stock
     alerts = ops_queue()
     assert alerts == [
         {

@@ -297,3 +297,16 @@ def test_a_merge_moves_orders_points_and_spend_and_later_events_follow(api):
     # Retrying the merge changes nothing.
     assert post(api, f"/customers/{target}/merge", {"source_id": source})[0] == 200
     assert get(api, f"/customers/{target}/points")[1]["balance"] == 1100
+
+
+def test_an_erased_customer_cannot_redeem(api):
+    customer_id = new_customer(api, "gone@example.com")
+    grant(api, customer_id, 2000)
+    assert api.http.delete(f"/customers/{customer_id}", headers=OPERATOR).status_code == 200
+    status, body = post(
+        api,
+        f"/customers/{customer_id}/points/redemptions",
+        {"points": 1000, "idempotency_key": "after-erasure"},
+    )
+    assert status == 409 and body["error"]["code"] == "erased"
+    assert ledger_sum(customer_id) == (2000, 2000)

@@ -155,21 +155,28 @@ class _Transaction:
 
     def __init__(self, connection: Connection) -> None:
         self._tx = TransactWrite(connection=connection)
+        self._deletes = 0
 
     def __enter__(self) -> TransactWrite:
         return self._tx.__enter__()
 
+    def __exit_prepare(self) -> None:
+        self._deletes = len(self._tx._delete_items)
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.__exit_prepare()
         try:
             self._tx.__exit__(exc_type, exc, tb)
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in error.cancellation_reasons]
             if not reasons:
                 raise Unavailable("the customer store did not accept the write") from error
-            # Item 0 is always the profile (its version condition); the rest are identities.
-            if reasons[0] == "ConditionalCheckFailed":
+            # PynamoDB sends deletes (released identities) before puts (the profile, then the
+            # claimed identities): the profile's reason follows the deletes.
+            profile_at = self._deletes
+            if len(reasons) > profile_at and reasons[profile_at] == "ConditionalCheckFailed":
                 raise StaleProfile() from error
-            if "ConditionalCheckFailed" in reasons[1:]:
+            if "ConditionalCheckFailed" in reasons:
                 raise IdentityTaken() from error
             # TransactionConflict and throttling: another writer holds an item right now.
             raise StaleProfile() from error

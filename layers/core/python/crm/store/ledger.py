@@ -20,7 +20,7 @@ from pynamodb.transactions import TransactWrite
 from crm.config import get_settings
 from crm.domain.errors import Unavailable
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
-from crm.store.models import LedgerModel, bind_models
+from crm.store.models import CustomerModel, LedgerModel, bind_models
 
 ACCOUNT = "bal"
 LOT_PREFIX = "bal#lot#"
@@ -30,6 +30,10 @@ MOVED = "moved"  # a lot whose points went to another customer in a merge
 
 class LedgerContended(Exception):
     """A lot or the balance changed since it was read: read again and redo."""
+
+
+class CustomerInactive(Exception):
+    """The customer was merged away or erased: their points cannot be spent."""
 
 
 class EntryExists(Exception):
@@ -190,6 +194,7 @@ class LedgerStore:
         new_lots: Sequence[Lot] = (),
         takes: Sequence[tuple[str, int]] = (),
         expire: tuple[str, int] | None = None,
+        active_customer: bool = False,
     ) -> None:
         """Record `entry`, its lots (new ones; points taken from active ones, each conditional
         on enough being left; one lot expired whole) and the balance, in one transaction."""
@@ -217,9 +222,18 @@ class LedgerStore:
                         & (LedgerModel.status == ACTIVE),
                     )
                 account_update(tx, customer_id, balance_delta, 0, now)
+                if active_customer:
+                    # No extra read: the check rides in the write. PynamoDB sends condition
+                    # checks first, so its reason is reasons[0] and the entry's reasons[1].
+                    tx.condition_check(
+                        CustomerModel, customer_id, condition=CustomerModel.status == "active"
+                    )
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in error.cancellation_reasons]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            if active_customer and reasons and reasons[0] == "ConditionalCheckFailed":
+                raise CustomerInactive() from error
+            entry_at = 1 if active_customer else 0
+            if len(reasons) > entry_at and reasons[entry_at] == "ConditionalCheckFailed":
                 raise EntryExists() from error
             if reasons:
                 raise LedgerContended() from error
