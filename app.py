@@ -208,6 +208,11 @@ def put_inventory(sku):
     return inventory.put_inventory(app.current_request, sku)
 
 
+@app.route("/warehouses", methods=["GET"], authorizer=operator)
+def list_warehouses():
+    return inventory.get_warehouses()
+
+
 @app.route("/customers/{customer_id}/notifications", methods=["GET"], authorizer=operator)
 def customer_notifications(customer_id):
     return notifications.list_notifications(app.current_request, customer_id)

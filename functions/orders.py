@@ -37,6 +37,7 @@ from crm.domain.orders import (
     Order,
     apply_event,
     contribution,
+    derive_status,
     differs,
     new_order,
     order_view,
@@ -202,6 +203,10 @@ def _record(
     store.commit(change)
     if before.waiting and after.cancelled_at and not before.cancelled_at:
         stop_waiting(before, "OrderCancelled", "the order was cancelled")
+    elif before.waiting and after.fulfilled_at and not before.fulfilled_at:
+        # Fulfilled on the platform while our workflow waited for the carrier: let it finish
+        # (stock shipped, messages sent) as if the carrier had said delivered.
+        answer_waiting(before, {"event": "delivered", "at": after.fulfilled_at})
     logger.info(
         "order event recorded",
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
@@ -242,6 +247,19 @@ def stop_waiting(order: Order, error: str, cause: str) -> None:
         )
 
 
+def answer_waiting(order: Order, output: dict[str, Any]) -> None:
+    token = (order.waiting or {}).get("token")
+    if not token:
+        return
+    try:
+        workflows.succeed(token, output)
+    except (workflows.TaskGone, Unavailable) as exc:
+        logger.warning(
+            "waiting step not answered",
+            extra={"order_id": order.order_id, "why": type(exc).__name__},
+        )
+
+
 def change_order(
     order_id: str, change: Callable[[Order], Order | None], store: OrderStore | None = None
 ) -> Order:
@@ -255,6 +273,13 @@ def change_order(
         changed = change(copy.deepcopy(order))
         if changed is None:
             return order
+        status = derive_status(changed)
+        if status != changed.status:
+            changed.status = status
+            changed.status_history = [
+                *changed.status_history,
+                {"status": status, "at": now_iso()},
+            ]
         try:
             store.commit(OrderChange(None, changed, now=now_iso()))
             return changed

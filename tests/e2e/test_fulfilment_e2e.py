@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -173,22 +172,32 @@ def test_twenty_orders_race_for_five_units(shop: Shop) -> None:
         orders = list(
             pool.map(lambda i: shop.paid_order("TEA-LAST5", email=f"race{i}@x.cn"), range(20))
         )
-    settled = [
-        shop.wait_for(
-            o,
+
+    def settled(order_id: str) -> dict:
+        # Held orders may already have been cancelled by the default decision (10 s locally).
+        return shop.wait_for(
+            order_id,
             lambda o: (
-                o["status"] in ("allocated", "on_hold")
-                and (o.get("workflow") or {}).get("state") in ("awaiting_shipped", "on_hold")
+                (o.get("workflow") or {}).get("state")
+                in ("awaiting_shipped", "on_hold", "cancelled", "exception")
             ),
             timeout=90,
         )
-        for o in orders
-    ]
-    assert Counter(o["status"] for o in settled) == {"allocated": 5, "on_hold": 15}
+
+    with ThreadPoolExecutor(10) as pool:
+        final = list(pool.map(settled, orders))
+    allocated = [o for o in final if o["status"] == "allocated"]
+    held = [o for o in final if o["status"] != "allocated"]
+    assert len(allocated) == 5 and len(held) == 15
+    assert all(o["status"] in ("on_hold", "cancelled") for o in held)
     assert shop.available("TEA-LAST5") == {"wh-shanghai": 0}
-    cases = shop.get("/cases?status=open&limit=500")["items"]
-    held = {c["order_id"] for c in cases if c["reason"] == "out_of_stock"}
-    assert {o["order_id"] for o in settled if o["status"] == "on_hold"} <= held
+    cases = [
+        *shop.get("/cases?status=open&limit=500")["items"],
+        *shop.get("/cases?status=resolved&limit=500")["items"],
+    ]
+    out_of_stock = {c["order_id"] for c in cases if c["reason"] == "out_of_stock"}
+    assert {o["order_id"] for o in held} <= out_of_stock
+    assert not {o["order_id"] for o in allocated} & out_of_stock
 
 
 def open_case_of(shop: Shop, order_id: str) -> dict:
