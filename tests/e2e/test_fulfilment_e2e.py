@@ -56,6 +56,9 @@ class Shop:
         )
         assert answer.status_code == 200, answer.text
 
+    def new_id(self) -> int:
+        return next(_next_id)
+
     def paid_order(
         self,
         sku: str,
@@ -63,8 +66,9 @@ class Shop:
         price: str = "100.00",
         address: dict | None = None,
         email: str = "flow@example.com",
+        order_id: int | None = None,
     ) -> str:
-        order_id = next(_next_id)
+        order_id = order_id or next(_next_id)
         payload = order_payload(
             order_id, email=email, lines=[(sku, qty, price)], financial_status="paid"
         )
