@@ -103,7 +103,7 @@ def test_a_fault_at_any_step_leaves_everything_consistent(http, stack: RunningSt
     )
     time.sleep(1.5)  # the steps read the switch through a 1 s cache
     try:
-        for n, (name, i) in enumerate(ids.items()):
+        for n, i in enumerate(ids.values()):
             shop.paid_order(SKU, email=f"fault-{n}@x.cn", order_id=i)
         with ThreadPoolExecutor(len(SCENARIOS)) as pool:
             list(pool.map(lambda s: run(shop, s, orders[s.name]), SCENARIOS))
