@@ -44,6 +44,14 @@ def _orders(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], 
     return orders.run(), orders.summary_rows
 
 
+def _fulfilment(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
+    from bench import fulfilment
+
+    if quick:
+        return fulfilment.run(n=3), fulfilment.summary_rows
+    return fulfilment.run(), fulfilment.summary_rows
+
+
 # In this order: cold_start spawns fresh interpreters before this process imports moto & co.
 BENCHMARKS: dict[
     str, Callable[[bool], tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]]
@@ -51,6 +59,7 @@ BENCHMARKS: dict[
     "cold_start": _cold_start,
     "aws_calls": _aws_calls,
     "orders": _orders,
+    "fulfilment": _fulfilment,
 }
 
 

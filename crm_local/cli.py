@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -83,6 +84,12 @@ def local(
     finally:
         stack.stop()
     log.info("stopped")
+    # moto runs each workflow execution on its own thread, and one waiting for a task token
+    # would keep the interpreter alive for hours: everything of ours is stopped, so leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main() -> None:

@@ -193,6 +193,11 @@ class ApiServer:
             CrmRequestHandler, app_object=self.app, config=self.config
         )
         self.port = server.server.server_address[1]
+        # A client that hangs up mid-request (or a request cut by Ctrl-C) is not an error of
+        # ours: one log line, not socketserver's traceback on stderr.
+        server.server.handle_error = lambda request, address: log.info(
+            "connection from %s closed early", address[0]
+        )
         self._server = server
         self._thread = threading.Thread(
             target=server.server.serve_forever, name="crm-api", daemon=True

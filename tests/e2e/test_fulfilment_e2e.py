@@ -270,7 +270,13 @@ def test_cancel_decision_releases_stock_refunds_and_reverses_points(shop: Shop) 
 def test_without_a_decision_the_default_cancels_and_refunds(shop: Shop) -> None:
     order_id = shop.paid_order("TEA-NOBODY")
     open_case_of(shop, order_id)
-    order = shop.wait_for(order_id, lambda o: o["status"] == "cancelled", timeout=60)
+    order = shop.wait_for(
+        order_id,
+        lambda o: (
+            o["status"] == "cancelled" and o["refunds"] and o["refunds"][0]["status"] == "completed"
+        ),
+        timeout=60,
+    )
     runs = shop.wait_settled(order_id)
     assert all(r["status"] == "SUCCEEDED" for r in runs)
     assert order["refunds"] and order["refunds"][0]["reason"]

@@ -182,18 +182,29 @@ def _get_previous_secret(name: str) -> str | None:
     return str(value) or None
 
 
+_faults_cache: tuple[float, frozenset[str]] | None = None
+
+
 def injected_faults() -> frozenset[str]:
     """Workflow steps told to fail, for fault-injection tests: the SSM parameter
-    `/crm/<stage>/faults` holds a comma-separated list such as `fulfilment.allocate`. Read
-    through Powertools' cache (1 s locally, 60 s in the cloud); absent means none."""
+    `/crm/<stage>/faults` holds a comma-separated list such as `fulfilment.allocate`. Kept for
+    1 s locally and 60 s in the cloud, absence included (Powertools does not cache a missing
+    parameter, and every workflow step asks)."""
+    global _faults_cache
+    import time
+
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
     settings = get_settings()
+    now = time.monotonic()
+    if _faults_cache is not None and _faults_cache[0] > now:
+        return _faults_cache[1]
+    max_age = 1 if settings.is_local else 60
     try:
-        value = parameters.get_parameter(
-            f"/crm/{settings.stage}/faults", max_age=1 if settings.is_local else 60
-        )
+        value = parameters.get_parameter(f"/crm/{settings.stage}/faults", max_age=max_age)
+        faults = frozenset(p.strip() for p in str(value).split(",") if p.strip())
     except GetParameterError:
-        return frozenset()
-    return frozenset(p.strip() for p in str(value).split(",") if p.strip())
+        faults = frozenset()
+    _faults_cache = (now + max_age, faults)
+    return faults
