@@ -129,3 +129,20 @@ def test_an_unresolved_substitution_is_refused(tmp_path) -> None:
     broken.write_text('{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Nope}"}}}')
     with pytest.raises(ValueError, match="Nope"):
         render_definition(broken, {})
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize("stage", sorted(STAGE_SETTINGS))
+def test_the_endpoints_asl_parser_accepts_it(machine, stage) -> None:
+    # The same parser that executes the workflows in the local stack (moto's, from LocalStack).
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    program, _ = AmazonStateLanguageParser.parse(json.dumps(rendered(machine, stage)))
+    assert program is not None
+
+
+def test_the_endpoints_asl_parser_refuses_a_broken_definition() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    with pytest.raises(Exception):  # noqa: B017 - the parser's own error types vary
+        AmazonStateLanguageParser.parse('{"StartAt": "A", "States": {"A": {"Type": "Nope"}}}')
