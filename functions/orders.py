@@ -138,6 +138,8 @@ def _record(
     fields, keys = buyer_identity(event.buyer, settings.default_country)
     stored, owners, seen = store.read_order_and_owners(event.order_id, keys, delivery_id)
     if seen:
+        if start_workflows and stored is not None:
+            resume_start(stored, settings)  # a start that failed after the write, retried
         raise DuplicateDelivery()
     before = stored or new_order(event, now)
     after = apply_event(before, event)
@@ -196,11 +198,12 @@ def _record(
         if delivery_id:  # nothing new, but the delivery is recorded so a repeat costs one read
             store.commit(OrderChange(delivery_id, stored, now=now, save_order=False))
         return Recorded("unchanged", after.order_id, after.status)
-    if start_workflows:
-        # Before the write, and idempotent by execution name: if the write is lost (a retry, a
-        # duplicate that won), the workflow's first step waits for the order to be recorded.
-        _start_workflows(before, after, settings)
+    starts = _workflows_to_start(before, after, settings) if start_workflows else []
     store.commit(change)
+    # After the write, so a workflow never runs ahead of the order it works on. A start that
+    # fails answers 503: the platform's retry is a duplicate, which resumes the start.
+    for machine, name, payload in starts:
+        workflows.start(machine, name, payload)
     if before.waiting and after.cancelled_at and not before.cancelled_at:
         stop_waiting(before, "OrderCancelled", "the order was cancelled")
     elif before.waiting and after.fulfilled_at and not before.fulfilled_at:
@@ -214,22 +217,43 @@ def _record(
     return Recorded("processed", after.order_id, after.status)
 
 
-def _start_workflows(before: Order, after: Order, settings: Settings) -> None:
+Start = tuple[str, str, dict[str, Any]]
+
+
+def _workflows_to_start(before: Order, after: Order, settings: Settings) -> list[Start]:
+    starts: list[Start] = []
     if after.paid_at and not after.cancelled_at and not before.paid_at and not after.fulfilled_at:
         name = workflows.execution_name(after.order_id)
-        workflows.start(
-            settings.fulfilment_machine, name, {"order_id": after.order_id, "attempt": 1}
+        after.workflow = {"machine": "order_fulfilment", "execution": name, "state": "starting"}
+        starts.append(
+            (settings.fulfilment_machine, name, {"order_id": after.order_id, "attempt": 1})
         )
-        after.workflow = {"machine": "order_fulfilment", "execution": name, "state": "started"}
     known = {r.refund_id for r in before.refunds}
     for refund in after.refunds:
         if refund.refund_id not in known and refund.status == "completed":
             # The platform already returned the money: stock and the customer's notice remain.
-            workflows.start(
-                settings.refund_machine,
-                workflows.execution_name(after.order_id, refund.refund_id),
-                {"order_id": after.order_id, "refund_id": refund.refund_id, "source": "platform"},
+            starts.append(
+                (
+                    settings.refund_machine,
+                    workflows.execution_name(after.order_id, refund.refund_id),
+                    {
+                        "order_id": after.order_id,
+                        "refund_id": refund.refund_id,
+                        "source": "platform",
+                    },
+                )
             )
+    return starts
+
+
+def resume_start(order: Order, settings: Settings) -> None:
+    """The fulfilment start of a recorded paid order whose workflow never reported back."""
+    if order.workflow.get("state") == "starting" and order.paid_at and not order.cancelled_at:
+        workflows.start(
+            settings.fulfilment_machine,
+            order.workflow.get("execution") or workflows.execution_name(order.order_id),
+            {"order_id": order.order_id, "attempt": 1},
+        )
 
 
 def stop_waiting(order: Order, error: str, cause: str) -> None:

@@ -20,7 +20,7 @@ from chalice.app import Request
 from crm.adapters import ops, payments
 from crm.api import endpoint, json_response, read_json_object
 from crm.config import get_settings
-from crm.domain.errors import Conflict, ValidationFailed
+from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.money import money, to_minor
 from crm.domain.order_events import Refund, RefundLine
 from crm.domain.orders import DELIVERED, SHIPPED, Order
@@ -44,7 +44,8 @@ def _refund_of(order: Order, refund_id: Any) -> Refund:
     for refund in order.refunds:
         if refund.refund_id == refund_id:
             return refund
-    raise ValidationFailed(f"order {order.order_id} has no refund {refund_id}")
+    # Started right after the refund's write: if it is not visible yet, wait for it (retried).
+    raise Unavailable(f"order {order.order_id} has no refund {refund_id} yet")
 
 
 def pay(event: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Shop:
     def order(self, order_id: str) -> Any:
         return self.get(f"/orders/{order_id}")
 
-    def wait_for(self, order_id: str, check, timeout: float = 40.0) -> Any:
+    def wait_for(self, order_id: str, check, timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             order = self.order(order_id)
