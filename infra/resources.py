@@ -194,7 +194,7 @@ STATE_MACHINES: tuple[StateMachine, ...] = (
 STAGE_SETTINGS: dict[str, dict[str, object]] = {
     "local": {
         "retry_interval": 1,
-        "decision_timeout": 10,
+        "decision_timeout": 30,
         "shipment_timeout": 3600,
         "delivery_timeout": 3600,
     },

@@ -178,7 +178,7 @@ def test_twenty_orders_race_for_five_units(shop: Shop) -> None:
         )
 
     def settled(order_id: str) -> dict:
-        # Held orders may already have been cancelled by the default decision (10 s locally).
+        # Held orders may already have been cancelled by the default decision (30 s locally).
         return shop.wait_for(
             order_id,
             lambda o: (
