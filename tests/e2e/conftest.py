@@ -115,3 +115,10 @@ def http() -> Iterator[requests.Session]:
     session.mount("http://", adapter)
     yield session
     session.close()
+
+
+@pytest.fixture
+def shop(http: requests.Session, stack: RunningStack):
+    from tests.support.flows import Shop
+
+    return Shop(http, stack)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.e2e.conftest import RunningStack
-from tests.e2e.test_fulfilment_e2e import Shop, open_case_of, waiting_for
+from tests.support.flows import Shop, open_case_of, waiting_for
 
 pytestmark = pytest.mark.e2e
 

@@ -4,144 +4,13 @@ refunds put money, stock and points back."""
 
 from __future__ import annotations
 
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import OPERATOR, RunningStack
-from tests.support.shopify import deliver, generic_headers, order_payload
+from tests.support.flows import Shop, open_case_of, waiting_for
 
 pytestmark = pytest.mark.e2e
-
-HANGZHOU = {
-    "country_code": "CN",
-    "province": "Zhejiang",
-    "province_code": "ZJ",
-    "city": "Hangzhou",
-    "zip": "310000",
-    "address1": "1 West Lake Road",
-}
-_next_id = iter(range(8_000_001, 9_000_000))
-
-
-class Shop:
-    """The stack as a shop uses it: webhooks in, operator routes, carrier callbacks."""
-
-    def __init__(self, http, stack: RunningStack) -> None:
-        self.http, self.stack = http, stack
-
-    def url(self, path: str) -> str:
-        return f"{self.stack.api_url}{path}"
-
-    def get(self, path: str) -> Any:
-        answer = self.http.get(self.url(path), headers=OPERATOR, timeout=30)
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-    def post(self, path: str, body: dict) -> Any:
-        return self.http.post(self.url(path), json=body, headers=OPERATOR, timeout=30)
-
-    def stock(self, sku: str, **on_hand: int) -> None:
-        body = {
-            "warehouses": [
-                {"warehouse_id": wh.replace("_", "-"), "on_hand": n, "safety_stock": 0}
-                for wh, n in on_hand.items()
-            ]
-        }
-        answer = self.http.put(
-            self.url(f"/inventory/{sku}"), json=body, headers=OPERATOR, timeout=30
-        )
-        assert answer.status_code == 200, answer.text
-
-    def new_id(self) -> int:
-        return next(_next_id)
-
-    def paid_order(
-        self,
-        sku: str,
-        qty: int = 1,
-        price: str = "100.00",
-        address: dict | None = None,
-        email: str = "flow@example.com",
-        order_id: int | None = None,
-    ) -> str:
-        order_id = order_id or next(_next_id)
-        payload = order_payload(
-            order_id, email=email, lines=[(sku, qty, price)], financial_status="paid"
-        )
-        payload["shipping_address"] = {**payload["shipping_address"], **(address or HANGZHOU)}
-        payload["shipping_address"].pop("latitude", None)
-        payload["shipping_address"].pop("longitude", None)
-        delivery = deliver("orders/paid", payload)
-        answer = self.http.post(
-            self.url("/webhooks/shopify"),
-            data=delivery.body,
-            headers=delivery.headers(),
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        return f"ord_shopify_{order_id}"
-
-    def order(self, order_id: str) -> Any:
-        return self.get(f"/orders/{order_id}")
-
-    def wait_for(self, order_id: str, check, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            order = self.order(order_id)
-            if check(order):
-                return order
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{order_id} never got there: {json.dumps(order)[:1500]}")
-            time.sleep(0.3)
-
-    def logistics(self, order_id: str, event: str, secret: str | None = None) -> Any:
-        body = json.dumps(
-            {
-                "order_id": order_id,
-                "event": event,
-                "carrier": "SF Express",
-                "tracking_number": f"SF{order_id[-6:]}",
-            }
-        ).encode()
-        headers = generic_headers(body, int(time.time()), **({"secret": secret} if secret else {}))
-        return self.http.post(self.url("/logistics/events"), data=body, headers=headers, timeout=30)
-
-    def executions(self, order_id: str) -> list[dict]:
-        sfn = self.stack.client("stepfunctions")
-        found = []
-        for machine in sfn.list_state_machines()["stateMachines"]:
-            for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
-                if ex["name"].startswith(order_id.replace("_", "_")) or order_id in ex["name"]:
-                    found.append({**ex, "machine": machine["name"]})
-        return found
-
-    def wait_settled(self, order_id: str, timeout: float = 60.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = self.executions(order_id)
-            if runs and all(r["status"] != "RUNNING" for r in runs):
-                return runs
-            if time.monotonic() > deadline:
-                raise AssertionError(f"still running: {runs}")
-            time.sleep(0.5)
-
-    def available(self, sku: str) -> dict[str, int]:
-        return {
-            w["warehouse_id"]: w["available"] for w in self.get(f"/inventory/{sku}")["warehouses"]
-        }
-
-
-@pytest.fixture
-def shop(http, stack) -> Shop:
-    return Shop(http, stack)
-
-
-def waiting_for(event: str):
-    return lambda o: (o.get("workflow") or {}).get("state") == f"awaiting_{event}"
 
 
 def test_happy_path_from_payment_to_delivery(shop: Shop) -> None:
@@ -202,20 +71,6 @@ def test_twenty_orders_race_for_five_units(shop: Shop) -> None:
     out_of_stock = {c["order_id"] for c in cases if c["reason"] == "out_of_stock"}
     assert {o["order_id"] for o in held} <= out_of_stock
     assert not {o["order_id"] for o in allocated} & out_of_stock
-
-
-def open_case_of(shop: Shop, order_id: str) -> dict:
-    order = shop.wait_for(order_id, lambda o: (o.get("workflow") or {}).get("case_id"))
-    case_id = order["workflow"]["case_id"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        cases = [
-            c for c in shop.get("/cases?status=open&limit=500")["items"] if c["case_id"] == case_id
-        ]
-        if cases and cases[0]["awaiting_decision"]:
-            return cases[0]
-        time.sleep(0.3)
-    raise AssertionError(f"case {case_id} never waited for a decision")
 
 
 def test_out_of_stock_then_restock_and_retry_reaches_the_door(shop: Shop) -> None:
