@@ -49,3 +49,14 @@ def test_a_careless_log_call_through_the_powertools_logger_leaks_nothing():
     assert lines[1]["phone"] == REDACTED
     assert lines[2]["level"] == "ERROR"
     logging.getLogger("test-masking").handlers.clear()
+
+
+def test_identifiers_with_long_numbers_stay_readable_but_phones_do_not() -> None:
+    from crm.observability import mask_text
+
+    assert mask_text("order ord_shopify_5012345678901 paid") == (
+        "order ord_shopify_5012345678901 paid"
+    )
+    for phone in ("13800138000", "+86 138 0013 8000", "138-0013-8000", "0571 8888 6666"):
+        assert mask_text(f"call {phone} now") == "call *** now"
+        assert mask_text(f"tel={phone}") == "tel=***"

@@ -44,7 +44,8 @@ PERSONAL_KEYS = frozenset(
 _EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
 # Seven or more digits, optionally grouped by spaces, dots or dashes, optionally with a '+':
 # covers E.164 and the usual local ways of writing a phone number.
-_PHONE = re.compile(r"\+?\d(?:[\s.\-]?\d){6,}")
+# Not inside an identifier: `ord_shopify_5012345678901` or `cus_…` ids must stay readable.
+_PHONE = re.compile(r"(?<![\w-])\+?\d(?:[\s.\-]?\d){6,}")
 
 
 def mask_text(text: str) -> str:
