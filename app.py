@@ -13,6 +13,7 @@ from crm.observability import logger, metrics
 from functions import (
     cases,
     fulfilment,
+    imports,
     inventory,
     ledger,
     logistics,
@@ -160,6 +161,14 @@ def exception_step(event, context):
 @app.lambda_function(name="refund_step")
 def refund_step(event, context):
     return refunds.refund_step(event, context)
+
+
+# -- the S3 drop-folder (its notification is declared with the bucket in infra/resources.py) ----
+
+
+@app.lambda_function(name="import_file")
+def import_file(event, context):
+    return imports.import_file(event, context)
 
 
 # -- loyalty ------------------------------------------------------------------------------------

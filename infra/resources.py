@@ -150,7 +150,13 @@ TABLES: tuple[Table, ...] = (
 )
 
 BUCKETS: tuple[Bucket, ...] = (
-    Bucket(logical_id="DropBucket", env_var="CRM_DROP_BUCKET"),
+    # A file under incoming/<kind>/ is imported by `import_file`; results/ and archive/ are
+    # written beside it (not under incoming/, so they trigger nothing).
+    Bucket(
+        logical_id="DropBucket",
+        env_var="CRM_DROP_BUCKET",
+        notifications=(Notification(prefix="incoming/", function="import_file"),),
+    ),
     Bucket(logical_id="DataBucket", env_var="CRM_DATA_BUCKET"),
 )
 

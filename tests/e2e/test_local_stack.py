@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,34 @@ def test_the_points_expiry_job_is_a_lambda_the_endpoint_runs(stack: RunningStack
     assert set(counts) == {"lots", "points", "skipped"}
     rules = stack.client("events").list_rules()["Rules"]
     assert any(r["ScheduleExpression"] == "cron(15 2 * * ? *)" for r in rules)
+
+
+def test_a_file_dropped_in_the_bucket_is_imported(stack: RunningStack) -> None:
+    s3 = stack.client("s3")
+    body = (
+        "email,phone,first_name,last_name\r\n"
+        "drop1@shop.example,13900139001,Lin,王\r\n"
+        "not-an-email,,Bad,Row\r\n"
+    ).encode("gb18030")
+    s3.put_object(Bucket="crm-local-drop", Key="incoming/customers/dropped file.csv", Body=body)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            report = json.loads(
+                s3.get_object(
+                    Bucket="crm-local-drop", Key="results/customers/dropped file.csv.report.json"
+                )["Body"].read()
+            )
+            break
+        except s3.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, "no report"
+            time.sleep(0.3)
+    assert (report["rows"], report["created"], report["failed"]) == (2, 1, 1)
+    assert report["encoding"] == "gb18030"
+    found = requests.get(
+        f"{stack.api_url}/customers",
+        params={"email": "drop1@shop.example"},
+        headers=OPERATOR,
+        timeout=10,
+    ).json()["items"]
+    assert found[0]["last_name"] == "王"

@@ -145,6 +145,35 @@ class CustomerRepository:
                 )
         return to_customer(target_item)
 
+    def get_many(self, customer_ids: Iterable[str]) -> dict[str, Customer]:
+        """Profiles by id, in as few BatchGetItem calls as DynamoDB allows (100 keys each)."""
+        wanted = list(dict.fromkeys(customer_ids))
+        if not wanted:
+            return {}
+        try:
+            return {
+                item.customer_id: to_customer(item)
+                for item in CustomerModel.batch_get(wanted, consistent_read=True)
+            }
+        except PynamoDBException as exc:
+            raise Unavailable("the customers could not be read") from exc
+
+    def save_many(self, changes: list[tuple[Customer, list[str]]], now: str) -> None:
+        """Several profiles (each at its version, created when None) with the identities each
+        claims, in ONE transaction (at most 100 items: the caller sizes the batch). Raises
+        `StaleProfile` / `IdentityTaken` like `save`; the caller then goes row by row."""
+        with self._transaction() as tx:
+            for customer, claim in changes:
+                tx.save(to_item(customer))
+                for key in claim:
+                    tx.save(
+                        IdentityModel(key, customer_id=customer.customer_id, created_at=now),
+                        condition=(
+                            IdentityModel.identity.does_not_exist()
+                            | (IdentityModel.customer_id == customer.customer_id)
+                        ),
+                    )
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._connection)
 

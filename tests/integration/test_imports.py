@@ -1,0 +1,134 @@
+"""The customers import against moto: good rows in exactly once, bad rows explained, the
+report's counts exact, the original archived, the same file again changes nothing, GB18030
+and UTF-8 with BOM alike, batched calls."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import boto3
+import pytest
+
+from tests.conftest import OPERATOR
+
+BUCKET = "crm-local-drop"
+HEADER = ["external_id", "email", "phone", "first_name", "last_name", "birthday", "city"]
+
+
+def good_rows(n: int) -> list[list[str]]:
+    return [
+        [
+            f"shopify:{7000 + i}",
+            f"buyer{i}@shop.example",
+            f"1390013{i:04d}",
+            "Wei",
+            f"李{i}",
+            "1990-05-06",
+            "杭州",
+        ]
+        for i in range(n)
+    ]
+
+
+BAD = [
+    (["shopify:9001", "not-an-email", "", "A", "B", "", ""], "email"),
+    (["", "", "12345", "A", "B", "", ""], "phone"),
+    (["shopify:9003", "ok3@shop.example", "", "A", "B", "1990-02-30", ""], "birthday"),
+    (["", "", "", "No", "Identity", "", ""], "identity"),
+]
+
+
+def csv_bytes(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    return out.getvalue().encode(encoding)
+
+
+def run_import(key: str, body: bytes) -> dict:
+    from functions import imports
+
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=key, Body=body)
+    return imports.import_file(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}},
+                }
+            ]
+        },
+        None,
+    )["files"][0]
+
+
+def s3_text(key: str) -> str:
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=BUCKET, Key=key)["Body"]
+    return body.read().decode("utf-8-sig")
+
+
+def customer_count() -> int:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    return ddb.scan(TableName="crm-local-customers", Select="COUNT")["Count"]
+
+
+def test_good_rows_in_bad_rows_explained_report_exact_original_archived(api):
+    rows = good_rows(60)
+    rows[10:10] = [r for r, _ in BAD]
+    rows.append(["shopify:7003", "BUYER3@shop.example", "", "", "", "", ""])  # same person
+    report = run_import("incoming/customers/day1.csv", csv_bytes(rows))
+
+    assert report["rows"] == 65
+    assert (report["created"], report["failed"]) == (60, 4)
+    assert report["updated"] + report["unchanged"] == 1
+    assert customer_count() == 60
+    saved = json.loads(s3_text("results/customers/day1.csv.report.json"))
+    assert saved["created"] == 60 and saved["failed"] == 4
+    errors = list(csv.reader(io.StringIO(s3_text("results/customers/day1.csv.errors.csv"))))
+    assert errors[0] == ["row", "original", "reason"]
+    assert [int(e[0]) for e in errors[1:]] == [11, 12, 13, 14]
+    for line, (_, word) in zip(errors[1:], BAD, strict=True):
+        assert word in line[2]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="incoming/").get("KeyCount", 0) == 0
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/customers/day1.csv")["KeyCount"] == 1
+    found = api.http.get("/customers?email=buyer5@shop.example", headers=OPERATOR)
+    assert json.loads(found.body)["items"][0]["last_name"] == "李5"
+
+
+def test_the_same_file_again_changes_nothing(api):
+    body = csv_bytes(good_rows(30))
+    run_import("incoming/customers/again.csv", body)
+    second = run_import("incoming/customers/again.csv", body)
+    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 30)
+    assert customer_count() == 30
+
+
+@pytest.mark.parametrize("encoding", ["gb18030", "utf-8-sig"])
+def test_gb18030_and_utf8_with_bom_import_identically(api, encoding):
+    report = run_import(f"incoming/customers/{encoding}.csv", csv_bytes(good_rows(5), encoding))
+    assert report["created"] == 5 and report["failed"] == 0
+    found = api.http.get("/customers?email=buyer2@shop.example", headers=OPERATOR)
+    item = json.loads(found.body)["items"][0]
+    assert item["last_name"] == "李2" and item["address"]["city"] == "杭州"
+
+
+def test_writes_and_lookups_are_batched(api):
+    calls: list[str] = []
+
+    def count(event_name: str, **_: object) -> None:
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    session = boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION
+    session.events.register("before-call.dynamodb", count)
+    try:
+        report = run_import("incoming/customers/batched.csv", csv_bytes(good_rows(100)))
+    finally:
+        session.events.unregister("before-call.dynamodb", count)
+    assert report["created"] == 100
+    writes = calls.count("TransactWriteItems") + calls.count("BatchWriteItem")
+    assert writes * 20 <= 100, calls
+    assert calls.count("BatchGetItem") * 10 <= 100, calls
