@@ -171,6 +171,11 @@ def import_file(event, context):
     return imports.import_file(event, context)
 
 
+@app.lambda_function(name="import_step")
+def import_step(event, context):
+    return imports.import_step(event, context)
+
+
 # -- loyalty ------------------------------------------------------------------------------------
 
 

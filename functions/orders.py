@@ -66,6 +66,7 @@ class Recorded:
     outcome: str  # "processed", "duplicate", "unchanged"
     order_id: str
     status: str | None = None
+    created: bool = False  # "processed" and the order did not exist before
 
 
 def _backoff(attempt: int) -> None:
@@ -79,16 +80,19 @@ def record_order_event(
     *,
     start_workflows: bool = True,
     refund_limit: bool = False,
+    history: bool = False,
 ) -> Recorded:
     """Record `event` once per `delivery_id` (None: an internal event, not deduplicated).
 
     `start_workflows`: start fulfilment when the order becomes paid, and the refund workflow for a
     platform's refund (history imports say False). `refund_limit`: refuse (409) a refund that
-    would take the refunded total above what was paid (refunds asked for through the API)."""
+    would take the refunded total above what was paid (refunds asked for through the API).
+    `history`: the order comes from a history import; it earns points only if it was delivered
+    in the last 12 months (decision 34, `loyalty.order_points`)."""
     store = store or get_order_store()
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return _record(event, delivery_id, store, start_workflows, refund_limit)
+            return _record(event, delivery_id, store, start_workflows, refund_limit, history)
         except DuplicateDelivery:
             break
         except Contended:
@@ -132,6 +136,7 @@ def _record(
     store: OrderStore,
     start_workflows: bool = True,
     refund_limit: bool = False,
+    history: bool = False,
 ) -> Recorded:
     settings = get_settings()
     now = now_iso()
@@ -190,7 +195,7 @@ def _record(
             # Merged or erased since the identity was read: the order stays, unattributed to a
             # live profile; its stats and points follow the profile it names.
             customer = None
-        _customer_effects(before, after, customer, side, change, now)
+        _customer_effects(before, after, customer, side, change, now, history=history)
         if new_profile is not None:
             change.claim = claim
 
@@ -214,7 +219,7 @@ def _record(
         "order event recorded",
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
     )
-    return Recorded("processed", after.order_id, after.status)
+    return Recorded("processed", after.order_id, after.status, created=stored is None)
 
 
 Start = tuple[str, str, dict[str, Any]]
@@ -333,6 +338,8 @@ def _customer_effects(
     side: CustomerSide,
     change: OrderChange,
     now: str,
+    *,
+    history: bool = False,
 ) -> None:
     """The customer's stats and tier, and the order's points, after this change."""
     if customer is None:
@@ -376,6 +383,7 @@ def _customer_effects(
         tier=tier,
         program=rules,
         now=now,
+        history=history,
     )
     after.points_earned, after.points_reversed = points.earned, points.reversed
     after.points_status = points.status

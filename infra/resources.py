@@ -149,6 +149,18 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+TABLES = (
+    *TABLES,
+    # One item per dropped file content (`<key>#<etag>`): where its import stands (byte offset,
+    # counts, error parts) and which run owns it. Kept 30 days after the last write by TTL.
+    Table(
+        logical_id="ImportsTable",
+        env_var="CRM_IMPORTS_TABLE",
+        hash_key="import_id",
+        ttl_attribute="expires_at",
+    ),
+)
+
 BUCKETS: tuple[Bucket, ...] = (
     # A file under incoming/<kind>/ is imported by `import_file`; results/ and archive/ are
     # written beside it (not under incoming/, so they trigger nothing).
@@ -192,6 +204,14 @@ STATE_MACHINES: tuple[StateMachine, ...] = (
         env_var="CRM_REFUND_MACHINE",
         definition_file="refund.asl.json",
         substitutions={"StepFunction": "function:refund_step", **_WAITS},
+    ),
+    # A dropped file, chunk after chunk (each one Lambda invocation that checkpoints), then the
+    # report, the error file and the archive.
+    StateMachine(
+        logical_id="FileImport",
+        env_var="CRM_IMPORT_MACHINE",
+        definition_file="file_import.asl.json",
+        substitutions={"StepFunction": "function:import_step", **_WAITS},
     ),
 )
 

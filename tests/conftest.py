@@ -36,6 +36,7 @@ def _reset_caches() -> None:
         "crm.store.inventory",
         "crm.store.cases",
         "crm.store.notifications",
+        "crm.store.imports",
         "crm.adapters.s3",
         "crm.adapters.messaging",
         "crm.adapters.ops",
@@ -82,7 +83,7 @@ def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
         yield made
 
 
-WORKFLOW_FUNCTIONS = ("fulfilment_step", "exception_step", "refund_step")
+WORKFLOW_FUNCTIONS = ("fulfilment_step", "exception_step", "refund_step", "import_step")
 
 
 def _provision_workflows() -> dict[str, str]:

@@ -395,8 +395,8 @@ def generated_csv(count: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
         del buffer[:chunk_size]
 
 
-def test_200k_rows_stream_in_flat_memory():
-    count = 200_000
+def test_50k_rows_stream_in_flat_memory():
+    count = 50_000
     tracemalloc.start()
     try:
         seen = 0

@@ -666,3 +666,58 @@ def test_a_custom_tier_multiplier_in_the_earn_details():
     result = points(tier=triple)
     assert result.earned == 3000
     assert result.entries[0].details["tier"] == "vip"
+
+
+# -- history imports (decision 34) -------------------------------------------------------------
+
+IMPORTED_AT = "2026-11-23T10:00:00.000+00:00"
+
+
+def test_history_delivered_within_12_months_earns_active_at_once_until_12_months_after_delivery():
+    result = points(history=True, fulfilled_at="2026-01-10T04:00:00+00:00", now=IMPORTED_AT)
+    assert [(e.entry_id, e.points) for e in result.entries] == [(f"earn:{ORDER}", 1000)]
+    assert result.status == ACTIVE
+    assert result.balance_delta == 1000 and result.pending_delta == 0
+    assert result.lot is not None
+    assert result.lot.activated_at == "2026-01-10T04:00:00+00:00"
+    assert result.lot.expires_at == "2027-01-10T04:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"fulfilled_at": None},  # paid, not delivered
+        {"fulfilled_at": "2026-01-10T04:00:00+00:00", "cancelled": True},
+        {"fulfilled_at": "2026-01-10T04:00:00+00:00", "paid": False},
+    ],
+)
+def test_history_not_delivered_cancelled_or_unpaid_earns_nothing_and_stays_open(overrides):
+    result = points(history=True, now=IMPORTED_AT, **overrides)
+    assert result.entries == [] and result.status is None and not result.changed
+
+
+@pytest.mark.parametrize("delivered", ["2025-11-23T10:00:00+00:00", "2024-06-01T00:00:00+00:00"])
+def test_history_delivered_12_months_ago_or_more_never_earns(delivered):
+    result = points(history=True, fulfilled_at=delivered, now=IMPORTED_AT)
+    assert result.entries == [] and result.lot is None and not result.changed
+    assert result.status == EXPIRED
+    # A later event of the same order (a webhook: not history) earns nothing either.
+    later = points(fulfilled_at=delivered, now=IMPORTED_AT, **recorded(result))
+    assert_nothing_to_do(later)
+
+
+def test_history_paid_then_delivered_later_by_a_webhook_earns_as_usual():
+    imported = points(history=True, now=IMPORTED_AT)
+    delivered = points(
+        fulfilled_at="2026-11-30T00:00:00+00:00",
+        now="2026-11-30T01:00:00+00:00",
+        **recorded(imported),
+    )
+    assert delivered.earned == 1000 and delivered.status == ACTIVE
+    assert delivered.lot is not None and delivered.lot.expires_at == "2027-11-30T00:00:00+00:00"
+
+
+def test_a_webhook_after_a_history_earn_earns_nothing_more():
+    imported = points(history=True, fulfilled_at="2026-10-01T00:00:00+00:00", now=IMPORTED_AT)
+    again = points(fulfilled_at="2026-10-01T00:00:00+00:00", now=LATER, **recorded(imported))
+    assert_nothing_to_do(again)

@@ -1,4 +1,4 @@
-"""The three workflows' definitions, checked before any endpoint sees them: they render for
+"""The workflows' definitions, checked before any endpoint sees them: they render for
 every stage, every Task retries transient errors and catches the rest, error names are ours
 (never `States.` ones we invent), every transition lands on a state, and every step a Task
 names exists in the Python module that runs it."""
@@ -28,6 +28,7 @@ STEPS_OF = {
     "function:fulfilment_step": ("functions.fulfilment", "STEPS"),
     "function:exception_step": ("functions.cases", "STEPS"),
     "function:refund_step": ("functions.refunds", "STEPS"),
+    "function:import_step": ("functions.imports", "STEPS"),
 }
 
 
@@ -55,11 +56,12 @@ def states_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 MACHINES = [pytest.param(m, id=m.definition_file) for m in STATE_MACHINES]
 
 
-def test_the_three_workflows_are_declared() -> None:
+def test_the_workflows_are_declared() -> None:
     assert {m.definition_file for m in STATE_MACHINES} == {
         "order_fulfilment.asl.json",
         "order_exception.asl.json",
         "refund.asl.json",
+        "file_import.asl.json",
     }
 
 

@@ -36,9 +36,11 @@ class Settings:
     inventory_table: str
     cases_table: str
     notifications_table: str
+    imports_table: str
     fulfilment_machine: str
     exception_machine: str
     refund_machine: str
+    import_machine: str
     drop_bucket: str
     data_bucket: str
     ops_topic: str
@@ -47,6 +49,9 @@ class Settings:
     currency: str
     secrets_source: str  # "env" or "ssm:<parameter path prefix>"
     max_body_bytes: int = 256 * 1024
+    # Rows one invocation of the import works through before handing over to the next (it
+    # also stops early when its Lambda is close to its time limit).
+    import_chunk_rows: int = 200_000
 
     @property
     def is_local(self) -> bool:
@@ -63,9 +68,11 @@ _REQUIRED = {
     "inventory_table": "CRM_INVENTORY_TABLE",
     "cases_table": "CRM_CASES_TABLE",
     "notifications_table": "CRM_NOTIFICATIONS_TABLE",
+    "imports_table": "CRM_IMPORTS_TABLE",
     "fulfilment_machine": "CRM_FULFILMENT_MACHINE",
     "exception_machine": "CRM_EXCEPTION_MACHINE",
     "refund_machine": "CRM_REFUND_MACHINE",
+    "import_machine": "CRM_IMPORT_MACHINE",
     "drop_bucket": "CRM_DROP_BUCKET",
     "data_bucket": "CRM_DATA_BUCKET",
     "ops_topic": "CRM_OPS_TOPIC",
@@ -97,6 +104,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         problems.append("CRM_MAX_BODY_BYTES must be an integer")
         max_body = 0
+    try:
+        chunk_rows = int(env.get("CRM_IMPORT_CHUNK_ROWS", "200000"))
+        if chunk_rows < 1:
+            raise ValueError
+    except ValueError:
+        problems.append("CRM_IMPORT_CHUNK_ROWS must be a positive integer")
+        chunk_rows = 0
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return Settings(
@@ -104,6 +118,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         currency=currency,
         secrets_source=secrets_source,
         max_body_bytes=max_body,
+        import_chunk_rows=chunk_rows,
         **values,  # type: ignore[arg-type]
     )
 

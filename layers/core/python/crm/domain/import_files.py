@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain
 from typing import Any
@@ -29,7 +29,7 @@ UTF8_BOM = codecs.BOM_UTF8
 # How much of the start of a file `read_rows` looks at to choose the encoding.
 SAMPLE_BYTES = 64 * 1024
 # A "line" longer than this is cut, so a file without line breaks cannot fill the memory.
-MAX_LINE_CHARS = 1_000_000
+MAX_LINE_BYTES = 1_000_000
 # Shopify notes can be long; attributes are limited to 8 KB in all.
 MAX_NOTE = 2000
 CONSENT_SOURCE = "import"
@@ -53,12 +53,14 @@ class Row:
     `number` is the 1-based data row number (for CSV the header is row 0; blank lines are
     skipped and not counted). `raw` is the record's original text without its final line
     break (a quoted field may hold line breaks). `fields` is column -> value, or None when
-    the row has a `problem` (a short reason such as "wrong_column_count")."""
+    the row has a `problem` (a short reason such as "wrong_column_count"). `end` is the byte
+    offset in the file just after the record: where reading resumes after this row."""
 
     number: int
     raw: str
     fields: dict[str, Any] | None
     problem: str | None = None
+    end: int = field(default=0, compare=False)
 
 
 # --- Encoding -----------------------------------------------------------------------------
@@ -95,48 +97,54 @@ def iter_text(chunks: Iterable[bytes], encoding: str, errors: str = "strict") ->
         yield tail
 
 
-def _iter_text_guessing(chunks: Iterable[bytes]) -> Iterator[str]:
-    """UTF-8, unless an invalid sequence shows up while everything before it was ASCII: then
-    the file is GB18030 with an ASCII start (header and first rows), and the rest is decoded
-    as GB18030 (ASCII reads the same in both). Bytes that fit neither become U+FFFD."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    only_ascii = True
-    iterator = iter(chunks)
-    for chunk in iterator:
-        pending = decoder.getstate()[0]
+class _LineDecoder:
+    """Decodes a file line by line. "utf-8" means "UTF-8, unless an invalid sequence shows up
+    while everything before it was ASCII": then the file is GB18030 with an ASCII start (header
+    and first rows), and the rest is decoded as GB18030 (ASCII reads the same in both). Bytes
+    that fit neither become U+FFFD (and the row is reported as `invalid_encoding`)."""
+
+    def __init__(self, encoding: str, *, at_start: bool, ascii_so_far: bool) -> None:
+        self.encoding = encoding
+        self.ascii_so_far = ascii_so_far
+        self._strip_bom = at_start and encoding == "utf-8-sig"
+
+    def decode(self, line: bytes) -> str:
+        if self._strip_bom:
+            self._strip_bom = False
+            line = line.removeprefix(UTF8_BOM)
+        if self.encoding == "gb18030":
+            return line.decode("gb18030", errors="replace")
+        if self.encoding == "utf-8-sig":
+            return line.decode("utf-8", errors="replace")
         try:
-            text = decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            data = pending + chunk
-            good = data[: exc.start]
-            encoding = "gb18030" if only_ascii and good.isascii() else "utf-8"
-            yield from iter_text(chain([data], iterator), encoding, errors="replace")
-            return
-        only_ascii = only_ascii and text.isascii()
-        if text:
-            yield text
-    try:
-        tail = decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        tail = decoder.getstate()[0].decode("utf-8", errors="replace")
-    if tail:
-        yield tail
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            if self.ascii_so_far:
+                self.encoding = "gb18030"
+                return line.decode("gb18030", errors="replace")
+            return line.decode("utf-8", errors="replace")
+        self.ascii_so_far = self.ascii_so_far and text.isascii()
+        return text
 
 
-def _lines(pieces: Iterable[str]) -> Iterator[str]:
-    """Lines split at "\\n" only, each with its line break (a "\\r" stays on its line, as the
-    csv module wants). Other Unicode line separators are content, not line breaks."""
-    rest = ""
-    for piece in pieces:
-        parts = (rest + piece).split("\n")
+def _byte_lines(chunks: Iterable[bytes], offset: int) -> Iterator[tuple[bytes, int]]:
+    """Lines split at b"\\n" (never part of a UTF-8 or GB18030 multi-byte character), each with
+    its line break and the byte offset just after it. A "line" longer than MAX_LINE_BYTES is
+    cut, so a file without line breaks cannot fill the memory."""
+    rest = b""
+    position = offset
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
         rest = parts.pop()
         for part in parts:
-            yield part + "\n"
-        while len(rest) > MAX_LINE_CHARS:
-            yield rest[:MAX_LINE_CHARS]
-            rest = rest[MAX_LINE_CHARS:]
+            position += len(part) + 1
+            yield part + b"\n", position
+        while len(rest) > MAX_LINE_BYTES:
+            position += MAX_LINE_BYTES
+            yield rest[:MAX_LINE_BYTES], position
+            rest = rest[MAX_LINE_BYTES:]
     if rest:
-        yield rest
+        yield rest, position + len(rest)
 
 
 # --- Rows -------------------------------------------------------------------------------------
@@ -152,31 +160,137 @@ def format_for(key: str) -> str:
     return fmt
 
 
+@dataclass
+class Position:
+    """Where a reader stands in a file, enough to go on from there in another process: the
+    byte offset of the next record, the number of the last row read, the CSV header and the
+    encoding as decided so far."""
+
+    offset: int = 0
+    number: int = 0
+    header: list[str] | None = None
+    encoding: str | None = None
+    ascii_so_far: bool = True
+
+
+class FileReader:
+    """The rows of a file (or of the rest of it, from `start`), one at a time.
+
+    `chunks` are the file's bytes from `start.offset` on. The encoding is detected from the
+    first SAMPLE_BYTES when `start.encoding` is None. After each row, `position()` tells
+    where to resume so that the next row read is the one after it."""
+
+    def __init__(self, chunks: Iterable[bytes], fmt: str, start: Position | None = None) -> None:
+        if fmt not in (CSV, JSONL):
+            raise ValueError(f"unknown format {fmt!r}")
+        start = start or Position()
+        iterator = iter(chunks)
+        encoding = start.encoding
+        if encoding is None:
+            head: list[bytes] = []
+            size = 0
+            for chunk in iterator:
+                head.append(chunk)
+                size += len(chunk)
+                if size >= SAMPLE_BYTES:
+                    break
+            encoding = detect_encoding(b"".join(head))
+            iterator = chain(head, iterator)
+        self.fmt = fmt
+        self.header = list(start.header) if start.header is not None else None
+        self._number = start.number
+        self._end = start.offset
+        self._decoder = _LineDecoder(
+            encoding, at_start=start.offset == 0, ascii_so_far=start.ascii_so_far
+        )
+        self._lines = _byte_lines(iterator, start.offset)
+        self._line_end = start.offset
+
+    @property
+    def encoding(self) -> str:
+        return self._decoder.encoding
+
+    def position(self) -> Position:
+        return Position(
+            offset=self._end,
+            number=self._number,
+            header=self.header,
+            encoding=self._decoder.encoding,
+            ascii_so_far=self._decoder.ascii_so_far,
+        )
+
+    def _text_lines(self) -> Iterator[str]:
+        decode = self._decoder.decode
+        for line, end in self._lines:
+            self._line_end = end
+            yield decode(line)
+
+    def __iter__(self) -> Iterator[Row]:
+        rows = self._csv_rows() if self.fmt == CSV else self._jsonl_rows()
+        for row in rows:
+            self._number, self._end = row.number, row.end
+            if row.problem is None and "\ufffd" in row.raw:
+                yield Row(row.number, row.raw, None, INVALID_ENCODING, row.end)
+            else:
+                yield row
+
+    def _csv_rows(self) -> Iterator[Row]:
+        source = _RecordingLines(self._text_lines())
+        # strict: an unclosed quote at the end of the file, or text after a closing quote, is
+        # an error (non-strict csv would silently make something up).
+        reader = csv.reader(source, strict=True)
+        number = self._number
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                number += 1
+                yield Row(number, source.record(), None, _csv_problem(exc), self._line_end)
+                continue
+            raw = source.record()
+            end = self._line_end
+            if not raw.strip():
+                self._end = end  # a blank line: resume after it
+                continue
+            if self.header is None:
+                header = [name.strip() for name in values]
+                if header and header[0].startswith("\ufeff"):
+                    header[0] = header[0][1:].strip()
+                self.header = header
+                self._end = end
+                continue
+            number += 1
+            if len(values) != len(self.header):
+                yield Row(number, raw, None, WRONG_COLUMN_COUNT, end)
+            else:
+                yield Row(number, raw, dict(zip(self.header, values, strict=True)), None, end)
+
+    def _jsonl_rows(self) -> Iterator[Row]:
+        number = self._number
+        for line in self._text_lines():
+            end = self._line_end
+            raw = line.rstrip("\r\n")
+            text = raw.strip().lstrip("\ufeff")
+            if not text:
+                self._end = end
+                continue
+            number += 1
+            try:
+                value = json.loads(text)
+            except ValueError:
+                yield Row(number, raw, None, INVALID_JSON, end)
+                continue
+            if not isinstance(value, dict):
+                yield Row(number, raw, None, NOT_AN_OBJECT, end)
+            else:
+                yield Row(number, raw, value, None, end)
+
+
 def read_rows(chunks: Iterable[bytes], fmt: str, *, encoding: str | None = None) -> Iterator[Row]:
-    """The rows of a file, one at a time. `encoding` is detected when not given."""
-    if fmt not in (CSV, JSONL):
-        raise ValueError(f"unknown format {fmt!r}")
-    iterator = iter(chunks)
-    if encoding is None:
-        head: list[bytes] = []
-        size = 0
-        for chunk in iterator:
-            head.append(chunk)
-            size += len(chunk)
-            if size >= SAMPLE_BYTES:
-                break
-        encoding = detect_encoding(b"".join(head))
-        iterator = chain(head, iterator)
-    if encoding == "utf-8":
-        text = _iter_text_guessing(iterator)
-    else:
-        text = iter_text(iterator, encoding, errors="replace")
-    rows = _csv_rows(_lines(text)) if fmt == CSV else _jsonl_rows(_lines(text))
-    for row in rows:
-        if row.problem is None and "\ufffd" in row.raw:
-            yield Row(row.number, row.raw, None, INVALID_ENCODING)
-        else:
-            yield row
+    """The rows of a whole file, one at a time. `encoding` is detected when not given."""
+    return iter(FileReader(chunks, fmt, Position(encoding=encoding)))
 
 
 class _RecordingLines:
@@ -209,56 +323,6 @@ def _csv_problem(error: csv.Error) -> str:
     if "NUL" in message:
         return UNREADABLE
     return BROKEN_QUOTING
-
-
-def _csv_rows(lines: Iterator[str]) -> Iterator[Row]:
-    source = _RecordingLines(lines)
-    # strict: an unclosed quote at the end of the file, or text after a closing quote, is an
-    # error (non-strict csv would silently make something up).
-    reader = csv.reader(source, strict=True)
-    header: list[str] | None = None
-    number = 0
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            number += 1
-            yield Row(number, source.record(), None, _csv_problem(exc))
-            continue
-        raw = source.record()
-        if not raw.strip():
-            continue
-        if header is None:
-            header = [name.strip() for name in values]
-            if header and header[0].startswith("\ufeff"):
-                header[0] = header[0][1:].strip()
-            continue
-        number += 1
-        if len(values) != len(header):
-            yield Row(number, raw, None, WRONG_COLUMN_COUNT)
-        else:
-            yield Row(number, raw, dict(zip(header, values, strict=True)))
-
-
-def _jsonl_rows(lines: Iterator[str]) -> Iterator[Row]:
-    number = 0
-    for line in lines:
-        raw = line.rstrip("\r\n")
-        text = raw.strip().lstrip("\ufeff")
-        if not text:
-            continue
-        number += 1
-        try:
-            value = json.loads(text)
-        except ValueError:
-            yield Row(number, raw, None, INVALID_JSON)
-            continue
-        if not isinstance(value, dict):
-            yield Row(number, raw, None, NOT_AN_OBJECT)
-        else:
-            yield Row(number, raw, value)
 
 
 # --- Customers ------------------------------------------------------------------------------

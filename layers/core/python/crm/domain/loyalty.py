@@ -198,6 +198,14 @@ DEFAULT_PROGRAM = Program()
 # -- what an order change does to the ledger ---------------------------------------------------
 
 
+def delivered_too_long_ago(fulfilled_at: str | None, now: str, program: Program) -> bool:
+    """Whether the points of an order delivered at `fulfilled_at` would have expired by `now`
+    (a history import's order of that age earns none)."""
+    if not fulfilled_at:
+        return False
+    return add_months(fulfilled_at, program.expiry_months) <= iso(parse_time(now))
+
+
 @dataclass(frozen=True)
 class Entry:
     entry_id: str  # derived from the cause, so a replay is refused by the store's condition
@@ -244,12 +252,23 @@ def order_points(
     tier: Tier,
     program: Program,
     now: str,
+    history: bool = False,
 ) -> OrderPoints:
-    """Earn on paid (pending), activate on delivery, reverse on refund or cancellation."""
+    """Earn on paid (pending), activate on delivery, reverse on refund or cancellation.
+
+    `history` (an order imported from a file, decision 34): it earns only when it was delivered
+    less than `expiry_months` before `now`, and its lot is then active at once until
+    `expiry_months` after the delivery. A paid order not yet delivered earns nothing now (a
+    later event of its delivery earns as usual); one delivered longer ago never earns: its
+    points status becomes "expired", so no later event of it earns either."""
     result = OrderPoints(
         lot=lot, lot_before=lot, earned=earned, reversed=reversed_so_far, status=status
     )
-    if status is None and paid and not cancelled:
+    old = history and delivered_too_long_ago(fulfilled_at, now, program)
+    if old and status is None and paid and not cancelled:
+        result.status = EXPIRED
+        return result
+    if status is None and paid and not cancelled and (fulfilled_at or not history):
         points = earn_points(goods, currency, tier, program)
         if points > 0:
             result.entries.append(

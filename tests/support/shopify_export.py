@@ -1,0 +1,153 @@
+"""Shopify's order export (Admin > Orders > Export > CSV) as Shopify writes it: every column of
+the real header, one row per line item, the order's own fields on its first row only (Name,
+Email, Created at, the line's columns and Vendor are on every row). Used by the order import
+tests to build files like the fixture `tests/fixtures/imports/shopify_orders.csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+HEADER = [
+    "Name",
+    "Email",
+    "Financial Status",
+    "Paid at",
+    "Fulfillment Status",
+    "Fulfilled at",
+    "Accepts Marketing",
+    "Currency",
+    "Subtotal",
+    "Shipping",
+    "Taxes",
+    "Total",
+    "Discount Code",
+    "Discount Amount",
+    "Shipping Method",
+    "Created at",
+    "Lineitem quantity",
+    "Lineitem name",
+    "Lineitem price",
+    "Lineitem compare at price",
+    "Lineitem sku",
+    "Lineitem requires shipping",
+    "Lineitem taxable",
+    "Lineitem fulfillment status",
+    "Billing Name",
+    "Billing Street",
+    "Billing Address1",
+    "Billing Address2",
+    "Billing Company",
+    "Billing City",
+    "Billing Zip",
+    "Billing Province",
+    "Billing Country",
+    "Billing Phone",
+    "Shipping Name",
+    "Shipping Street",
+    "Shipping Address1",
+    "Shipping Address2",
+    "Shipping Company",
+    "Shipping City",
+    "Shipping Zip",
+    "Shipping Province",
+    "Shipping Country",
+    "Shipping Phone",
+    "Notes",
+    "Note Attributes",
+    "Cancelled at",
+    "Payment Method",
+    "Payment Reference",
+    "Refunded Amount",
+    "Vendor",
+    "Outstanding Balance",
+    "Employee",
+    "Location",
+    "Device ID",
+    "Id",
+    "Tags",
+    "Risk Level",
+    "Source",
+    "Lineitem discount",
+    "Tax 1 Name",
+    "Tax 1 Value",
+    "Tax 2 Name",
+    "Tax 2 Value",
+    "Tax 3 Name",
+    "Tax 3 Value",
+    "Tax 4 Name",
+    "Tax 4 Value",
+    "Tax 5 Name",
+    "Tax 5 Value",
+    "Phone",
+    "Receipt Number",
+    "Duties",
+    "Billing Province Name",
+    "Shipping Province Name",
+    "Payment ID",
+    "Payment Terms Name",
+    "Next Payment Due At",
+    "Payment References",
+]
+
+# Columns Shopify repeats on every row of an order.
+EVERY_ROW = ("Name", "Email", "Created at")
+LINE = (
+    "Lineitem quantity",
+    "Lineitem name",
+    "Lineitem price",
+    "Lineitem compare at price",
+    "Lineitem sku",
+    "Lineitem requires shipping",
+    "Lineitem taxable",
+    "Lineitem fulfillment status",
+    "Vendor",
+    "Lineitem discount",
+)
+
+
+def line(sku: str, quantity: int, price: str, name: str = "") -> dict[str, str]:
+    return {
+        "Lineitem quantity": str(quantity),
+        "Lineitem name": name or f"Product {sku}",
+        "Lineitem price": price,
+        "Lineitem compare at price": "",
+        "Lineitem sku": sku,
+        "Lineitem requires shipping": "true",
+        "Lineitem taxable": "true",
+        "Lineitem fulfillment status": "pending",
+        "Vendor": "Demo Shop",
+        "Lineitem discount": "0.00",
+    }
+
+
+def order_rows(order: dict[str, Any], lines: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of one order: `order` (column -> value) on the first row, then one row per
+    further line with only the columns Shopify repeats."""
+    defaults = {
+        "Accepts Marketing": "no",
+        "Taxes": "0.00",
+        "Discount Amount": "0.00",
+        "Shipping Method": "Standard",
+        "Payment Method": "alipay",
+        "Refunded Amount": "0.00",
+        "Outstanding Balance": "0.00",
+        "Risk Level": "Low",
+        "Source": "web",
+        "Payment Terms Name": "",
+    }
+    first = {**defaults, **{k: str(v) for k, v in order.items()}, **lines[0]}
+    rows = [first]
+    for item in lines[1:]:
+        rows.append({**{k: first.get(k, "") for k in EVERY_ROW}, **item})
+    return rows
+
+
+def export_csv(orders: list[list[dict[str, str]]], header: list[str] = HEADER) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, restval="", lineterminator="\n")
+    writer.writeheader()
+    for rows in orders:
+        writer.writerows(rows)
+    return out.getvalue()
