@@ -339,21 +339,13 @@ def finish(bucket: str, key: str, etag: str, run: str) -> dict[str, Any]:
     client = _s3()
     path = key.removeprefix("incoming/")
     results = f"results/{path}"
+    if state.status == DONE:  # finished by an attempt that failed while tidying up: tidy up
+        for number in range(state.error_parts):
+            client.delete_object(Bucket=bucket, Key=_part_key(state, number))
+        errors = f"{results}.errors.csv" if state.error_parts else None
+        return _report(state, errors_file=errors, archived_as=f"archive/{path}")
     errors_file = _write_errors(client, bucket, state, f"{results}.errors.csv")
-    archived: str | None = f"archive/{path}"
-    try:
-        client.copy(
-            {"Bucket": bucket, "Key": key},
-            bucket,
-            archived,
-            ExtraArgs={"CopySourceIfMatch": f'"{etag}"'} if etag else None,
-        )
-        client.delete_object(Bucket=bucket, Key=key)
-    except client.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code not in ("404", "NoSuchKey", "NotFound", "PreconditionFailed", "412"):
-            raise
-        archived = None  # moved by an earlier attempt, or replaced by a newer drop
+    archived = _archive(client, bucket, key, etag, f"archive/{path}")
     state.status, state.finished_at = DONE, now_iso()
     report = _report(state, errors_file=errors_file, archived_as=archived)
     client.put_object(
@@ -366,8 +358,36 @@ def finish(bucket: str, key: str, etag: str, run: str) -> dict[str, Any]:
         store.save(state, now_iso())
     except Superseded:
         return {"superseded": True}
+    # Last, so a finish retried after a crash can still build the error file from them.
+    for number in range(state.error_parts):
+        client.delete_object(Bucket=bucket, Key=_part_key(state, number))
     _log(report)
     return report
+
+
+def _archive(client: Any, bucket: str, key: str, etag: str, archived: str) -> str | None:
+    """Move the original to `archive/` (a managed copy: multipart above 5 GB), unless a newer
+    drop replaced it meanwhile (its own run archives it). Moved already by an attempt that
+    crashed after it: fine."""
+    try:
+        client.copy(
+            {"Bucket": bucket, "Key": key},
+            bucket,
+            archived,
+            ExtraArgs={"CopySourceIfMatch": f'"{etag}"'} if etag else None,
+        )
+    except client.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            try:
+                client.head_object(Bucket=bucket, Key=archived)
+                return archived
+            except client.exceptions.ClientError:
+                return None
+        if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed"):
+            return None
+        raise
+    client.delete_object(Bucket=bucket, Key=key)
+    return archived
 
 
 def _write_errors(client: Any, bucket: str, state: ImportState, target: str) -> str | None:
@@ -389,8 +409,6 @@ def _write_errors(client: Any, bucket: str, state: ImportState, target: str) -> 
         client.upload_fileobj(
             out, bucket, target, ExtraArgs={"ContentType": "text/csv; charset=utf-8"}
         )
-    for number in range(state.error_parts):
-        client.delete_object(Bucket=bucket, Key=_part_key(state, number))
     return target
 
 

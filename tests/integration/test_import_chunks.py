@@ -68,6 +68,9 @@ def test_a_file_larger_than_a_chunk_goes_on_where_the_last_chunk_stopped(small_c
     assert report["encoding"] == "gb18030"
     assert [int(r[0]) for r in error_rows(key)] == bad
     assert customer_count() == 3400
+    etag = S3().head_object(Bucket=BUCKET, Key="archive/customers/big.csv")["ETag"].strip('"')
+    run = imports.get_import_store().get(imports.import_id(BUCKET, key, etag)).run
+    assert imports.finish(BUCKET, key, etag, run) == report  # a retried finish: the same
     leftovers = S3().list_objects_v2(Bucket=BUCKET, Prefix="work/").get("KeyCount", 0)
     assert leftovers == 0
 
