@@ -198,13 +198,16 @@ def test_a_shopify_order_export_against_an_independent_sum(stack: RunningStack) 
 
     spent: dict[str, Decimal] = defaultdict(Decimal)
     counted: dict[str, int] = defaultdict(int)
+    first: dict[str, datetime] = {}
     for order in shop.orders:
         if not order.email:
             continue
         paid = order.financial_status in PAID_STATUSES and order.cancelled_at is None
         if paid and order.revenue > 0:
-            spent[order.email.lower()] += order.revenue
-            counted[order.email.lower()] += 1
+            email = order.email.lower()
+            spent[email] += order.revenue
+            counted[email] += 1
+            first[email] = min(first.get(email, order.created_at), order.created_at)
     checked = 0
     for email in sorted(spent)[:12]:
         (found,) = find(stack, email)
@@ -214,6 +217,7 @@ def test_a_shopify_order_export_against_an_independent_sum(stack: RunningStack) 
         stats = profile["stats"]
         assert Decimal(stats["total_spent"]["amount"]) == spent[email], email
         assert stats["orders_count"] == counted[email], email
+        assert datetime.fromisoformat(stats["first_order_at"]) == first[email], email
         checked += 1
     assert checked >= 5
 

@@ -543,3 +543,17 @@ def test_an_unpaid_order_does_not_set_order_dates():
     assert "last_order_at" not in stats
     assert stats["orders_count"] == 0
     assert stats["total_spent"] == 0
+
+
+def test_an_order_first_seen_paid_sets_the_order_dates_from_its_own_date():
+    # An imported order (or a first webhook that is already paid) has no previous state with a
+    # date: the dates come from the order itself, not from the previous state.
+    before = new_order(PAID_EV, "2026-11-23T00:00:00+00:00")
+    after = apply_event(before, PAID_EV)
+    stats = stats_after({}, before, contribution(after))
+    assert after.created_at is not None
+    assert stats["first_order_at"] == stats["last_order_at"] == after.created_at
+    older = {"first_order_at": "2020-01-01T00:00:00+00:00", "orders_count": 1}
+    stats = stats_after(older, before, contribution(after))
+    assert stats["first_order_at"] == "2020-01-01T00:00:00+00:00"
+    assert stats["last_order_at"] == after.created_at

@@ -204,14 +204,18 @@ class Contribution:
     counted: bool  # counts in orders_count
     spent: int  # adds to total_spent and the tier's spend, minor units
     month: str | None  # the month the spend counts in (of payment), "YYYY-MM"
+    # When the order was placed (first / last order dates); not part of what it contributes.
+    created_at: str | None = field(default=None, compare=False)
 
 
 def contribution(order: Order) -> Contribution:
     """A paid order that is not cancelled counts, for what was paid minus what was refunded."""
     if not order.paid_at or order.cancelled_at:
-        return Contribution(False, 0, None)
+        return Contribution(False, 0, None, order.created_at)
     spent = max(0, order.total - order.refunded)
-    return Contribution(spent > 0 or not order.live_refunds, spent, order.paid_at[:7])
+    return Contribution(
+        spent > 0 or not order.live_refunds, spent, order.paid_at[:7], order.created_at
+    )
 
 
 def stats_after(stats: dict[str, Any], order: Order, new: Contribution) -> dict[str, Any]:
@@ -228,10 +232,12 @@ def stats_after(stats: dict[str, Any], order: Order, new: Contribution) -> dict[
     )
     stats["total_spent"] = int(stats.get("total_spent", 0)) + new.spent - order.spent
     stats["currency"] = stats.get("currency") or order.currency
-    if new.counted and order.created_at:
+    # The order's own date (the previous state of a first event has none yet).
+    placed = new.created_at or order.created_at
+    if new.counted and placed:
         first, last = stats.get("first_order_at"), stats.get("last_order_at")
-        stats["first_order_at"] = min(x for x in (first, order.created_at) if x)
-        stats["last_order_at"] = max(x for x in (last, order.created_at) if x)
+        stats["first_order_at"] = min(x for x in (first, placed) if x)
+        stats["last_order_at"] = max(x for x in (last, placed) if x)
     return stats
 
 
