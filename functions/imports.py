@@ -99,8 +99,8 @@ def import_file(event: dict[str, Any], context: Any) -> dict[str, Any]:
         bucket = (s3.get("bucket") or {}).get("name")
         obj = s3.get("object") or {}
         key = unquote_plus(obj.get("key") or "")
-        if not bucket or not key.startswith("incoming/"):
-            continue
+        if not bucket or not key.startswith("incoming/") or key.endswith("/"):
+            continue  # not ours, or a folder marker (what the S3 console's "Create folder" puts)
         etag = str(obj.get("eTag") or obj.get("etag") or "").strip('"')
         drop = f"{key}|{etag}|{record.get('eventTime') or ''}"
         run = workflows.execution_name("import", hashlib.sha256(drop.encode()).hexdigest()[:40])

@@ -156,7 +156,9 @@ def test_the_drop_starts_one_workflow_per_drop(aws):
             "object": {"key": "incoming/customers/one%2Bfile.csv", "eTag": etag},
         },
     }
-    first = imports.import_file({"Records": [record, {"s3": {"object": {"key": "x"}}}]}, None)
+    folder = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "incoming/customers/"}}}
+    other = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "x"}}}
+    first = imports.import_file({"Records": [record, folder, other]}, None)
     again = imports.import_file({"Records": [record]}, None)  # S3 delivers at least once
     assert len(first["started"]) == 1 and again["started"] == first["started"]
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
