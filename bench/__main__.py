@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -52,6 +53,16 @@ def _fulfilment(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any
     return fulfilment.run(), fulfilment.summary_rows
 
 
+def _imports(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
+    from bench import imports
+
+    # BENCH_IMPORT_ROWS: the rows of the throughput file (default 20,000).
+    rows = int(os.environ.get("BENCH_IMPORT_ROWS") or (1000 if quick else 20_000))
+    if quick:
+        return imports.run(rows=rows, memory_rows=(2000, 10_000)), imports.summary_rows
+    return imports.run(rows=rows), imports.summary_rows
+
+
 # In this order: cold_start spawns fresh interpreters before this process imports moto & co.
 BENCHMARKS: dict[
     str, Callable[[bool], tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]]
@@ -60,6 +71,7 @@ BENCHMARKS: dict[
     "aws_calls": _aws_calls,
     "orders": _orders,
     "fulfilment": _fulfilment,
+    "imports": _imports,
 }
 
 

@@ -154,6 +154,7 @@ class ImportStore:
         actions: list[Action] = [
             ImportModel.run.set(state.run),
             ImportModel.status.set(state.status),
+            ImportModel.format.set(state.format),
             ImportModel.position.set(state.position),
             ImportModel.counts.set(state.counts),
             ImportModel.error_parts.set(state.error_parts),
