@@ -32,6 +32,7 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -812,6 +813,57 @@ NOTES = (
 )
 
 
+def _orders_in_process() -> dict[str, Any]:
+    """The orders import of the demo shop's Shopify order export (multi-line orders), in-process:
+    its calls per row and per order. Each order is one `record_order_event` (decision 38)."""
+    import boto3
+    from moto import mock_aws
+
+    from bench.aws_calls import stage_environment
+    from crm_local import dynamodb_serial
+    from crm_local.demo_data import generate, orders_csv
+    from crm_local.provision import provision_data_resources
+
+    env = local_stage_environment()
+    shop = generate(seed=7, customers=200, today=date(2026, 11, 23))
+    body = orders_csv(shop)
+    rows = sum(len(o.lines) for o in shop.orders)
+    key = "incoming/orders/bench-shopify-orders.csv"
+    with stage_environment(env), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        dynamodb_serial.install()
+        with mock_aws(), _make_table_counter() as counter:
+            provision_data_resources(lambda s: boto3.client(s, region_name=REGION), env)
+            reset_caches()
+            from crm.config import get_settings
+            from functions import imports
+
+            bucket = get_settings().drop_bucket
+            boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)
+            with counter.measure() as tally:
+                start = time.perf_counter()
+                report = imports.import_object(bucket, key)
+                elapsed = time.perf_counter() - start
+    by_op = tally.breakdown()
+    writes = sum(v for k, v in by_op.items() if k in WRITES)
+    orders = len(shop.orders)
+    return {
+        "rows": rows,
+        "orders": orders,
+        "report_exact": report["rows"] == rows
+        and report["failed"] == 0
+        and report.get("orders") == {"created": orders},
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(rows / elapsed, 1),
+        "orders_per_s": round(orders / elapsed, 1),
+        "by_operation": by_op,
+        "dynamodb_writes": writes,
+        "dynamodb_writes_per_row": round(writes / rows, 4),
+        "dynamodb_writes_per_order": round(writes / orders, 3),
+        "batch_get_items_per_order": round(by_op.get("dynamodb.BatchGetItem", 0) / orders, 3),
+    }
+
+
 def run(
     rows: int = 20_000,
     memory_rows: tuple[int, ...] = (100_000, 1_000_000),
@@ -819,6 +871,7 @@ def run(
     ensure_import_paths()
     started = time.perf_counter()
     throughput = _in_process(rows)
+    orders = _orders_in_process()
     after_in_process = time.perf_counter()
     memory = _memory(memory_rows)
     ended = time.perf_counter()
@@ -860,6 +913,7 @@ def run(
         "notes": list(NOTES),
         "throughput": {k: v for k, v in throughput.items() if k != "calls"},
         "calls": calls,
+        "orders": orders,
         "memory": memory,
         "targets": {
             "dynamodb_writes_per_row": f"<= {TARGET_WRITES_PER_ROW:g} (1/20)",
@@ -890,7 +944,14 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         return f"{target}: " + ("OK" if ok else "MISSED")
 
     first, again = calls["import"], calls["reimport_unchanged"]
+    orders = result["orders"]
     rows = [
+        (
+            f"orders import ({orders['orders']} Shopify orders, {orders['rows']} rows)",
+            f"{orders['orders_per_s']} orders/s; {orders['dynamodb_writes_per_order']} writes "
+            f"per order = {orders['dynamodb_writes_per_row']} per row",
+            "one transaction per order (decision 38)",
+        ),
         (
             f"rows/s import ({t['rows']} rows, 1 run)",
             f"{t['import']['rows_per_s']} ({t['import']['seconds']} s; outside AWS calls "
