@@ -102,6 +102,13 @@ def import_file(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not bucket or not key.startswith("incoming/") or key.endswith("/"):
             continue  # not ours, or a folder marker (what the S3 console's "Create folder" puts)
         etag = str(obj.get("eTag") or obj.get("etag") or "").strip('"')
+        if not etag:  # not in every event source's records: ask S3
+            client = _s3()
+            try:
+                etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            except client.exceptions.ClientError:
+                logger.info("dropped file gone before its import started")
+                continue
         drop = f"{key}|{etag}|{record.get('eventTime') or ''}"
         run = workflows.execution_name("import", hashlib.sha256(drop.encode()).hexdigest()[:40])
         payload = {"bucket": bucket, "key": key, "etag": etag, "run": run}
@@ -257,7 +264,11 @@ def run_chunk(
             return {"done": True, "gone": True}  # imported and archived already
         raise
     if head.get("ETag", "").strip('"') != etag:
-        return {"done": True, "superseded": True}  # replaced by a newer drop: its own run
+        # Replaced by a newer file before this one was read to the end: the newer drop has its
+        # own run (another content, another import); this one ends without a report.
+        state.status, state.error = DONE, "replaced by a newer file under the same name"
+        store.save(state, now_iso())
+        return {"done": True, "superseded": True}
     if kind is None:
         names = ", ".join(KINDS)
         return _refuse(state, store, f"unsupported kind {state.kind!r}: {names}")
@@ -342,6 +353,8 @@ def finish(bucket: str, key: str, etag: str, run: str) -> dict[str, Any]:
     if state.status == DONE:  # finished by an attempt that failed while tidying up: tidy up
         for number in range(state.error_parts):
             client.delete_object(Bucket=bucket, Key=_part_key(state, number))
+        if state.error:  # replaced by a newer file: that one's run reports
+            return {"superseded": True}
         errors = f"{results}.errors.csv" if state.error_parts else None
         return _report(state, errors_file=errors, archived_as=f"archive/{path}")
     errors_file = _write_errors(client, bucket, state, f"{results}.errors.csv")

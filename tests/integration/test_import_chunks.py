@@ -217,3 +217,35 @@ def test_stock_levels_import_keeps_reservations_and_reports_bad_rows(api):
     put(key, text.encode())
     again = imports.import_object(BUCKET, key)
     assert (again["created"], again["updated"], again["unchanged"], again["failed"]) == (0, 0, 3, 3)
+
+
+def test_a_file_replaced_before_it_was_read_ends_without_a_report(small_chunks):
+    from functions import imports
+
+    key = "incoming/customers/replaced.csv"
+    etag = put(key, csv_bytes(good_rows(1500)))
+    imports.claim(BUCKET, key, etag, "first")
+    assert imports.run_chunk(BUCKET, key, etag, "first")["done"] is False
+    newer = put(key, csv_bytes(good_rows(3)))
+    assert imports.run_chunk(BUCKET, key, etag, "first") == {"done": True, "superseded": True}
+    assert imports.finish(BUCKET, key, etag, "first") == {"superseded": True}
+    assert S3().list_objects_v2(Bucket=BUCKET, Prefix="results/customers/replaced")["KeyCount"] == 0
+    assert S3().head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"') == newer  # untouched
+    report = imports.import_object(BUCKET, key)  # the newer file's own run
+    assert (report["rows"], report["unchanged"]) == (3, 3)
+
+
+def test_a_notification_without_an_etag_asks_s3(aws):
+    from functions import imports
+
+    key = "incoming/customers/no-etag.csv"
+    etag = put(key, csv_bytes(good_rows(1)))
+    record = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}
+    missing = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "incoming/customers/gone.csv"}}}
+    started = imports.import_file({"Records": [record, missing]}, None)["started"]
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = aws["state_machines"]["crm-local-file-import"]
+    (execution,) = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert execution["name"] == started[0]
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"])["etag"] == etag
