@@ -19,14 +19,14 @@ from crm.config import get_settings
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row, failure_reason
 from crm.domain.order_imports import ImportedOrder, imported_orders
-from crm.observability import logger
-from crm.store.orders import OrderStore
+from crm.observability import logger, metrics
+from crm.store.orders import OrderChange, OrderStore, batching_order_store
 from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
-from functions.orders import record_order_event
+from functions.orders import buyer_identity, record_order_event
 
-# Orders per `write` call of the import loop. Each order is its own transaction (the order,
-# its customer, its points); this only sets how often the loop checkpoints between orders.
-BATCH = 25
+# Orders per `write` call of the import loop: read in two BatchGetItems, written in as few
+# transactions as their items allow (`BatchingOrderStore`).
+BATCH = 100
 
 
 def import_orders(
@@ -69,5 +69,31 @@ def units(rows: Iterator[Row]) -> Iterator[Unit]:
 
 
 def write(batch: list[Unit]) -> list[Outcome]:
+    """A batch of orders: read together, recorded one by one in memory, written together. An
+    order whose transaction lost a race is recorded again on its own (`redo`)."""
     orders = [ImportedOrder(unit.rows, unit.value, unit.problem) for unit in batch]
-    return [Outcome(result, reason) for _, result, reason in import_orders(orders)]
+    events = {o.event.order_id: o.event for o in orders if o.event is not None}
+    redone: dict[str, tuple[str, str | None]] = {}
+
+    def redo(changes: list[OrderChange]) -> None:
+        metrics.add_metric(name="ImportOrderBatchRedone", unit="Count", value=1)
+        for change in changes:
+            order_id = change.order.order_id
+            single = ImportedOrder((), events[order_id], None)
+            ((_, result, reason),) = import_orders([single])
+            redone[order_id] = (result, reason)
+
+    store = batching_order_store(redo)
+    country = get_settings().default_country
+    store.prefetch([(e.order_id, buyer_identity(e.buyer, country)[1]) for e in events.values()])
+    results = import_orders(orders, store)
+    store.flush()
+    outcomes = []
+    for order, result, reason in results:
+        if order.event is not None and order.event.order_id in redone:
+            redone_result, reason = redone[order.event.order_id]
+            # Created by the batch (then redone: it existed by then only if someone else wrote
+            # it, which makes it an update) or failed on its own.
+            result = redone_result if redone_result == FAILED or result != CREATED else result
+        outcomes.append(Outcome(result, reason))
+    return outcomes

@@ -116,9 +116,9 @@ def test_writes_and_lookups_are_batched(api, monkeypatch):
         calls.append(f"{self.meta.service_model.service_name}.{operation_name}")
         return original(self, operation_name, api_params)
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", counted)
-    report = run_import("incoming/customers/batched.csv", csv_bytes(good_rows(100)))
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(BaseClient, "_make_api_call", counted)
+        report = run_import("incoming/customers/batched.csv", csv_bytes(good_rows(100)))
     assert report["created"] == 100
     writes = [
         c

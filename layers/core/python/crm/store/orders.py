@@ -9,6 +9,7 @@ the balance never below zero. A failed condition means "someone else moved first
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -296,47 +297,25 @@ class OrderStore:
 
     def commit(self, change: OrderChange) -> None:
         """Write the change in one transaction. Raises `Contended` when a condition failed."""
+        self.commit_many([change])
+
+    def commit_many(self, changes: list[OrderChange]) -> None:
+        """Write changes that touch different items (see `change_keys`) in one transaction:
+        all or none. `DuplicateDelivery` (one change with a delivery recorded meanwhile),
+        `Contended` when a condition failed."""
         try:
             with TransactWrite(connection=self._connection) as tx:
-                if change.delivery_id:
-                    # First, so its cancellation reason is the first: a duplicate that lost
-                    # the race to record the same delivery.
-                    tx.save(
-                        DeliveryModel(
-                            change.delivery_id,
-                            order_id=change.order.order_id,
-                            received_at=change.now,
-                            expires_at=datetime.now(UTC) + timedelta(seconds=DELIVERY_TTL),
-                        ),
-                        condition=DeliveryModel.delivery_id.does_not_exist(),
-                    )
-                if change.save_order:
-                    tx.save(to_order_item(change.order))
-                if change.customer is not None:
-                    tx.save(to_item(change.customer))
-                    for key in change.claim:
-                        tx.save(
-                            IdentityModel(
-                                key, customer_id=change.customer.customer_id, created_at=change.now
-                            ),
-                            condition=IdentityModel.identity.does_not_exist()
-                            | (IdentityModel.customer_id == change.customer.customer_id),
-                        )
-                if change.points is not None and change.order.customer_id:
-                    write_points(tx, change.order.customer_id, change.points, change.now)
-                if change.tier_event and change.order.customer_id:
-                    tx.save(
-                        LedgerModel(
-                            change.order.customer_id,
-                            f"evt#tier#{change.now}#{change.order.order_id}",
-                            details=change.tier_event,
-                            updated_at=change.now,
-                        ),
-                        condition=LedgerModel.sk.does_not_exist(),
-                    )
+                for change in changes:
+                    _write_change(tx, change)
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in error.cancellation_reasons]
-            if change.delivery_id and reasons and reasons[0] == "ConditionalCheckFailed":
+            first = changes[0]
+            if (
+                len(changes) == 1
+                and first.delivery_id
+                and reasons
+                and reasons[0] == "ConditionalCheckFailed"
+            ):
                 raise DuplicateDelivery() from error
             if reasons:
                 raise Contended() from error
@@ -345,8 +324,275 @@ class OrderStore:
             raise Unavailable("the order store did not accept the write") from error
 
 
-def write_points(tx: TransactWrite, customer_id: str, points: OrderPoints, now: str) -> None:
-    """An order's ledger writes: its entries, its lot (as read), the balance (never negative)."""
+def _write_change(tx: TransactWrite, change: OrderChange, merged: bool = False) -> None:
+    """The change's items; `merged`: without the customer and the balance, which the caller
+    writes once for several changes of one customer."""
+    if change.delivery_id:
+        # First, so its cancellation reason is the first: a duplicate that lost the race to
+        # record the same delivery.
+        tx.save(
+            DeliveryModel(
+                change.delivery_id,
+                order_id=change.order.order_id,
+                received_at=change.now,
+                expires_at=datetime.now(UTC) + timedelta(seconds=DELIVERY_TTL),
+            ),
+            condition=DeliveryModel.delivery_id.does_not_exist(),
+        )
+    if change.save_order:
+        tx.save(to_order_item(change.order))
+    if change.customer is not None:
+        if not merged:
+            tx.save(to_item(change.customer))
+        for key in change.claim:
+            tx.save(
+                IdentityModel(key, customer_id=change.customer.customer_id, created_at=change.now),
+                condition=IdentityModel.identity.does_not_exist()
+                | (IdentityModel.customer_id == change.customer.customer_id),
+            )
+    if change.points is not None and change.order.customer_id:
+        write_points(tx, change.order.customer_id, change.points, change.now, account=not merged)
+    if change.tier_event and change.order.customer_id:
+        tx.save(
+            LedgerModel(
+                change.order.customer_id,
+                f"evt#tier#{change.now}#{change.order.order_id}",
+                details=change.tier_event,
+                updated_at=change.now,
+            ),
+            condition=LedgerModel.sk.does_not_exist(),
+        )
+
+
+# The transaction items one history order can need: the order, three identity claims, the
+# profile, its entries (earn, a reversal), its lot, the balance, a tier event.
+ROOM_PER_ORDER = 11
+
+
+class BatchingOrderStore(OrderStore):
+    """An `OrderStore` for history imports: a batch of orders is read in two BatchGetItems
+    (`prefetch`) and written in as few transactions as 100 items allow.
+
+    `commit` buffers a change, and reads see the buffer (read your writes): a buyer's profile
+    and points balance as the buffered orders left them, identities a buffered new profile
+    claimed. At `flush` each order writes its own items (order, identity claims, ledger entries
+    and lot), and each customer's profile and balance are written once, at their last state and
+    on the version first read, with the balance moved by the sum of the orders' moves. When a
+    transaction fails (someone else wrote one of its items meanwhile), none of it was written:
+    `redo` gets its changes so their orders can be recorded again, one by one."""
+
+    MAX_ITEMS = 100
+
+    def __init__(self, connection: Connection, redo: Any) -> None:
+        super().__init__(connection)
+        self._redo = redo
+        self._orders: dict[str, Order | None] = {}  # prefetched
+        self._owners: dict[str, str | None] = {}  # prefetched
+        self._sides: dict[tuple[str, str], CustomerSide] = {}  # prefetched
+        self._reset_buffer()
+        self.transactions = 0
+
+    def _reset_buffer(self) -> None:
+        self._pending: list[OrderChange] = []
+        self._buffered_orders: set[str] = set()
+        self._customers: dict[str, Customer] = {}  # the last state of each buffered profile
+        self._moves: dict[str, list[int]] = {}  # customer id -> [balance, pending] moved
+        self._claimed: dict[str, str] = {}  # identity -> the buffered new profile
+        self._items = 0
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def prefetch(self, wanted: list[tuple[str, list[str]]]) -> None:
+        """Read the orders and buyer identities of a batch ((order id, identity keys) each),
+        then the customer side of every order whose buyer is known."""
+        settings = get_settings()
+        orders = list(dict.fromkeys(order_id for order_id, _ in wanted))
+        identities = list(dict.fromkeys(k for _, keys in wanted for k in keys))
+        self._orders.update({order_id: None for order_id in orders})
+        self._owners.update({key: None for key in identities})
+        first: list[tuple[str, str, Any]] = [(settings.orders_table, "order_id", o) for o in orders]
+        first += [(settings.identities_table, "identity", k) for k in identities]
+        for raw_table, raw in self._get_all(first):
+            if raw_table == settings.orders_table:
+                order = to_order(OrderModel.from_raw_data(raw))
+                self._orders[order.order_id] = order
+            else:
+                self._owners[raw["identity"]["S"]] = raw["customer_id"]["S"]
+        sides = list(
+            dict.fromkeys(
+                (owner, order_id)
+                for order_id, keys in wanted
+                if (owner := self.buyer_of(order_id, keys))
+            )
+        )
+        customer_ids = list(dict.fromkeys(c for c, _ in sides))
+        second: list[tuple[str, str, Any]] = [
+            (settings.customers_table, "customer_id", c) for c in customer_ids
+        ]
+        second += [(settings.ledger_table, "ledger", (c, "bal")) for c in customer_ids]
+        second += [(settings.ledger_table, "ledger", (c, f"bal#lot#{o}")) for c, o in sides]
+        customers: dict[str, Customer] = {}
+        balances: dict[str, tuple[int, int]] = {}
+        lots: dict[tuple[str, str], Lot] = {}
+        for raw_table, raw in self._get_all(second):
+            if raw_table == settings.customers_table:
+                customer = to_customer(CustomerModel.from_raw_data(raw))
+                customers[customer.customer_id] = customer
+                continue
+            item = LedgerModel.from_raw_data(raw)
+            if item.sk == "bal":
+                balances[item.customer_id] = (int(item.balance or 0), int(item.pending or 0))
+            else:
+                lots[(item.customer_id, item.sk.removeprefix("bal#lot#"))] = to_lot(item)
+        for customer_id, lot_id in sides:
+            balance, pending = balances.get(customer_id, (0, 0))
+            self._sides[(customer_id, lot_id)] = CustomerSide(
+                customers.get(customer_id), balance, pending, lots.get((customer_id, lot_id))
+            )
+
+    def buyer_of(self, order_id: str, identity_keys: Iterable[str]) -> str | None:
+        """The customer an order belongs to, as far as the prefetch and the buffer know."""
+        stored = self._orders.get(order_id)
+        if stored is not None and stored.customer_id:
+            return stored.customer_id
+        return next(
+            (o for k in identity_keys if (o := self._claimed.get(k) or self._owners.get(k))),
+            None,
+        )
+
+    def _get_all(self, wanted: list[tuple[str, str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """BatchGetItem of any number of keys, 100 at a time."""
+        for start in range(0, len(wanted), 100):
+            request: dict[str, Any] = {}
+            for table, name, value in wanted[start : start + 100]:
+                if name == "ledger":
+                    key = {"customer_id": {"S": value[0]}, "sk": {"S": value[1]}}
+                else:
+                    key = {name: {"S": value}}
+                request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+            for table, items in self._batch_get(request).items():
+                for item in items:
+                    yield table, item
+
+    def read_order_and_owners(
+        self, order_id: str, identity_keys: Iterable[str], delivery_id: str | None = None
+    ) -> tuple[Order | None, dict[str, str], bool]:
+        keys = list(identity_keys)
+        # An order's first read: the buffer is written first when this order's change might
+        # not fit beside it (never after its reads: the change is built on what it read), or
+        # when the same order is already in it (read it as written).
+        if order_id in self._buffered_orders or self._items + ROOM_PER_ORDER > self.MAX_ITEMS:
+            self.flush()
+        unknown = [k for k in keys if k not in self._claimed and k not in self._owners]
+        if delivery_id or order_id not in self._orders or unknown:
+            stored, owners, seen = super().read_order_and_owners(order_id, keys, delivery_id)
+        else:
+            stored, seen = self._orders[order_id], False
+            owners = {k: owner for k in keys if (owner := self._owners.get(k))}
+        owners.update({k: self._claimed[k] for k in keys if k in self._claimed})
+        return stored, owners, seen
+
+    def read_customer_side(self, customer_id: str, lot_id: str) -> CustomerSide:
+        side = self._sides.get((customer_id, lot_id))
+        if side is None:
+            if customer_id in self._claimed.values():
+                side = CustomerSide(None)  # born in this buffer: nothing stored yet
+            else:
+                side = super().read_customer_side(customer_id, lot_id)
+        customer = self._customers.get(customer_id)
+        moved = self._moves.get(customer_id, [0, 0])
+        # A copy: the caller changes the profile it is given, and only `commit` may buffer it.
+        return CustomerSide(
+            copy.deepcopy(customer if customer is not None else side.customer),
+            side.balance + moved[0],
+            side.pending + moved[1],
+            side.lot,
+        )
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def commit(self, change: OrderChange) -> None:
+        if change.order.waiting or change.delivery_id:
+            # In a live workflow (which may be told at once) or deduplicated: write it now.
+            self.flush()
+            super().commit(change)
+            self._forget_customer(change.order.customer_id)
+            return
+        items = self._new_items(change)
+        if self._items + items > self.MAX_ITEMS:
+            # More than the room kept for it: it was built on the buffer's state, so write the
+            # buffer and record this order again on its own.
+            self.flush()
+            self._redo([change])
+            return
+        self._items += items
+        self._pending.append(change)
+        self._buffered_orders.add(change.order.order_id)
+        customer_id = change.order.customer_id
+        if change.customer is not None:
+            self._customers[change.customer.customer_id] = change.customer
+            for key in change.claim:
+                self._claimed[key] = change.customer.customer_id
+        points = change.points
+        if points is not None and customer_id:
+            moved = self._moves.setdefault(customer_id, [0, 0])
+            moved[0] += points.balance_delta
+            moved[1] += points.pending_delta
+
+    def _new_items(self, change: OrderChange) -> int:
+        """The transaction items buffering `change` adds: its own, and its customer's profile
+        and balance the first time that customer is buffered."""
+        own = bool(change.save_order) + len(change.claim) + bool(change.tier_event)
+        points = change.points
+        customer_id = change.order.customer_id
+        if points is not None and customer_id:
+            own += len(points.entries) + (
+                points.lot is not None and points.lot != points.lot_before
+            )
+            if customer_id not in self._moves and (points.balance_delta or points.pending_delta):
+                own += 1
+        if change.customer is not None and change.customer.customer_id not in self._customers:
+            own += 1
+        return own
+
+    def flush(self) -> None:
+        pending, customers, moves = self._pending, self._customers, self._moves
+        self._reset_buffer()
+        if not pending:
+            return
+        for customer_id in {*customers, *moves}:
+            self._forget_customer(customer_id)
+        for change in pending:
+            self._orders.pop(change.order.order_id, None)
+            for key in change.claim:
+                self._owners.pop(key, None)
+        now = pending[-1].now
+        try:
+            self.transactions += 1
+            with TransactWrite(connection=self._connection) as tx:
+                for change in pending:
+                    _write_change(tx, change, merged=True)
+                for customer in customers.values():
+                    tx.save(to_item(customer))
+                for customer_id, (balance, pending_points) in moves.items():
+                    if balance or pending_points:
+                        account_update(tx, customer_id, balance, pending_points, now)
+        except TransactWriteError:
+            self._redo(pending)
+        except PynamoDBException as error:
+            raise Unavailable("the order store did not accept the write") from error
+
+    def _forget_customer(self, customer_id: str | None) -> None:
+        """What was written is read from the tables again, not from the prefetch."""
+        for side in [s for s in self._sides if s[0] == customer_id]:
+            del self._sides[side]
+
+
+def write_points(
+    tx: TransactWrite, customer_id: str, points: OrderPoints, now: str, account: bool = True
+) -> None:
+    """An order's ledger writes: its entries, its lot (as read), the balance (never negative;
+    `account` False: the caller moves it, merged with other orders')."""
     for entry in points.entries:
         tx.save(entry_item(customer_id, entry), condition=LedgerModel.sk.does_not_exist())
     if points.lot is not None and points.lot != points.lot_before:
@@ -359,7 +605,7 @@ def write_points(tx: TransactWrite, customer_id: str, points: OrderPoints, now: 
                 condition=(LedgerModel.remaining == points.lot_before.remaining)
                 & (LedgerModel.status == points.lot_before.status),
             )
-    if points.balance_delta or points.pending_delta:
+    if account and (points.balance_delta or points.pending_delta):
         account_update(tx, customer_id, points.balance_delta, points.pending_delta, now)
 
 
@@ -368,6 +614,11 @@ def get_order_store() -> OrderStore:
     settings = get_settings()
     bind_models(settings)
     return OrderStore(Connection(region=OrderModel.Meta.region))
+
+
+def batching_order_store(redo: Any) -> BatchingOrderStore:
+    """A `BatchingOrderStore` on the stage's tables (see there for `redo`)."""
+    return BatchingOrderStore(get_order_store()._connection, redo)
 
 
 def reset() -> None:
