@@ -20,7 +20,7 @@ from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row, failure_reason
 from crm.domain.order_imports import ImportedOrder, imported_orders
 from crm.observability import logger, metrics
-from crm.store.orders import OrderChange, OrderStore, batching_order_store
+from crm.store.orders import OrderStore, batching_order_store
 from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
 from functions.orders import buyer_identity, record_order_event
 
@@ -70,28 +70,40 @@ def units(rows: Iterator[Row]) -> Iterator[Unit]:
 
 def write(batch: list[Unit]) -> list[Outcome]:
     """A batch of orders: read together, recorded one by one in memory, written together. An
-    order whose transaction lost a race is recorded again on its own (`redo`)."""
+    order whose transaction lost a race is recorded again on its own (`redo`), from its own
+    event; an order in a live workflow is recorded alone, like a webhook's."""
     orders = [ImportedOrder(unit.rows, unit.value, unit.problem) for unit in batch]
-    events = {o.event.order_id: o.event for o in orders if o.event is not None}
-    redone: dict[str, tuple[str, str | None]] = {}
+    results: list[tuple[ImportedOrder, str, str | None]] = []
+    redone: dict[int, tuple[str, str | None]] = {}
 
-    def redo(changes: list[OrderChange]) -> None:
+    def redo(tags: list[int]) -> None:
         metrics.add_metric(name="ImportOrderBatchRedone", unit="Count", value=1)
-        for change in changes:
-            order_id = change.order.order_id
-            single = ImportedOrder((), events[order_id], None)
-            ((_, result, reason),) = import_orders([single])
-            redone[order_id] = (result, reason)
+        for index in tags:
+            ((_, result, reason),) = import_orders([orders[index]])
+            redone[index] = (result, reason)
 
     store = batching_order_store(redo)
     country = get_settings().default_country
-    store.prefetch([(e.order_id, buyer_identity(e.buyer, country)[1]) for e in events.values()])
-    results = import_orders(orders, store)
+    store.prefetch(
+        [
+            (o.event.order_id, buyer_identity(o.event.buyer, country)[1])
+            for o in orders
+            if o.event is not None
+        ]
+    )
+    for index, order in enumerate(orders):
+        store.tag = index
+        if order.event is not None and store.is_live(order.event.order_id):
+            store.alone()
+            results.extend(import_orders([order]))
+            store.forget_all()
+        else:
+            results.extend(import_orders([order], store))
     store.flush()
     outcomes = []
-    for order, result, reason in results:
-        if order.event is not None and order.event.order_id in redone:
-            redone_result, reason = redone[order.event.order_id]
+    for index, (_, result, reason) in enumerate(results):
+        if index in redone:
+            redone_result, reason = redone[index]
             # Created by the batch (then redone: it existed by then only if someone else wrote
             # it, which makes it an update) or failed on its own.
             result = redone_result if redone_result == FAILED or result != CREATED else result

@@ -191,3 +191,76 @@ def test_a_profile_changed_meanwhile_makes_the_batch_record_its_orders_again(
     assert after["orders"] == expected["orders"]
     assert after["people"] == expected["people"]
     assert "edited" in get_customer_repository().get(edited[0]).tags  # not overwritten
+
+
+def _units(text: str) -> list:
+    from crm.domain.import_files import read_rows
+    from functions import order_import
+
+    return list(order_import.units(iter(read_rows([text.encode()], "csv"))))
+
+
+def test_an_order_in_a_live_workflow_is_recorded_alone_even_twice_in_a_batch(api):
+    from crm.store.models import OrderModel
+    from crm.store.orders import get_order_store
+    from functions import order_import
+    from tests.integration.test_order_import import A, B, ago, export_csv, line, order
+
+    first = order(770001, A, [line("TEA-1", 1, "100.00")], paid=ago(5))
+    order_import.write(_units(export_csv([first])))
+    store = get_order_store()
+    stored = store.get("ord_shopify_770001")
+    waiting = OrderModel("ord_shopify_770001")
+    waiting.version = stored.version
+    waiting.update(actions=[OrderModel.waiting.set({"token": "tok", "for": "shipped"})])
+    fulfilled = order(770001, A, [line("TEA-1", 1, "100.00")], paid=ago(5), fulfilled=ago(2))
+    other = order(770002, B, [line("TEA-1", 1, "100.00")], paid=ago(5))
+    refunded = order(
+        770001,
+        A,
+        [line("TEA-1", 1, "100.00")],
+        paid=ago(5),
+        fulfilled=ago(2),
+        refunded="50.00",
+        status="partially_refunded",
+    )
+    outcomes = order_import.write(_units(export_csv([fulfilled, other, refunded])))
+    assert [o.result for o in outcomes] == ["updated", "created", "updated"], outcomes
+    final = store.get("ord_shopify_770001")
+    assert final.fulfilled_at and final.refunds
+
+
+def test_a_redone_order_is_recorded_from_its_own_event(api, monkeypatch):
+    from crm.store import orders as order_store
+    from crm.store.customers import get_customer_repository
+    from crm.store.orders import get_order_store
+    from functions import order_import
+    from tests.integration.test_order_import import A, B, ago, export_csv, line, order
+
+    known = order(660009, A, [line("TEA-1", 1, "100.00")], paid=ago(50))
+    order_import.write(_units(export_csv([known])))  # A has a profile
+    full = order(
+        660001,
+        A,
+        [line("TEA-1", 2, "100.00")],
+        paid=ago(5),
+        fulfilled=ago(3),
+        refunded="50.00",
+        status="partially_refunded",
+    )
+    other = order(660002, B, [line("TEA-1", 1, "100.00")], paid=ago(5))
+    older = order(660001, A, [line("TEA-1", 2, "100.00")], paid=ago(5))  # the same, earlier
+    prefetch = order_store.BatchingOrderStore.prefetch
+
+    def prefetch_then_someone_edits(self, wanted):
+        prefetch(self, wanted)
+        repo = get_customer_repository()
+        customer = repo.get(next(o for o in self._owners.values() if o))
+        customer.tags = [*customer.tags, "edited"]
+        repo.save(customer, now=customer.updated_at)
+
+    monkeypatch.setattr(order_store.BatchingOrderStore, "prefetch", prefetch_then_someone_edits)
+    outcomes = order_import.write(_units(export_csv([full, other, older])))
+    assert [o.result for o in outcomes] == ["created", "created", "unchanged"], outcomes
+    stored = get_order_store().get("ord_shopify_660001")
+    assert stored.refunds and stored.fulfilled_at

@@ -379,13 +379,16 @@ class BatchingOrderStore(OrderStore):
     and lot), and each customer's profile and balance are written once, at their last state and
     on the version first read, with the balance moved by the sum of the orders' moves. When a
     transaction fails (someone else wrote one of its items meanwhile), none of it was written:
-    `redo` gets its changes so their orders can be recorded again, one by one."""
+    `redo` gets the `tag`s the writer had set when each of its changes was buffered, so their
+    orders can be recorded again, one by one, each from its own event. An order in a live
+    workflow is recorded alone, after the buffer, like a webhook's (`alone`)."""
 
     MAX_ITEMS = 100
 
     def __init__(self, connection: Connection, redo: Any) -> None:
         super().__init__(connection)
         self._redo = redo
+        self.tag: Any = None  # the writer's name for the order being recorded
         self._orders: dict[str, Order | None] = {}  # prefetched
         self._owners: dict[str, str | None] = {}  # prefetched
         self._sides: dict[tuple[str, str], CustomerSide] = {}  # prefetched
@@ -394,6 +397,7 @@ class BatchingOrderStore(OrderStore):
 
     def _reset_buffer(self) -> None:
         self._pending: list[OrderChange] = []
+        self._tags: list[Any] = []
         self._buffered_orders: set[str] = set()
         self._customers: dict[str, Customer] = {}  # the last state of each buffered profile
         self._moves: dict[str, list[int]] = {}  # customer id -> [balance, pending] moved
@@ -449,6 +453,21 @@ class BatchingOrderStore(OrderStore):
             self._sides[(customer_id, lot_id)] = CustomerSide(
                 customers.get(customer_id), balance, pending, lots.get((customer_id, lot_id))
             )
+
+    def is_live(self, order_id: str) -> bool:
+        """The order is in a workflow that may be waiting for it: record it alone."""
+        stored = self._orders.get(order_id)
+        return stored is not None and stored.waiting is not None
+
+    def alone(self) -> None:
+        """Before an order recorded with the plain store: the buffer written, and afterwards
+        (`forget_all`) nothing served from what was read before."""
+        self.flush()
+
+    def forget_all(self) -> None:
+        self._orders.clear()
+        self._owners.clear()
+        self._sides.clear()
 
     def buyer_of(self, order_id: str, identity_keys: Iterable[str]) -> str | None:
         """The customer an order belongs to, as far as the prefetch and the buffer know."""
@@ -513,20 +532,26 @@ class BatchingOrderStore(OrderStore):
 
     def commit(self, change: OrderChange) -> None:
         if change.order.waiting or change.delivery_id:
-            # In a live workflow (which may be told at once) or deduplicated: write it now.
+            # Not for this store (the writer records live orders alone): written now, and
+            # nothing read before is trusted after it.
             self.flush()
-            super().commit(change)
-            self._forget_customer(change.order.customer_id)
+            try:
+                super().commit(change)
+            finally:
+                self.forget_all()
             return
         items = self._new_items(change)
         if self._items + items > self.MAX_ITEMS:
             # More than the room kept for it: it was built on the buffer's state, so write the
             # buffer and record this order again on its own.
+            tag = self.tag
             self.flush()
-            self._redo([change])
+            self._redo([tag])
+            self.forget_all()
             return
         self._items += items
         self._pending.append(change)
+        self._tags.append(self.tag)
         self._buffered_orders.add(change.order.order_id)
         customer_id = change.order.customer_id
         if change.customer is not None:
@@ -534,7 +559,7 @@ class BatchingOrderStore(OrderStore):
             for key in change.claim:
                 self._claimed[key] = change.customer.customer_id
         points = change.points
-        if points is not None and customer_id:
+        if points is not None and customer_id and (points.balance_delta or points.pending_delta):
             moved = self._moves.setdefault(customer_id, [0, 0])
             moved[0] += points.balance_delta
             moved[1] += points.pending_delta
@@ -556,7 +581,7 @@ class BatchingOrderStore(OrderStore):
         return own
 
     def flush(self) -> None:
-        pending, customers, moves = self._pending, self._customers, self._moves
+        pending, tags, customers, moves = self._pending, self._tags, self._customers, self._moves
         self._reset_buffer()
         if not pending:
             return
@@ -578,7 +603,8 @@ class BatchingOrderStore(OrderStore):
                     if balance or pending_points:
                         account_update(tx, customer_id, balance, pending_points, now)
         except TransactWriteError:
-            self._redo(pending)
+            self._redo(tags)
+            self.forget_all()
         except PynamoDBException as error:
             raise Unavailable("the order store did not accept the write") from error
 
