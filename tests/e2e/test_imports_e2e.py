@@ -23,8 +23,8 @@ from tests.e2e.conftest import OPERATOR, RunningStack
 BUCKET = "crm-local-drop"
 HEADER = ["external_id", "email", "phone", "first_name", "last_name", "birthday", "city"]
 # 100,000 with CRM_E2E_IMPORT_ROWS=100000 (~10 minutes: moto writes ~300 rows/s); the suite
-# runs the same test at 6,000 to stay inside CI's time (decision 37).
-ROWS = int(os.environ.get("CRM_E2E_IMPORT_ROWS", "6000"))
+# runs the same test at 4,000 to stay inside CI's time (decision 37).
+ROWS = int(os.environ.get("CRM_E2E_IMPORT_ROWS", "4000"))
 BAD_KINDS = (
     ("email", lambda i: f"e2e:{i},bad-email-{i},,A,B,,\r\n"),
     ("phone", lambda i: f"e2e:{i},,12345,A,B,,\r\n"),
@@ -109,7 +109,7 @@ def test_a_large_file_with_bad_rows_of_every_kind_then_again(stack: RunningStack
     assert report["status"] == "done"
     assert (report["rows"], report["created"], report["failed"]) == (ROWS, good, len(bad))
     assert report["updated"] == report["unchanged"] == 0
-    assert report["chunks"] >= 2  # 5,000 rows per chunk locally
+    assert report["chunks"] >= 2  # 2,000 rows per chunk locally
     errors = errors_of(stack, key)
     assert {int(e[0]): e for e in errors}.keys() == bad.keys()
     reasons = {bad[int(e[0])]: e[2] for e in errors}
@@ -120,7 +120,7 @@ def test_a_large_file_with_bad_rows_of_every_kind_then_again(stack: RunningStack
     for e in errors[:20]:
         assert e[1].lstrip("'") == originals[int(e[0])]
     assert count_items(stack, "crm-local-customers") - before == good
-    for i in (1, 2, 4999, ROWS - 1):
+    for i in (1, 2, ROWS // 2 + 1, ROWS - 1):
         (found,) = find(stack, f"p{i}@shop.example")
         assert found["last_name"] == (f"王{i}" if i % 2 else f"Smith{i}")
     s3 = stack.client("s3")

@@ -36,7 +36,12 @@ def error_rows(key: str) -> list[list[str]]:
 def small_chunks(monkeypatch, api):
     from crm.config import get_settings
 
-    monkeypatch.setenv("CRM_IMPORT_CHUNK_ROWS", "1000")
+    from functions import imports
+
+    # Checkpoints every 100 rows and chunks of 100 rows: the same code paths as 1,000 and
+    # 200,000, on files ten times smaller.
+    monkeypatch.setattr(imports, "SEGMENT_ROWS", 100)
+    monkeypatch.setenv("CRM_IMPORT_CHUNK_ROWS", "100")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -58,16 +63,16 @@ def mixed_rows(good: int, every: int) -> tuple[list[list[str]], list[int]]:
 def test_a_file_larger_than_a_chunk_goes_on_where_the_last_chunk_stopped(small_chunks):
     from functions import imports
 
-    rows, bad = mixed_rows(3400, 97)
+    rows, bad = mixed_rows(340, 97)
     key = "incoming/customers/big.csv"
     put(key, csv_bytes(rows, "gb18030"))
     report = imports.import_object(BUCKET, key)
     assert report["chunks"] == 4
-    assert report["rows"] == len(rows) == 3400 + len(bad)
-    assert (report["created"], report["failed"]) == (3400, len(bad))
+    assert report["rows"] == len(rows) == 340 + len(bad)
+    assert (report["created"], report["failed"]) == (340, len(bad))
     assert report["encoding"] == "gb18030"
     assert [int(r[0]) for r in error_rows(key)] == bad
-    assert customer_count() == 3400
+    assert customer_count() == 340
     etag = S3().head_object(Bucket=BUCKET, Key="archive/customers/big.csv")["ETag"].strip('"')
     run = imports.get_import_store().get(imports.import_id(BUCKET, key, etag)).run
     assert imports.finish(BUCKET, key, etag, run) == report  # a retried finish: the same
@@ -81,6 +86,9 @@ def set_faults(value: str) -> None:
     ssm = boto3.client("ssm", region_name="us-east-1")
     ssm.put_parameter(Name="/crm/local/faults", Value=value, Type="String", Overwrite=True)
     crm.config._faults_cache = None
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # Powertools keeps the value 1 s locally
 
 
 def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
@@ -90,9 +98,9 @@ def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
     from functions import imports
     from functions.workflow_steps import InjectedFault
 
-    monkeypatch.setenv("CRM_IMPORT_CHUNK_ROWS", "5000")
+    monkeypatch.setenv("CRM_IMPORT_CHUNK_ROWS", "500")
     get_settings.cache_clear()
-    rows, bad = mixed_rows(4500, 101)
+    rows, bad = mixed_rows(450, 101)
     body = csv_bytes(rows)
     key = "incoming/customers/crash.csv"
     etag = put(key, body)
@@ -109,8 +117,9 @@ def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
     assert report_of(key)["status"] == "failed"
     assert S3().list_objects_v2(Bucket=BUCKET, Prefix=key)["KeyCount"] == 1  # still there
     # Each try went on from the last checkpoint, saved one more, and crashed in the next batch.
-    assert failed["rows"] == 3000
-    assert 3000 - len([b for b in bad if b <= 3000]) < customer_count() < 3100
+    assert failed["rows"] == 300
+    good_before = 300 - len([b for b in bad if b <= 300])
+    assert good_before < customer_count() <= good_before + 25  # and the crashed batch
 
     etag = put(key, body)  # the same content, dropped again
     report = imports.import_object(BUCKET, key)
@@ -119,10 +128,10 @@ def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
     assert report["rows"] == len(rows)
     assert report["failed"] == len(bad)
     # Rows written after the last checkpoint and before the crash are written again: unchanged.
-    assert report["created"] + report["unchanged"] == 4500
+    assert report["created"] + report["unchanged"] == 450
     # One batch of 25 per crash: written after the checkpoint, written again after it.
     assert report["unchanged"] == 3 * 25
-    assert customer_count() == 4500
+    assert customer_count() == 450
     assert [int(r[0]) for r in error_rows(key)] == bad
 
 
@@ -130,7 +139,7 @@ def test_a_newer_drop_of_the_same_content_takes_over_an_older_run(small_chunks):
     from functions import imports
 
     key = "incoming/customers/twice.csv"
-    etag = put(key, csv_bytes(good_rows(2500)))
+    etag = put(key, csv_bytes(good_rows(250)))
     imports.claim(BUCKET, key, etag, "old")
     assert imports.run_chunk(BUCKET, key, etag, "old")["done"] is False
     imports.claim(BUCKET, key, etag, "new")  # takes over where "old" stands
@@ -139,9 +148,9 @@ def test_a_newer_drop_of_the_same_content_takes_over_an_older_run(small_chunks):
     assert imports.finish(BUCKET, key, etag, "old") == {"superseded": True}
     assert imports.run_chunk(BUCKET, key, etag, "new")["done"] is True
     report = imports.finish(BUCKET, key, etag, "new")
-    assert (report["rows"], report["created"], report["resumed_from_row"]) == (2500, 2500, 1000)
+    assert (report["rows"], report["created"], report["resumed_from_row"]) == (250, 250, 100)
     assert report["chunks"] == 3
-    assert customer_count() == 2500
+    assert customer_count() == 250
 
 
 def test_the_drop_starts_one_workflow_per_drop(aws):
@@ -223,7 +232,7 @@ def test_a_file_replaced_before_it_was_read_ends_without_a_report(small_chunks):
     from functions import imports
 
     key = "incoming/customers/replaced.csv"
-    etag = put(key, csv_bytes(good_rows(1500)))
+    etag = put(key, csv_bytes(good_rows(150)))
     imports.claim(BUCKET, key, etag, "first")
     assert imports.run_chunk(BUCKET, key, etag, "first")["done"] is False
     newer = put(key, csv_bytes(good_rows(3)))

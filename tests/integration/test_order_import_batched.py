@@ -76,7 +76,7 @@ def state() -> dict[str, tuple]:
 def shopify_file():
     from crm_local.demo_data import generate, orders_csv
 
-    shop = generate(seed=5, customers=60, days=365, today=date.today())
+    shop = generate(seed=5, customers=25, days=365, today=date.today())
     return shop, orders_csv(shop)
 
 
@@ -122,7 +122,7 @@ def test_the_batched_writer_gives_what_one_by_one_gives(api, shopify_file, monke
     alone = state()
     assert batched["orders"] == alone["orders"]
     assert batched["people"] == alone["people"]
-    assert len(batched["people"]) >= 40  # the buyers really are many, with repeat orders
+    assert len(batched["people"]) >= 15  # the buyers really are many, with repeat orders
 
 
 def wipe_orders_and_points() -> None:
