@@ -35,7 +35,6 @@ def error_rows(key: str) -> list[list[str]]:
 @pytest.fixture
 def small_chunks(monkeypatch, api):
     from crm.config import get_settings
-
     from functions import imports
 
     # Checkpoints every 100 rows and chunks of 100 rows: the same code paths as 1,000 and
