@@ -46,6 +46,7 @@ from bench.common import (
     ratio,
     write_result,
 )
+from bench.orders import reset_caches
 
 NAME = "imports"
 MARK = "BENCH_IMPORTS "
@@ -247,38 +248,6 @@ def _calls_figures(
 
 
 # -- 1 and 2: in-process moto -------------------------------------------------------------------
-
-
-def reset_caches() -> None:
-    """Forget every cached setting, store and client (as the tests' `_reset_caches`)."""
-    import importlib
-
-    try:
-        from crm.config import get_settings
-
-        get_settings.cache_clear()
-    except (ImportError, AttributeError):
-        pass
-    for name in (
-        "crm.store.customers",
-        "crm.store.orders",
-        "crm.store.ledger",
-        "crm.store.inventory",
-        "crm.store.cases",
-        "crm.store.notifications",
-        "crm.store.imports",
-        "crm.adapters.s3",
-        "crm.adapters.messaging",
-        "crm.adapters.ops",
-        "crm.adapters.workflows",
-    ):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        reset = getattr(module, "reset", None)
-        if callable(reset):
-            reset()
 
 
 def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:

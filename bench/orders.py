@@ -140,6 +140,7 @@ def reset_caches() -> None:
         "crm.store.inventory",
         "crm.store.cases",
         "crm.store.notifications",
+        "crm.store.imports",
         "crm.adapters.s3",
         "crm.adapters.messaging",
         "crm.adapters.ops",
