@@ -7,7 +7,6 @@ shape, and request log lines never carry the query string (it may hold an email 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -20,8 +19,10 @@ from typing import Any
 from chalice.local import (
     ChaliceRequestHandler,
     ForbiddenError,
+    LocalDevServer,
     LocalGatewayException,
     NotAuthorizedError,
+    ThreadedHTTPServer,
 )
 
 from crm_local import PROJECT_DIR
@@ -73,10 +74,32 @@ def serve_requests_per_thread(app: Any) -> None:
     )
 
 
+class CrmHttpServer(ThreadedHTTPServer):
+    """Chalice's threaded server with a listen backlog for real load. socketserver's default
+    of 5 made the kernel reset connections as soon as a few dozen clients connected at once
+    (a webhook burst, a load test); API Gateway never refuses a connection."""
+
+    request_queue_size = 1024
+
+
 class CrmRequestHandler(ChaliceRequestHandler):
     """Chalice's request handler, answering the gateway's own errors in the contract's shape."""
 
     _responded = False
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method with no `do_<METHOD>` with an HTML 501; the gateway
+        # refuses a method no route has with 405, in the contract's shape.
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        # Its body (if any) is never read: the connection cannot carry another request.
+        self.close_connection = True
+        self._send_contract_error(
+            405, "method_not_allowed", f"{self.command} is not allowed on {self._path_only()}"
+        )
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._responded = True
@@ -129,7 +152,10 @@ class CrmRequestHandler(ChaliceRequestHandler):
         )
 
     def _send_contract_error(self, status: int, code: str, message: str) -> None:
-        self._send_http_response(status, {"Content-Type": "application/json"}, _body(code, message))
+        headers = {"Content-Type": "application/json"}
+        if self.close_connection:
+            headers["Connection"] = "close"
+        self._send_http_response(status, headers, _body(code, message))
 
     def _path_only(self) -> str:
         return self.path.split("?", 1)[0]
@@ -188,9 +214,13 @@ class ApiServer:
         if self.app is None:
             self.load()
         serve_requests_per_thread(self.app)
-        server = self._factory.create_local_server(self.app, self.config, self.host, self.port)
-        server.server.RequestHandlerClass = functools.partial(
-            CrmRequestHandler, app_object=self.app, config=self.config
+        server = LocalDevServer(
+            self.app,
+            self.config,
+            self.host,
+            self.port,
+            handler_cls=CrmRequestHandler,
+            server_cls=CrmHttpServer,
         )
         self.port = server.server.server_address[1]
         # A client that hangs up mid-request (or a request cut by Ctrl-C) is not an error of
