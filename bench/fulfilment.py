@@ -323,7 +323,7 @@ class Driver:
         return deliver("orders/paid", payload), f"ord_shopify_{platform_id}"
 
     def logistics(self, order_id: str, event: str) -> tuple[Any, float]:
-        from tests.support.shopify import generic_headers
+        from tests.support.shopify import LOGISTICS_SECRET, generic_headers
 
         body = json.dumps(
             {
@@ -333,7 +333,7 @@ class Driver:
                 "tracking_number": f"SF{order_id[-6:]}",
             }
         ).encode()
-        headers = generic_headers(body, int(time.time()))
+        headers = generic_headers(body, int(time.time()), LOGISTICS_SECRET)
         return self.send(
             f"{event}_callback", "POST", "/logistics/events", data=body, headers=headers
         )

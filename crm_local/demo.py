@@ -30,8 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crm_local.client import (
+    DEFAULT_LOGISTICS_SECRET,
     DEFAULT_SHOPIFY_SECRET,
-    DEFAULT_WEBHOOK_SECRET,
     Api,
     CliError,
     DropFolder,
@@ -66,10 +66,10 @@ class LiveResult:
 
 
 def secrets() -> tuple[str, str]:
-    """The Shopify secret and the webhook (carrier) secret, as the local stack reads them."""
+    """The Shopify secret and the carrier (logistics) secret, as the local stack reads them."""
     return (
         os.environ.get("CRM_SHOPIFY_SECRET") or DEFAULT_SHOPIFY_SECRET,
-        os.environ.get("CRM_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
+        os.environ.get("CRM_LOGISTICS_SECRET") or DEFAULT_LOGISTICS_SECRET,
     )
 
 
@@ -156,9 +156,9 @@ def run(
                     raise CliError(f"the {kind} import failed: {result.report.get('error')}")
                 reports[kind] = result
         console.rule(f"Today, {shop.today}: live orders")
-        shopify_secret, webhook_secret = secrets()
+        shopify_secret, logistics_secret = secrets()
         live = send_live_events(console, api, shop.live_events, shopify_secret)
-        delivered = play_carrier(console, api, shop, live, webhook_secret, options.deliveries)
+        delivered = play_carrier(console, api, shop, live, logistics_secret, options.deliveries)
         console.rule("Summary")
         summarise(console, api, drop, shop, reports, live, delivered)
         console.print(f"[bold green]Demo done[/] in {time.monotonic() - began:.0f} s.")

@@ -172,6 +172,7 @@ class LocalStack:
             f"  Operator token      {token}",
             f"  Shopify secret      {get_secret('shopify_secret')}",
             f"  Webhook secret      {get_secret('webhook_secret')}",
+            f"  Carrier secret      {get_secret('logistics_secret')}",
             f"  Drop bucket         {env.get('CRM_DROP_BUCKET', '')}",
             f"  Buckets             {buckets}",
             f"  Tables              {tables}",

@@ -12,12 +12,13 @@ from typing import Any
 
 from crm.adapters import workflows
 from crm.config import get_settings
+from crm.domain import carrier_events
 from crm.domain.errors import ValidationFailed
 from crm.domain.money import money
 from crm.domain.orders import ALLOCATED, ON_HOLD, SHIPPED, Order
 from crm.observability import logger
 from functions import inventory, notifications
-from functions.orders import change_order, now_iso, record_order_event
+from functions.orders import answer_due, change_order, now_iso, record_order_event
 from functions.workflow_steps import OrderCancelled, check_fault, internal_event, order_of
 
 # The error a step failed with -> the case's reason.
@@ -73,7 +74,9 @@ def confirm(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def await_logistics(event: dict[str, Any]) -> dict[str, Any]:
-    """Keep the task token on the order; `POST /logistics/events` answers it."""
+    """Wait for the carrier: keep the task token on the order, unless what is recorded
+    already decides the wait (events that came early, or the platform's fulfilment), in which
+    case answer it now. `POST /logistics/events` answers a token kept here (decision 39)."""
     token, wanted = event.get("token"), event.get("for")
     if not isinstance(token, str) or wanted not in ("shipped", "delivered"):
         raise ValidationFailed("await_logistics needs a token and for=shipped|delivered")
@@ -86,7 +89,10 @@ def await_logistics(event: dict[str, Any]) -> dict[str, Any]:
         o.workflow = {**o.workflow, "state": f"awaiting_{wanted}"}
         return o
 
-    change_order(order_id, wait)  # one read: the closure sees the order as it is now
+    # Written before deciding: an event recorded after this write sees the token and answers
+    # it; one recorded before it is seen here.
+    order = change_order(order_id, wait)
+    answer_due(order, strict=True)
     return {}
 
 
@@ -96,13 +102,17 @@ def shipped(event: dict[str, Any]) -> dict[str, Any]:
     inventory.ship_order(order.order_id)
 
     def record(o: Order) -> Order:
+        # From the order as written now: a report recorded since the step began counts.
+        attempt = int(o.workflow.get("attempt") or 1)
+        recorded = carrier_events.shipment(o.fulfilment.get("tracking_events") or [], attempt)
+        shipment = recorded or logistics
         o.progress = SHIPPED
         o.waiting = None
         o.fulfilment = {
             **o.fulfilment,
-            "carrier": logistics.get("carrier"),
-            "tracking_number": logistics.get("tracking_number"),
-            "shipped_at": logistics.get("at") or now_iso(),
+            "carrier": shipment.get("carrier"),
+            "tracking_number": shipment.get("tracking_number"),
+            "shipped_at": shipment.get("at") or now_iso(),
         }
         o.workflow = {**o.workflow, "state": "shipped"}
         return o
@@ -114,7 +124,18 @@ def shipped(event: dict[str, Any]) -> dict[str, Any]:
 def delivered(event: dict[str, Any]) -> dict[str, Any]:
     order = order_of(event)
     logistics = event.get("logistics") or {}
-    at = logistics.get("at") or now_iso()
+    decided = carrier_events.awaited_outcome(
+        order.fulfilment.get("tracking_events") or [],
+        "delivered",
+        int(order.workflow.get("attempt") or 1),
+        order.fulfilled_at,
+    )
+    at = (
+        ((decided.output or {}).get("at") if decided else None)
+        or logistics.get("delivered_at")
+        or logistics.get("at")
+        or now_iso()
+    )
     if order.progress != SHIPPED and not order.fulfilment.get("shipped_at"):
         inventory.ship_order(order.order_id)  # delivered without a shipped callback first
     record_order_event(internal_event(order, "fulfilled", at, fulfilled_at=at), None)

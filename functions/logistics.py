@@ -1,115 +1,91 @@
-"""Carrier callbacks: `POST /logistics/events`, signed like the generic webhook.
+"""Carrier callbacks: `POST /logistics/events`, signed like the generic webhook with the
+carrier's own secret (`logistics_secret`).
 
-The fulfilment workflow waits for `shipped`, then `delivered`, with a task token kept on the
-order; this route answers it. `delivery_failed` fails the waiting step (the exception workflow
-takes over); `in_transit` is recorded on the order. A callback for a finished order is 409 with
-no effect; a repeat of what already happened is 200 with no effect.
+A valid event is accepted whenever it arrives: it is recorded on the order once, and the
+fulfilment workflow's waiting step is answered as soon as the recorded events decide it,
+whichever of the two comes first (crm.domain.carrier_events, decision 39). The same event again
+is 200 with no effect. An event for an order that is already finished is recorded (the order's
+history should show what the carrier said) and changes nothing else.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Response
 from chalice.app import Request
 
-from crm.adapters import workflows
 from crm.api import endpoint, json_response, parse_json, raw_body
 from crm.config import get_secrets
-from crm.domain.errors import Conflict, ValidationFailed
-from crm.domain.orders import CANCELLED, DELIVERED, REFUNDED, SHIPPED, Order
+from crm.domain import carrier_events
+from crm.domain.carrier_events import CarrierEvent
+from crm.domain.orders import Order
 from crm.domain.signatures import verify_generic
-from functions.orders import change_order, find_order, now_iso
+from crm.observability import logger, metrics
+from functions.orders import answer_due, change_order, find_order
 
-EVENTS = ("shipped", "in_transit", "delivered", "delivery_failed")
 MAX_BYTES = 64 * 1024
-
-
-def _parse(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise ValidationFailed(
-            "the body must be a JSON object", details=[{"field": "", "issue": "wrong_type"}]
-        )
-    problems = []
-    for name in ("order_id", "event"):
-        if not isinstance(payload.get(name), str) or not payload[name].strip():
-            problems.append({"field": name, "issue": "missing"})
-    if isinstance(payload.get("event"), str) and payload["event"] not in EVENTS:
-        problems.append({"field": "event", "issue": "unknown_value"})
-    for name in ("carrier", "tracking_number", "at"):
-        if payload.get(name) is not None and (
-            not isinstance(payload[name], str) or len(payload[name]) > 200
-        ):
-            problems.append({"field": name, "issue": "wrong_type"})
-    if problems:
-        raise ValidationFailed("the logistics event is not valid", details=problems)
-    return {
-        "order_id": payload["order_id"].strip(),
-        "event": payload["event"],
-        "carrier": payload.get("carrier"),
-        "tracking_number": payload.get("tracking_number"),
-        "at": payload.get("at") or now_iso(),
-    }
 
 
 @endpoint
 def post_event(request: Request) -> Response:
     raw = raw_body(request, MAX_BYTES)
     verify_generic(
-        raw, request.headers.get("X-Signature"), get_secrets("webhook_secret"), now=time.time()
+        raw, request.headers.get("X-Signature"), get_secrets("logistics_secret"), now=time.time()
     )
-    event = _parse(parse_json(raw))
-    order = find_order(event["order_id"])
-    kind = event["event"]
-    if order.status in (DELIVERED, CANCELLED, REFUNDED) or order.cancelled_at:
-        if kind == "delivered" and order.status == DELIVERED:
-            return json_response({"status": "duplicate", "order_id": order.order_id})
-        raise Conflict(
-            f"order {order.order_id} is {order.status}; the event changes nothing",
-            code="order_finished",
-            extra={"order_status": order.status},
-        )
-    if kind == "in_transit":
-        change_order(order.order_id, lambda o: _track(o, event))
-        return json_response({"status": "recorded", "order_id": order.order_id})
-    if kind == "shipped" and (order.progress == SHIPPED or order.fulfilment.get("shipped_at")):
-        return json_response({"status": "duplicate", "order_id": order.order_id})
-    last = (order.fulfilment.get("tracking_events") or [{}])[-1]
-    if not order.waiting and last.get("event") == kind:
-        return json_response({"status": "duplicate", "order_id": order.order_id})
-    waiting = order.waiting or {}
-    token = waiting.get("token")
-    if not token:
-        raise Conflict(
-            f"order {order.order_id} is not waiting for a carrier event yet",
-            code="not_ready",
-            extra={"order_status": order.status},
-        )
-    try:
-        if kind == "delivery_failed":
-            workflows.fail(
-                token, "DeliveryFailed", f"carrier reported delivery failed for {order.order_id}"
-            )
-        else:
-            workflows.succeed(token, event)
-    except workflows.TaskGone:
-        raise Conflict(
-            f"order {order.order_id} is no longer waiting for this event", code="not_ready"
-        ) from None
+    event = carrier_events.parse_carrier_event(parse_json(raw), datetime.now(UTC))
+    order = find_order(event.order_id)
+    recorded = record_carrier_event(order.order_id, event)
+    body: dict[str, Any] = {
+        "status": "accepted" if recorded.new else "duplicate",
+        "order_id": recorded.order.order_id,
+        "event": event.event,
+        "order_status": recorded.order.status,
+    }
+    return json_response(body, 202 if recorded.new else 200)
 
-    def answered(o: Order) -> Order | None:
-        if (o.waiting or {}).get("token") != token:
+
+class Recorded:
+    def __init__(self, order: Order, new: bool) -> None:
+        self.order, self.new = order, new
+
+
+def record_carrier_event(order_id: str, event: CarrierEvent) -> Recorded:
+    """Record the event on the order (once), then answer the waiting step if it is due. A
+    repeat answers too: if the first delivery was recorded but Step Functions could not be
+    reached, the carrier's retry finishes the job."""
+    outcome = {"new": False}
+
+    def add(order: Order) -> Order | None:
+        recorded = list(order.fulfilment.get("tracking_events") or [])
+        attempt = int(order.workflow.get("attempt") or 1)
+        if carrier_events.is_repeat(recorded, event, attempt):
+            outcome["new"] = False
             return None
-        o.waiting = None
-        return _track(o, event)
+        outcome["new"] = True
+        events = carrier_events.with_event(recorded, event, attempt)
+        order.fulfilment = {**order.fulfilment, "tracking_events": events}
+        shipment = carrier_events.shipment(events, attempt)
+        if order.fulfilment.get("shipped_at") and shipment:
+            # Already recorded as shipped from what had arrived then: an earlier report that
+            # arrives late moves the time back, so every order of arrival ends the same.
+            order.fulfilment = {
+                **order.fulfilment,
+                "shipped_at": min(order.fulfilment["shipped_at"], str(shipment["at"])),
+                "carrier": order.fulfilment.get("carrier") or shipment.get("carrier"),
+                "tracking_number": order.fulfilment.get("tracking_number")
+                or shipment.get("tracking_number"),
+            }
+        return order
 
-    change_order(order.order_id, answered)
-    return json_response({"status": "accepted", "order_id": order.order_id, "event": kind}, 202)
-
-
-def _track(order: Order, event: dict[str, Any]) -> Order:
-    history = list(order.fulfilment.get("tracking_events") or [])
-    history.append({k: event[k] for k in ("event", "carrier", "tracking_number", "at")})
-    order.fulfilment = {**order.fulfilment, "tracking_events": history[-50:]}
-    return order
+    order = change_order(order_id, add)
+    if outcome["new"]:
+        metrics.add_metric(name="CarrierEvents", unit="Count", value=1)
+        logger.info(
+            "carrier event recorded",
+            extra={"order_id": order.order_id, "event": event.event, "status": order.status},
+        )
+    answer_due(order, strict=True)
+    return Recorded(order, outcome["new"])

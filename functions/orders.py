@@ -22,6 +22,7 @@ from chalice import Response
 from crm.adapters import workflows
 from crm.api import endpoint, json_response
 from crm.config import Settings, get_settings
+from crm.domain import carrier_events
 from crm.domain.customers import ACTIVE, Customer, ProfileInput, apply_profile, new_customer
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from crm.domain.identity import (
@@ -213,8 +214,9 @@ def _record(
         stop_waiting(before, "OrderCancelled", "the order was cancelled")
     elif before.waiting and after.fulfilled_at and not before.fulfilled_at:
         # Fulfilled on the platform while our workflow waited for the carrier: let it finish
-        # (stock shipped, messages sent) as if the carrier had said delivered.
-        answer_waiting(before, {"event": "delivered", "at": after.fulfilled_at})
+        # (stock shipped, messages sent) as if the carrier had said delivered. A step that
+        # starts waiting later sees `fulfilled_at` itself.
+        answer_due(after)
     logger.info(
         "order event recorded",
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
@@ -276,17 +278,42 @@ def stop_waiting(order: Order, error: str, cause: str) -> None:
         )
 
 
-def answer_waiting(order: Order, output: dict[str, Any]) -> None:
-    token = (order.waiting or {}).get("token")
+def answer_due(order: Order, *, strict: bool = False) -> bool:
+    """Answer the step waiting on this order if what is recorded (carrier events, the
+    platform's fulfilment) now decides it; True if it was answered. The waiting step and the
+    event that answers it are written one after the other on the same order item, so whichever
+    is written second sees the other and answers (decision 39). A token answered twice (two
+    events racing) is refused by Step Functions the second time, which is fine. `strict`:
+    a failure to reach Step Functions raises `Unavailable` (the caller's retry answers again)
+    instead of being logged."""
+    waiting = order.waiting or {}
+    token = waiting.get("token")
     if not token:
-        return
+        return False
+    outcome = carrier_events.awaited_outcome(
+        order.fulfilment.get("tracking_events") or [],
+        str(waiting.get("for")),
+        int(order.workflow.get("attempt") or 1),
+        order.fulfilled_at,
+    )
+    if outcome is None:
+        return False
     try:
-        workflows.succeed(token, output)
-    except (workflows.TaskGone, Unavailable) as exc:
+        if outcome.error:
+            workflows.fail(token, outcome.error, outcome.cause)
+        else:
+            workflows.succeed(token, outcome.output or {})
+    except workflows.TaskGone:
+        return False
+    except Unavailable as exc:
+        if strict:
+            raise
         logger.warning(
             "waiting step not answered",
             extra={"order_id": order.order_id, "why": type(exc).__name__},
         )
+        return False
+    return True
 
 
 def change_order(

@@ -193,6 +193,10 @@ def test_logistics_callbacks_are_checked(shop: Shop) -> None:
     shop.wait_for(order_id, waiting_for("delivered"))
     shop.logistics(order_id, "delivered")
     shop.wait_for(order_id, lambda o: o["status"] == "delivered")
+    # After delivery a carrier's report is recorded (202) and changes nothing: the contract
+    # accepts every valid event whenever it arrives (issue 10)
     finished = shop.logistics(order_id, "delivery_failed")
-    assert finished.status_code == 409
-    assert shop.order(order_id)["status"] == "delivered"
+    assert finished.status_code == 202
+    after = shop.order(order_id)
+    assert after["status"] == "delivered"
+    assert after["fulfilment"]["events"][-1]["event"] == "delivery_failed"

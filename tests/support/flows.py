@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from tests.e2e.conftest import OPERATOR, RunningStack
-from tests.support.shopify import deliver, generic_headers, order_payload
+from tests.support.shopify import LOGISTICS_SECRET, deliver, generic_headers, order_payload
 
 HANGZHOU = {
     "country_code": "CN",
@@ -96,16 +96,20 @@ class Shop:
                 raise AssertionError(f"{order_id} never got there: {json.dumps(order)[:1500]}")
             time.sleep(0.3)
 
-    def logistics(self, order_id: str, event: str, secret: str | None = None) -> Any:
-        body = json.dumps(
-            {
-                "order_id": order_id,
-                "event": event,
-                "carrier": "SF Express",
-                "tracking_number": f"SF{order_id[-6:]}",
-            }
-        ).encode()
-        headers = generic_headers(body, int(time.time()), **({"secret": secret} if secret else {}))
+    def logistics(
+        self, order_id: str, event: str, secret: str | None = None, at: str | None = None
+    ) -> Any:
+        """A carrier callback, signed with the carrier secret (or `secret`)."""
+        payload = {
+            "order_id": order_id,
+            "event": event,
+            "carrier": "SF Express",
+            "tracking_number": f"SF{order_id[-6:]}",
+        }
+        if at is not None:
+            payload["at"] = at
+        body = json.dumps(payload).encode()
+        headers = generic_headers(body, int(time.time()), secret or LOGISTICS_SECRET)
         return self.http.post(self.url("/logistics/events"), data=body, headers=headers, timeout=30)
 
     def executions(self, order_id: str) -> list[dict]:

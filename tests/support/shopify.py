@@ -13,6 +13,7 @@ from crm.domain.signatures import sign_generic, sign_shopify
 
 SHOPIFY_SECRET = "local-shopify-secret"
 WEBHOOK_SECRET = "local-webhook-secret"
+LOGISTICS_SECRET = "local-logistics-secret"
 
 
 @dataclass

@@ -22,6 +22,9 @@ LOCAL_SECRET_DEFAULTS = {
     "operator_token": "local-operator-token",
     "shopify_secret": "local-shopify-secret",
     "webhook_secret": "local-webhook-secret",
+    # Carriers sign their callbacks with a secret of their own: a carrier that holds it
+    # cannot forge an order, and one that leaks it cannot forge anything but tracking.
+    "logistics_secret": "local-logistics-secret",
 }
 
 
@@ -129,7 +132,8 @@ def get_settings() -> Settings:
 
 
 def get_secret(name: str) -> str:
-    """A secret by its short name (`operator_token`, `shopify_secret`, `webhook_secret`).
+    """A secret by its short name (`operator_token`, `shopify_secret`, `webhook_secret`,
+    `logistics_secret`).
 
     Locally it comes from `CRM_<NAME>` with the contract's defaults; in the cloud from SSM
     Parameter Store (SecureString), cached for five minutes so a rotation reaches every warm

@@ -290,6 +290,12 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
             "carrier": order.fulfilment.get("carrier"),
             "tracking": order.fulfilment.get("tracking_number"),
             "shipped_at": order.fulfilment.get("shipped_at"),
+            "delivered_at": order.fulfilment.get("delivered_at"),
+            # What the carrier said, in the order it was received.
+            "events": [
+                {k: e.get(k) for k in ("event", "carrier", "tracking_number", "at", "received_at")}
+                for e in order.fulfilment.get("tracking_events") or []
+            ],
         },
         "refunds": [
             {
