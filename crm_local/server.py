@@ -22,6 +22,7 @@ from chalice.local import (
     LocalDevServer,
     LocalGatewayException,
     NotAuthorizedError,
+    RouteMatcher,
     ThreadedHTTPServer,
 )
 
@@ -97,9 +98,16 @@ class CrmRequestHandler(ChaliceRequestHandler):
     def _method_not_allowed(self) -> None:
         # Its body (if any) is never read: the connection cannot carry another request.
         self.close_connection = True
-        self._send_contract_error(
-            405, "method_not_allowed", f"{self.command} is not allowed on {self._path_only()}"
-        )
+        app = self.local_gateway._app_object
+        try:
+            route = RouteMatcher(list(app.routes)).match_route(self.path).route
+        except ValueError:
+            message = f"no route for {self.command} {self._path_only()}"
+            self._send_contract_error(404, "not_found", message)
+            return
+        allowed = ", ".join(sorted(app.routes[route]))
+        message = f"{self.command} is not allowed on {self._path_only()}; allowed: {allowed}"
+        self._send_contract_error(405, "method_not_allowed", message, {"Allow": allowed})
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._responded = True
@@ -151,8 +159,10 @@ class CrmRequestHandler(ChaliceRequestHandler):
             status, {**headers, "Content-Type": "application/json"}, _body(code, message)
         )
 
-    def _send_contract_error(self, status: int, code: str, message: str) -> None:
-        headers = {"Content-Type": "application/json"}
+    def _send_contract_error(
+        self, status: int, code: str, message: str, extra: dict[str, str] | None = None
+    ) -> None:
+        headers = {"Content-Type": "application/json", **(extra or {})}
         if self.close_connection:
             headers["Connection"] = "close"
         self._send_http_response(status, headers, _body(code, message))

@@ -73,7 +73,15 @@ def test_an_unknown_method_is_405_in_the_error_shape(stack, method):
     # When a client uses a method no route has
     answer = requests.request(method, f"{stack.api_url}/customers", headers=OPERATOR, timeout=10)
 
-    # Then it is refused as a method not allowed, in the contract's error shape, not HTML
+    # Then it is refused as a method not allowed, naming the allowed ones (RFC 9110), in the
+    # contract's error shape, not HTML
     assert answer.status_code == 405
+    assert answer.headers["Allow"] == "GET, POST"
     assert answer.headers["Content-Type"].startswith("application/json")
     assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unknown_method_on_an_unknown_path_is_404(stack):
+    answer = requests.request("TRACE", f"{stack.api_url}/nowhere", headers=OPERATOR, timeout=10)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
