@@ -4,6 +4,9 @@ An order that cannot go on is put on hold, a case is opened, operations are told
 topic), the customer is told, and the workflow waits for a decision (`POST /cases/{id}/resolve`)
 or, when nobody decides in time, applies the default: cancel and refund in full, so a customer's
 money is never held for an order nobody is working on.
+
+A `restock_failed` case (a refund whose stock was not put back, functions/refund_stock.py)
+waits for no workflow: its only action, `retry`, puts the stock back at once and resolves it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from crm.domain.errors import Conflict, ValidationFailed
 from crm.domain.orders import ON_HOLD, SHIPPED, Order
 from crm.observability import logger
 from crm.store.cases import OPEN, get_case_store
-from functions import inventory, notifications
+from functions import inventory, notifications, refund_stock
 from functions.fulfilment import message_context
 from functions.orders import change_order, now_iso, record_order_event
 from functions.workflow_steps import check_fault, full_refund, internal_event, order_of
@@ -231,6 +234,15 @@ def resolve_case(request: Request, case_id: str) -> Response:
     case = store.get(case_id)
     if case["status"] != OPEN:
         raise Conflict(f"case {case_id} is already {case['status']}", code="case_closed")
+    if case["reason"] == refund_stock.RESTOCK_FAILED:
+        # A refund's stock that was not put back: the money is back, so only `retry` applies
+        # (put the stock back now); cancel and refund would act on an order that is done.
+        if action != "retry":
+            raise ValidationFailed(
+                "a restock_failed case is resolved with retry (put the stock back)",
+                details=[{"field": "action", "issue": "not_applicable", "allowed": ["retry"]}],
+            )
+        return json_response(refund_stock.retry_from_case(case, note), 200)
     token = store.token_of(case_id)
     if not token:
         raise Conflict(

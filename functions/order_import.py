@@ -6,6 +6,8 @@ here each valid order goes through `record_order_event` like a webhook's, with
 `history=True` (points only for orders delivered in the last 12 months: decision 34). The order
 id is the webhooks' (`ord_shopify_<Id>`), so an order imported and also received by webhook is
 one order, whatever came first, and an order imported twice changes nothing the second time.
+The file's refunded amount is stamped with the time of the import (`as_recorded`): the
+platform's own refunds replace it when they come, never count beside it (decision 41).
 
 One order that fails (a `CrmError`: invalid, or the store unavailable after its retries) fails
 alone, with its reason; the others of the batch go on.
@@ -18,11 +20,12 @@ from collections.abc import Iterator
 from crm.config import get_settings
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row, failure_reason
-from crm.domain.order_imports import ImportedOrder, imported_orders
+from crm.domain.order_imports import ImportedOrder, as_recorded, imported_orders
 from crm.observability import logger, metrics
 from crm.store.orders import OrderStore, batching_order_store
 from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
 from functions.orders import buyer_identity, record_order_event
+from functions.profiles import now_iso
 
 # Orders per `write` call of the import loop: read in two BatchGetItems, written in as few
 # transactions as their items allow (`BatchingOrderStore`).
@@ -36,13 +39,19 @@ def import_orders(
     "failed" with the reason (the order's own problem, or why recording it was refused).
     `store`: the order store (the configured one when None)."""
     results: list[tuple[ImportedOrder, str, str | None]] = []
+    imported_at = now_iso()
     for order in orders:
         if order.event is None:
             results.append((order, FAILED, order.problem or "invalid order"))
             continue
         try:
             recorded = record_order_event(
-                order.event, delivery_id=None, store=store, start_workflows=False, history=True
+                # Its refunded amount covers the platform's refunds made before now.
+                as_recorded(order.event, imported_at),
+                delivery_id=None,
+                store=store,
+                start_workflows=False,
+                history=True,
             )
         except CrmError as exc:
             reason = failure_reason(exc) if isinstance(exc, ValidationFailed) else exc.message

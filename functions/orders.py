@@ -40,8 +40,11 @@ from crm.domain.orders import (
     contribution,
     derive_status,
     differs,
+    is_history_refund,
     new_order,
     order_view,
+    refund_generation,
+    restore_reason,
     stats_after,
 )
 from crm.observability import logger, metrics
@@ -237,7 +240,11 @@ def _workflows_to_start(before: Order, after: Order, settings: Settings) -> list
         )
     known = {r.refund_id for r in before.refunds}
     for refund in after.refunds:
-        if refund.refund_id not in known and refund.status == "completed":
+        if (
+            refund.refund_id not in known
+            and refund.status == "completed"
+            and not is_history_refund(after, refund)  # made before an import knew the order
+        ):
             # The platform already returned the money: stock and the customer's notice remain.
             starts.append(
                 (
@@ -355,6 +362,7 @@ def _facts(order: Order) -> tuple[Any, ...]:
         order.cancelled_at,
         order.fulfilled_at,
         tuple((r.refund_id, r.status) for r in order.refunds),
+        (order.refunded, order.refunded_goods),  # what counts (an import's amount replaced)
     )
 
 
@@ -411,6 +419,8 @@ def _customer_effects(
         program=rules,
         now=now,
         history=history,
+        generation=refund_generation(after),
+        restore_reason=restore_reason(before, after),
     )
     after.points_earned, after.points_reversed = points.earned, points.reversed
     after.points_status = points.status

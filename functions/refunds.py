@@ -5,7 +5,8 @@ never exceed what was paid, because the refund is added to the order at the vers
 concurrent refund makes one of them read again and re-check). Its points are reversed in the
 same write. The workflow then pays it out (payment adapter), puts stock back, and tells the
 customer; a payout that is refused is compensated: the refund is marked failed (its points come
-back) and operations are told.
+back) and operations are told. Stock that cannot be put back leaves the refund paid but opens a
+`restock_failed` case and tells operations (functions/refund_stock.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from crm.config import get_settings
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.money import money, to_minor
 from crm.domain.order_events import Refund, RefundLine
-from crm.domain.orders import DELIVERED, SHIPPED, Order
+from crm.domain.orders import SHIPPED, Order
 from crm.observability import logger
-from functions import inventory, notifications
+from functions import notifications, refund_stock
 from functions.cases import cancel_order, start_refund_workflow
 from functions.fulfilment import message_context
 from functions.orders import find_order, now_iso, record_order_event, stop_waiting
@@ -67,14 +68,17 @@ def stock(event: dict[str, Any]) -> dict[str, Any]:
     """Goods back on the shelf: restocked when they had shipped and the refund says so; the
     reservation released when nothing shipped and nothing is left to ship."""
     order = order_of(event, must_be_paid=False)
+    return refund_stock.put_back(order, _refund_of(order, event.get("refund_id")))
+
+
+def stock_failed(event: dict[str, Any]) -> dict[str, Any]:
+    """The stock step failed for good (after its retries): the money is back, so the refund
+    stays paid, but the refund records `restock_status: failed`, a `restock_failed` case opens
+    and operations are told, once (decision 42). The workflow then tells the customer and ends
+    in `RefundedRestockFailed`."""
+    order = order_of(event, must_be_paid=False)
     refund = _refund_of(order, event.get("refund_id"))
-    shipped = order.progress == SHIPPED or order.status == DELIVERED or order.fulfilled_at
-    if shipped and refund.restock:
-        back = [(line.sku, line.quantity) for line in refund.lines if line.sku]
-        return inventory.restock_order(order.order_id, refund.refund_id, back)
-    if not shipped and (order.cancelled_at or order.refundable == 0):
-        return inventory.release_order(order.order_id)
-    return {"stock": "unchanged"}
+    return refund_stock.report_failure(order, refund, event.get("error"))
 
 
 def notify(event: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +117,13 @@ def _set_status(order: Order, refund: Refund, status: str) -> None:
     record_order_event(internal_event(order, "refund", now_iso(), refunds=(updated,)), None)
 
 
-STEPS = {"pay": pay, "stock": stock, "notify": notify, "compensate": compensate}
+STEPS = {
+    "pay": pay,
+    "stock": stock,
+    "stock_failed": stock_failed,
+    "notify": notify,
+    "compensate": compensate,
+}
 
 
 # -- routes -------------------------------------------------------------------------------------

@@ -135,6 +135,8 @@ def parse(payload: Any) -> tuple[str, OrderEvent]:
         kind=kind,
         currency=currency,
         refunds=refunds,
+        # The whole order with its `refunds` list: every refund as of its `updated_at`.
+        refunds_complete=details and isinstance(order.get("refunds"), list),
         **event,
         **facts,
     )

@@ -253,6 +253,8 @@ def order_points(
     program: Program,
     now: str,
     history: bool = False,
+    generation: int = 0,
+    restore_reason: str = "refund failed; points restored",
 ) -> OrderPoints:
     """Earn on paid (pending), activate on delivery, reverse on refund or cancellation.
 
@@ -260,7 +262,13 @@ def order_points(
     less than `expiry_months` before `now`, and its lot is then active at once until
     `expiry_months` after the delivery. A paid order not yet delivered earns nothing now (a
     later event of its delivery earns as usual); one delivered longer ago never earns: its
-    points status becomes "expired", so no later event of it earns either."""
+    points status becomes "expired", so no later event of it earns either.
+
+    `generation` (`crm.domain.orders.refund_generation`): how many times the order's refunds
+    may have gone down. Reversal and restore entries are named by the reversed total they bring
+    the order to and, from the first time it went down, by the generation too, so an entry is
+    never refused for the name of an earlier one with another cause."""
+    suffix = f":{generation}" if generation else ""
     result = OrderPoints(
         lot=lot, lot_before=lot, earned=earned, reversed=reversed_so_far, status=status
     )
@@ -311,10 +319,10 @@ def order_points(
             lot_now = result.lot
             result.entries.append(
                 Entry(
-                    f"restore:{order_id}:{target}",
+                    f"restore:{order_id}:{target}{suffix}",
                     "adjust",
                     back,
-                    "refund failed; points restored",
+                    restore_reason,
                     order_id,
                     now,
                     {"refunds": refund_ids},
@@ -333,7 +341,7 @@ def order_points(
             # raises it, so each gets its own id, and a replay of the same one is refused.
             result.entries.append(
                 Entry(
-                    f"reverse:{order_id}:{target}",
+                    f"reverse:{order_id}:{target}{suffix}",
                     "reverse",
                     -taken,
                     "order cancelled" if cancelled else "order refunded",

@@ -48,9 +48,23 @@ class Refund:
     # A platform's refund is `completed` (the money is back). One asked for through the API is
     # `requested` until the payment adapter records it: `completed`, or `failed`.
     status: str = "completed"
+    # An import's refunded amount (`import-<id>`, see `IMPORT_REFUND_PREFIX`): when the CRM
+    # recorded it. The export it came from was made before, so it covers no refund made after.
+    as_of: str | None = None
+    # `CRM` for a refund the CRM asked for itself (the API, a case, a cancellation): stamped when
+    # the order first records it as `requested`. None: the platform's (or an import's).
+    origin: str | None = None
+    # What the refund workflow could not do with the stock: None (nothing to report), "failed"
+    # (the restock or release failed: a `restock_failed` case is open), "restocked" (done later,
+    # when the case was resolved with `retry`).
+    restock_status: str | None = None
 
 
 REFUND_RANK = {"requested": 0, "completed": 1, "failed": 1}
+CRM = "crm"
+# The id of the one refund an order history file's refunded amount becomes: `import-<id>`. It
+# stands for every refund the platform had made when the file was exported (docs/imports.md).
+IMPORT_REFUND_PREFIX = "import-"
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,10 @@ class OrderEvent:
     cancel_reason: str | None = None
     fulfilled_at: str | None = None
     refunds: tuple[Refund, ...] = ()
+    # True when `refunds` is every refund the platform had made as of `updated_at` (a platform's
+    # whole order, which lists its refunds), not just some (`refunds/create`, an import, the
+    # CRM's own events). Says how much the payload told, not what it says: not compared.
+    refunds_complete: bool = field(default=False, compare=False)
 
     @property
     def order_id(self) -> str:

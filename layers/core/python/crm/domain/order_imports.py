@@ -36,24 +36,28 @@ Rules:
   are cleaned in ids, phones, zips and SKUs. Unknown columns are ignored.
 * The event is of kind "update", with `updated_at` the newest of the order's timestamps: an
   order already known from a newer webhook keeps its details, and gains the file's facts.
+* A refunded amount above zero is one completed refund `import-<id>`: the aggregate of the
+  platform's refunds when the file was exported. The importer stamps it with the time of the
+  import (`as_recorded`); the platform's own refunds of the order replace it when they come
+  (`crm.domain.orders.counted_refunds`), so a migrated order's refunds never count twice.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crm.domain.errors import ValidationFailed
 from crm.domain.import_files import UNREADABLE, Row, failure_reason
 from crm.domain.money import to_minor
-from crm.domain.order_events import Buyer, Line, OrderEvent, Refund
+from crm.domain.order_events import IMPORT_REFUND_PREFIX, Buyer, Line, OrderEvent, Refund
 from crm.domain.shopify import PAID_STATUSES, decimal_amount, parse_timestamp
 
 SHOPIFY = "shopify"
 DEFAULT_SOURCE = "import"  # the source of a project-shape order that names none
-REFUND_PREFIX = "import-"  # the id of the refund a file's refunded amount becomes
+REFUND_PREFIX = IMPORT_REFUND_PREFIX  # the id of the refund a file's refunded amount becomes
 MAX_ORDER_ROWS = 1000  # rows of one order held at once; more fail the order (too_many_rows)
 MAX_QUANTITY = 1_000_000_000
 
@@ -159,6 +163,21 @@ class ImportedOrder:
     rows: tuple[Row, ...]
     event: OrderEvent | None
     problem: str | None = None
+
+
+def as_recorded(event: OrderEvent, imported_at: str) -> OrderEvent:
+    """The file's order as the CRM records it at `imported_at`: its refunded amount says what
+    the platform had refunded *before* then (the file was exported earlier), so the platform's
+    refunds made after `imported_at` are never taken to be part of it."""
+    if not event.refunds:
+        return event
+    return replace(
+        event,
+        refunds=tuple(
+            replace(r, as_of=imported_at) if r.refund_id.startswith(REFUND_PREFIX) else r
+            for r in event.refunds
+        ),
+    )
 
 
 def group_orders(rows: Iterable[Row]) -> Iterator[list[Row]]:

@@ -4,6 +4,11 @@ An order's *details* (lines, totals, address) are those of the newest event by `
 its *facts* (paid, cancelled, fulfilled, refunds) are the union of every event ever received,
 so a late or reordered delivery can add a fact but never remove one. The status is derived
 from the facts (and from the fulfilment workflow's progress, later), never stored by an event.
+
+Refunds are facts too, kept by id; which of them count, and for how much, is derived
+(`counted_refunds`): an order history import's refunded amount (`import-<id>`) stands for the
+platform's refunds made before the import, and the platform's own refunds replace it when they
+come (decision 41), so a migrated order's refunds never count twice, whatever arrives first.
 """
 
 from __future__ import annotations
@@ -12,7 +17,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from crm.domain.money import money
-from crm.domain.order_events import REFUND_RANK, Line, OrderEvent, Refund, RefundLine
+from crm.domain.order_events import (
+    CRM,
+    IMPORT_REFUND_PREFIX,
+    REFUND_RANK,
+    Line,
+    OrderEvent,
+    Refund,
+    RefundLine,
+)
 
 PENDING, PAID, ALLOCATED, SHIPPED, DELIVERED = (
     "pending",
@@ -63,6 +76,9 @@ class Order:
     cancel_reason: str | None = None
     fulfilled_at: str | None = None
     refunds: list[Refund] = field(default_factory=list)
+    # The newest `updated_at` of an event that listed every refund the platform had made (a
+    # platform's whole order): from then on the platform's refunds replace an import's amount.
+    refunds_listed_at: str | None = None
     progress: str | None = None
     status: str = PENDING
     status_history: list[dict[str, str]] = field(default_factory=list)
@@ -85,16 +101,17 @@ class Order:
 
     @property
     def live_refunds(self) -> list[Refund]:
-        """Refunds that count: completed ones and those still being paid out."""
-        return [r for r in self.refunds if r.status != "failed"]
+        """Refunds that count: completed ones and those still being paid out, but not an
+        import's amount the platform's own refunds replaced (`counted_refunds`)."""
+        return [c.refund for c in counted_refunds(self)]
 
     @property
     def refunded(self) -> int:
-        return sum(r.amount for r in self.live_refunds)
+        return sum(c.amount for c in counted_refunds(self))
 
     @property
     def refunded_goods(self) -> int:
-        return min(self.subtotal, sum(r.goods_amount for r in self.live_refunds))
+        return min(self.subtotal, sum(c.goods for c in counted_refunds(self)))
 
     @property
     def refundable(self) -> int:
@@ -104,6 +121,98 @@ class Order:
 
 def _earliest(a: str | None, b: str | None) -> str | None:
     return min(x for x in (a, b) if x) if (a or b) else None
+
+
+def _latest(a: str | None, b: str | None) -> str | None:
+    return max(x for x in (a, b) if x) if (a or b) else None
+
+
+# -- which refunds count -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A refund that counts, and for how much: money returned and goods refunded (minor
+    units). An import's amount may count for less than it says (`counted_refunds`)."""
+
+    refund: Refund
+    amount: int
+    goods: int
+
+
+def is_import_aggregate(refund: Refund) -> bool:
+    """The one refund an order history file's refunded amount became (`import-<id>`)."""
+    return refund.refund_id.startswith(IMPORT_REFUND_PREFIX)
+
+
+def _recorded_at(aggregate: Refund) -> str:
+    """When the import recorded the aggregate (older records: the order's time in the file)."""
+    return aggregate.as_of or aggregate.at
+
+
+def is_superseded(order: Order, aggregate: Refund) -> bool:
+    """Whether the platform has listed all the order's refunds since the import recorded the
+    aggregate: its own refunds then replace the aggregate entirely, more or less."""
+    listed = order.refunds_listed_at
+    return listed is not None and listed >= _recorded_at(aggregate)
+
+
+def counted_refunds(order: Order) -> list[Counted]:
+    """The refunds that count, in time order. The rule (decision 41):
+
+    * A failed refund counts for nothing; the CRM's own refunds (`origin` CRM) and the
+      platform's count in full.
+    * An import's aggregate (`import-<id>`) stands for the platform refunds made before the
+      import. Once a platform event newer than the import lists all the order's refunds
+      (`is_superseded`), the platform's refunds replace it: it counts for nothing.
+    * Until then, the platform's refunds made before the import are taken to be part of it: it
+      counts only for what they do not account for (money and goods apart), so the order's
+      refunded total is the larger of the two and never their sum. A platform refund made after
+      the import is new and counts in full beside it.
+
+    Facts are only ever added (refunds, `refunds_listed_at`), so the result is the same for
+    every arrival order, and adding a refund never lowers what counts: only a refund failing
+    or a platform's list replacing an import's amount can (`refund_generation`)."""
+    live = [r for r in order.refunds if r.status != "failed"]
+    counted = [Counted(r, r.amount, r.goods_amount) for r in live if not is_import_aggregate(r)]
+    platform = [r for r in live if not is_import_aggregate(r) and r.origin != CRM]
+    for aggregate in (r for r in live if is_import_aggregate(r)):
+        if is_superseded(order, aggregate):
+            continue
+        before = [r for r in platform if r.at <= _recorded_at(aggregate)]
+        amount = max(0, aggregate.amount - sum(r.amount for r in before))
+        goods = max(0, aggregate.goods_amount - sum(r.goods_amount for r in before))
+        if amount or goods:
+            counted.append(Counted(aggregate, amount, goods))
+    counted.sort(key=lambda c: (c.refund.at, c.refund.refund_id))
+    return counted
+
+
+def is_history_refund(order: Order, refund: Refund) -> bool:
+    """A platform refund made before an import recorded the order's refunded amount: the shop
+    handled it before the CRM knew the order (stock, the customer's notice), so no refund
+    workflow is started for it when it reaches the CRM afterwards."""
+    if is_import_aggregate(refund) or refund.origin == CRM:
+        return False
+    return any(is_import_aggregate(r) and refund.at <= _recorded_at(r) for r in order.refunds)
+
+
+def refund_generation(order: Order) -> int:
+    """How many times what counts as refunded may have gone down: one per failed refund and
+    per import aggregate the platform's list replaced. Between two such moments it only goes
+    up, so a points entry named by (order, reversed total, generation) is named by its cause
+    (decision 21): a replay is refused, and a reversal back to a total once restored is not."""
+    failed = sum(1 for r in order.refunds if r.status == "failed")
+    replaced = sum(1 for r in order.refunds if is_import_aggregate(r) and is_superseded(order, r))
+    return failed + replaced
+
+
+def restore_reason(before: Order, after: Order) -> str:
+    """Why points a refund had taken come back in this change."""
+    failed = sum(1 for r in after.refunds if r.status == "failed")
+    if failed > sum(1 for r in before.refunds if r.status == "failed"):
+        return "refund failed; points restored"
+    return "the platform's refunds replaced the imported refunded amount; points restored"
 
 
 def derive_status(order: Order) -> str:
@@ -157,18 +266,26 @@ def apply_event(order: Order, event: OrderEvent) -> Order:
     if updated.cancelled_at and not updated.cancel_reason:
         updated.cancel_reason = event.cancel_reason
     updated.fulfilled_at = _earliest(order.fulfilled_at, event.fulfilled_at)
+    if event.refunds_complete:
+        updated.refunds_listed_at = _latest(order.refunds_listed_at, event.updated_at)
     known = {r.refund_id: i for i, r in enumerate(updated.refunds)}
     for refund in event.refunds:
         if refund.refund_id not in known:
+            if refund.status == "requested":  # asked for by the CRM itself
+                refund = replace(refund, origin=CRM)
             updated.refunds.append(refund)
             known[refund.refund_id] = len(updated.refunds) - 1
         else:
             # A refund asked for through the API moves from requested to completed or failed.
             index = known[refund.refund_id]
-            if REFUND_RANK.get(refund.status, 1) > REFUND_RANK.get(
-                updated.refunds[index].status, 1
-            ):
-                updated.refunds[index] = refund
+            stored = updated.refunds[index]
+            if REFUND_RANK.get(refund.status, 1) > REFUND_RANK.get(stored.status, 1):
+                updated.refunds[index] = replace(
+                    refund,
+                    origin=stored.origin or refund.origin,
+                    as_of=stored.as_of or refund.as_of,
+                    restock_status=refund.restock_status or stored.restock_status,
+                )
     updated.refunds.sort(key=lambda r: (r.at, r.refund_id))
     status = derive_status(updated)
     if status != order.status or not order.status_history:
@@ -251,6 +368,7 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
     def m(minor: int) -> dict[str, str]:
         return money(minor, currency)
 
+    live = {r.refund_id for r in order.live_refunds}
     return {
         "order_id": order.order_id,
         "source": order.source,
@@ -304,7 +422,8 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
                 "amount": m(r.amount),
                 "goods_amount": m(r.goods_amount),
                 "reason": r.reason,
-                "status": r.status,
+                "status": _refund_status(r, live),
+                "restock_status": r.restock_status,
             }
             for r in order.refunds
         ],
@@ -315,6 +434,14 @@ def order_view(order: Order, default_currency: str) -> dict[str, Any]:
         },
         "workflow": order.workflow or None,
     }
+
+
+def _refund_status(refund: Refund, live: set[str]) -> str:
+    """A refund's status as shown: an import's amount the platform's refunds replaced is
+    `superseded` (kept, as what the file said, but counted for nothing)."""
+    if is_import_aggregate(refund) and refund.status != "failed" and refund.refund_id not in live:
+        return "superseded"
+    return refund.status
 
 
 def order_summary(order: Order, default_currency: str) -> dict[str, Any]:

@@ -476,6 +476,8 @@ def parse_order(topic: str, payload: Any) -> OrderEvent:
         cancel_reason=cancel_reason if cancelled_at else None,
         fulfilled_at=updated_at if fulfillment_status == "fulfilled" else None,
         refunds=tuple(refunds),
+        # A Shopify Order lists all its refunds: what the platform had refunded at `updated_at`.
+        refunds_complete=isinstance(payload.get("refunds"), list),
     )
 
 

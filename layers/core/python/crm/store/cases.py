@@ -1,6 +1,8 @@
 """Exception cases: an order that needs a human, the decision, and the task token waiting for
 it. A case is opened once per exception workflow (its id comes from the execution) and resolved
-once (conditional on being open)."""
+once (conditional on being open). A refund whose stock could not be put back opens a case too
+(`restock_failed`, naming the refund and its SKUs; its id comes from the refund), and its alert
+to operations is marked sent once (`mark_alerted`)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ class CaseModel(Model):
     token = UnicodeAttribute(null=True)  # the workflow step waiting for the decision
     decision = JSONAttribute(null=True)
     resolved_at = UnicodeAttribute(null=True)
+    # A `restock_failed` case: the refund whose stock was not put back, and its SKUs.
+    refund_id = UnicodeAttribute(null=True)
+    skus = JSONAttribute(null=True)
+    alerted_at = UnicodeAttribute(null=True)  # when operations were told (once)
 
     by_status = CasesByStatus()
 
@@ -59,6 +65,9 @@ def case_view(item: CaseModel) -> dict[str, Any]:
         "awaiting_decision": bool(item.token) and item.status == OPEN,
         "decision": item.decision,
         "resolved_at": item.resolved_at,
+        "refund_id": item.refund_id,
+        "skus": list(item.skus or []),
+        "alerted_at": item.alerted_at,
     }
 
 
@@ -96,6 +105,20 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise Conflict(f"case {case_id} is not open", code="case_closed") from exc
+            raise Unavailable("the case could not be updated") from exc
+
+    def mark_alerted(self, case_id: str, now: str) -> bool:
+        """Record that operations were told of the case; False when it was already recorded
+        (a retried step must not tell them twice)."""
+        try:
+            CaseModel(case_id).update(
+                actions=[CaseModel.alerted_at.set(now)],
+                condition=CaseModel.case_id.exists() & CaseModel.alerted_at.does_not_exist(),
+            )
+            return True
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
             raise Unavailable("the case could not be updated") from exc
 
     def resolve(self, case_id: str, decision: dict[str, Any], now: str) -> bool:

@@ -103,6 +103,7 @@ class OrderModel(Model):
     cancel_reason = UnicodeAttribute(null=True)
     fulfilled_at = UnicodeAttribute(null=True)
     refunds = JSONAttribute(null=True)
+    refunds_listed_at = UnicodeAttribute(null=True)
     progress = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
     status_history = JSONAttribute(null=True)

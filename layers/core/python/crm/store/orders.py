@@ -75,6 +75,7 @@ _ORDER_SCALARS = (
     "cancelled_at",
     "cancel_reason",
     "fulfilled_at",
+    "refunds_listed_at",
     "progress",
     "status",
     "points_earned",
