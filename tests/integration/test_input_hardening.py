@@ -1,0 +1,164 @@
+"""Security and input findings of issue 10 (point 5), through the real app against moto: a
+signed body replayed under another topic, stale customer updates, execution names, the refund
+key, odd numbers and JSON, external ids, DynamoDB's own limits, what erasure reaches, paging."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import OPERATOR
+from tests.support.shopify import Delivery, deliver, order_payload
+
+JSON = {**OPERATOR, "Content-Type": "application/json"}
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shopify"
+PAID = dict(financial_status="paid", updated_at="2026-11-20T10:05:00+08:00")
+DROP, DATA = "crm-local-drop", "crm-local-data"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def send(api, delivery: Delivery, **headers: str):
+    return api.http.post(
+        "/webhooks/shopify", headers={**delivery.headers(), **headers}, body=delivery.body
+    )
+
+
+def get(api, path):
+    response = api.http.get(path, headers=OPERATOR)
+    return response.status_code, json.loads(response.body)
+
+
+def post(api, path, body):
+    raw = body if isinstance(body, bytes | str) else json.dumps(body)
+    return api.http.post(path, headers=JSON, body=raw)
+
+
+def error_of(response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.body
+    error = json.loads(response.body)["error"]
+    assert set(error) >= {"code", "message", "details"}
+    return error
+
+
+def data_keys() -> list[str]:
+    listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=DATA)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def count(table: str) -> int:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    return client.scan(TableName=table, Select="COUNT")["Count"]
+
+
+def paid_buyer(api, order_id: int, shopify_customer: int) -> tuple[dict[str, Any], str]:
+    body = order_payload(
+        order_id, customer_id=shopify_customer, email=f"buyer{order_id}@example.com", **PAID
+    )
+    assert send(api, deliver("orders/paid", body)).status_code == 200
+    return body, get(api, f"/orders/{order_id}")[1]["customer_id"]
+
+
+# -- 4. numbers and JSON ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "limit", ["²", "\uff11\uff10", "\u0663", "0", "501", "-1", "1e2", " 5", ""]
+)
+def test_a_limit_that_is_not_an_ascii_integer_in_range_is_422(api, limit):
+    customer = post(api, "/customers", {"email": "limits@example.com"}).json_body
+    answer = api.http.get(
+        f"/customers/{customer['customer_id']}/points?limit={limit}", headers=OPERATOR
+    )
+    assert error_of(answer, 422)["details"][0]["field"] == "limit"
+
+
+DEEP = '{"email": "deep@example.com", "attributes": {"a": ' + "[" * 50_000 + "]" * 50_000 + "}}"
+NEST_65 = '{"email": "n@example.com", "attributes": {"a": ' + "[" * 63 + "]" * 63 + "}}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"email": "nan@example.com", "attributes": {"n": NaN}}',
+        '{"email": "inf@example.com", "attributes": {"n": Infinity}}',
+        '{"email": "inf@example.com", "attributes": {"n": -Infinity}}',
+        '{"email": "big@example.com", "attributes": {"n": 1e999}}',
+        '{"email": "digits@example.com", "attributes": {"n": ' + "9" * 5000 + "}}",
+        DEEP,
+        NEST_65,
+    ],
+    ids=["nan", "infinity", "minus-infinity", "overflow", "5000-digits", "50000-deep", "65-deep"],
+)
+def test_json_that_is_not_plain_json_or_too_deep_is_400_and_stores_nothing(api, raw):
+    answer = post(api, "/customers", raw)
+    error = error_of(answer, 400)
+    assert error["code"] == "malformed_request"
+    assert count("crm-local-customers") == 0
+
+
+def test_json_nested_64_deep_is_read(api):
+    raw = '{"email": "n64@example.com", "attributes": {"a": ' + "[" * 62 + "]" * 62 + "}}"
+    assert post(api, "/customers", raw).status_code == 201
+
+
+def test_a_webhook_with_nan_is_refused_before_anything_is_recorded(api):
+    body = json.dumps(order_payload(3201, **PAID)).replace('"total_discounts": "0.00"', '"x": NaN')
+    assert '"x": NaN' in body
+    answer = send(api, Delivery("orders/paid", body.encode(), "wh-nan"))
+    assert error_of(answer, 400)["code"] == "malformed_request"
+    assert count("crm-local-orders") == 0
+
+
+def run_import(key: str, body: bytes) -> dict[str, Any]:
+    from functions import imports
+
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=DROP, Key=key, Body=body)
+    return imports.import_object(DROP, key)
+
+
+def errors_file(key: str) -> str:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    return s3.get_object(Bucket=DROP, Key=key)["Body"].read().decode("utf-8-sig")
+
+
+def test_an_inventory_cell_with_a_unicode_digit_is_a_failed_row_and_the_rest_goes_in(api):
+    rows = (
+        "sku,warehouse,on_hand\r\n"
+        "TEA-1,wh-shanghai,²\r\n"
+        "TEA-2,wh-shanghai,\uff15\r\n"  # a full-width 5
+        "TEA-3,wh-shanghai,7\r\n"
+    )
+    report = run_import("incoming/inventory/odd.csv", rows.encode())
+    assert (report["rows"], report["created"], report["failed"]) == (3, 1, 2)
+    errors = errors_file("results/inventory/odd.csv.errors.csv")
+    assert "TEA-1" in errors and "TEA-2" in errors and "on_hand" in errors
+    assert get(api, "/inventory/TEA-3")[1]["warehouses"][0]["on_hand"] == 7
+
+
+def test_a_customer_row_with_a_unicode_digit_count_is_imported(api):
+    rows = "Customer ID,Email,Total Orders\r\n501,a501@example.com,²\r\n502,a502@example.com,3\r\n"
+    report = run_import("incoming/customers/odd.csv", rows.encode())
+    assert (report["rows"], report["created"], report["failed"]) == (2, 2, 0)
+    found = get(api, "/customers?external_id=shopify:501")[1]["items"][0]
+    assert found["attributes"]["shopify_total_orders"] == "²"
+
+
+def test_jsonl_rows_with_nan_or_deep_nesting_are_failed_rows_and_the_rest_goes_in(api):
+    lines = [
+        '{"email": "j1@example.com"}',
+        '{"email": "j2@example.com", "attributes": {"n": NaN}}',
+        '{"email": "j3@example.com", "attributes": {"a": ' + "[" * 5000 + "]" * 5000 + "}}",
+        '{"email": "j4@example.com", "attributes": {"n": ' + "9" * 5000 + "}}",
+        '{"email": "j5@example.com"}',
+    ]
+    report = run_import("incoming/customers/odd.jsonl", "\n".join(lines).encode())
+    assert (report["rows"], report["created"], report["failed"]) == (5, 2, 3)
+    errors = errors_file("results/customers/odd.jsonl.errors.csv")
+    assert errors.count("invalid_json") == 3
