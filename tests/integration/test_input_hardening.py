@@ -5,6 +5,7 @@ key, odd numbers and JSON, external ids, DynamoDB's own limits, what erasure rea
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import boto3
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.support.shopify import Delivery, deliver, order_payload
+from tests.support.shopify import Delivery, deliver, generic_headers, order_payload
 
 JSON = {**OPERATOR, "Content-Type": "application/json"}
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shopify"
@@ -63,6 +64,51 @@ def paid_buyer(api, order_id: int, shopify_customer: int) -> tuple[dict[str, Any
     )
     assert send(api, deliver("orders/paid", body)).status_code == 200
     return body, get(api, f"/orders/{order_id}")[1]["customer_id"]
+
+
+# -- 2. execution names -------------------------------------------------------------------------
+
+
+def generic_order(order_id: str) -> bytes:
+    order = {
+        "id": order_id,
+        "currency": "CNY",
+        "updated_at": "2026-11-23T18:04:31+08:00",
+        "paid_at": "2026-11-23T18:04:30+08:00",
+        "subtotal": "100.00",
+        "total": "100.00",
+        "lines": [{"sku": "TEA-X", "quantity": 1, "price": "100.00"}],
+        "customer": {"email": "long.id@example.com"},
+    }
+    event = {
+        "event_id": f"evt-{order_id[:40]}",
+        "type": "order.paid",
+        "occurred_at": "2026-11-23T18:04:31+08:00",
+        "source": "woocommerce",
+        "order": order,
+    }
+    return json.dumps(event).encode()
+
+
+def test_two_refunds_of_an_order_with_a_long_id_start_two_refund_workflows(api):
+    # Given a paid order whose id takes the whole of an old execution name
+    body = generic_order("L" * 64)
+    answer = api.http.post(
+        "/webhooks/orders", headers=generic_headers(body, int(time.time())), body=body
+    )
+    order_id = json.loads(answer.body)["order_id"]
+    # When two refunds are asked for
+    for key in ("first", "second"):
+        refund = post(
+            api, f"/orders/{order_id}/refunds", {"amount": "10.00", "idempotency_key": key}
+        )
+        assert refund.status_code == 202, refund.body
+    # Then each has its own refund workflow (neither start was refused as a duplicate)
+    from crm.config import get_settings
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    runs = sfn.list_executions(stateMachineArn=get_settings().refund_machine)["executions"]
+    assert len({r["name"] for r in runs}) == 2
 
 
 # -- 4. numbers and JSON ------------------------------------------------------------------------
