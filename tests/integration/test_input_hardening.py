@@ -111,6 +111,35 @@ def test_two_refunds_of_an_order_with_a_long_id_start_two_refund_workflows(api):
     assert len({r["name"] for r in runs}) == 2
 
 
+# -- 3. refunds need their idempotency key ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", [None, "", "   ", 7, "k" * 129], ids=["absent", "empty", "blank", "number", "long"]
+)
+def test_a_refund_without_a_usable_idempotency_key_is_422_and_records_nothing(api, key):
+    # Given a paid order
+    send(api, deliver("orders/paid", order_payload(3101, **PAID)))
+    body: dict[str, Any] = {"amount": "10.00"}
+    if key is not None:
+        body["idempotency_key"] = key
+    # When a refund is asked for without a usable key
+    answer = post(api, "/orders/3101/refunds", body)
+    # Then it is 422 naming the field, and the order has no refund
+    error = error_of(answer, 422)
+    assert "idempotency_key" in [d.get("field") for d in error["details"]]
+    assert get(api, "/orders/3101")[1]["refunds"] == []
+
+
+def test_a_retried_refund_with_its_key_is_the_same_refund(api):
+    send(api, deliver("orders/paid", order_payload(3102, **PAID)))
+    body = {"amount": "10.00", "idempotency_key": "retry-me"}
+    first, second = (post(api, "/orders/3102/refunds", body) for _ in range(2))
+    assert first.status_code == second.status_code == 202
+    assert json.loads(first.body)["refund_id"] == json.loads(second.body)["refund_id"]
+    assert len(get(api, "/orders/3102")[1]["refunds"]) == 1
+
+
 # -- 4. numbers and JSON ------------------------------------------------------------------------
 
 
