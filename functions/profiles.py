@@ -9,6 +9,7 @@ race read again. Concurrent upserts of one person therefore converge on one prof
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -51,6 +52,8 @@ from crm.store.orders import get_order_store
 MAX_ATTEMPTS = 12
 RECENT_ORDERS = 5
 EXPORTS_PREFIX = "exports/"
+# What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
+_EXPORT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 BUILTIN_SEGMENTS = frozenset(
     {
         "new",
@@ -122,7 +125,8 @@ def _save_changes(
     new_keys = after.identity_keys().ordered()
     claim = [k for k in new_keys if k not in old_keys and owners.get(k) != after.customer_id]
     release = [k for k in old_keys if k not in set(new_keys)]
-    if profile_state(after) == profile_state(before) and not claim and not release:
+    unchanged = profile_state(after) == profile_state(before)
+    if unchanged and after.platform_seen == before.platform_seen and not claim and not release:
         return before  # nothing new: no write, and the answer is the same as the last one
     return repo.save(after, claim=claim, release=release, now=now)
 
@@ -326,6 +330,8 @@ def export_view(customer: Customer) -> dict[str, Any]:
 def write_export(customer_id: str, name: str) -> str:
     """The export, as a JSON object in the data bucket (a platform's data request); its key.
     Erasure deletes everything under the customer's `exports/` prefix."""
+    if not _EXPORT_NAME.fullmatch(name) or not _EXPORT_NAME.fullmatch(customer_id):
+        raise ValueError("an export is named by letters, digits, '.', '_' and '-' only")
     customer = get_customer_repository().get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")

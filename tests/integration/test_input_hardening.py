@@ -66,6 +66,125 @@ def paid_buyer(api, order_id: int, shopify_customer: int) -> tuple[dict[str, Any
     return body, get(api, f"/orders/{order_id}")[1]["customer_id"]
 
 
+# -- 1. a signed body is only good for the topic it has the shape of ---------------------------
+
+
+@pytest.mark.parametrize(
+    "topic", ["customers/redact", "customers/data_request", "customers/update", "customers/create"]
+)
+def test_an_order_body_replayed_under_a_customer_topic_is_refused_and_changes_nothing(api, topic):
+    # Given a paid order whose buyer has a profile
+    body, customer_id = paid_buyer(api, 3001, 4242)
+    before = get(api, f"/customers/{customer_id}")[1]
+    customers = count("crm-local-customers")
+    # When the captured body is replayed with another topic and a fresh webhook id
+    replay = send(api, deliver(topic, body))
+    # Then it is refused, and the buyer, the profiles and the data bucket are as they were
+    assert error_of(replay, 422)["code"] == "payload_topic_mismatch"
+    after = get(api, f"/customers/{customer_id}")[1]
+    assert (after["email"], after["external_ids"], after["status"]) == (
+        before["email"],
+        before["external_ids"],
+        "active",
+    )
+    assert count("crm-local-customers") == customers
+    assert data_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [
+        ("orders/create", "customer_create"),
+        ("orders/paid", "refund_create"),
+        ("orders/updated", "customers_redact"),
+        ("refunds/create", "order_paid"),
+        ("refunds/create", "customer_create"),
+        ("customers/redact", "customers_data_request"),
+        ("customers/data_request", "customers_redact"),
+        ("customers/update", "refund_create"),
+    ],
+)
+def test_shopifys_own_payloads_are_refused_under_a_topic_of_another_shape(api, topic, body):
+    # Given Shopify's own sample payload of one topic, when it arrives under another
+    answer = send(api, deliver(topic, fixture(body)))
+    # Then it is a 422 that names the mismatch, and nothing was stored
+    error = error_of(answer, 422)
+    assert error["code"] == "payload_topic_mismatch"
+    assert count("crm-local-orders") == count("crm-local-customers") == 0
+
+
+def test_shopifys_privacy_payloads_are_accepted_under_their_own_topics(api):
+    # Given a profile known by Shopify's customer id
+    customer = send(api, deliver("customers/create", {**fixture("customer_create"), "id": 191167}))
+    customer_id = json.loads(customer.body)["customer_id"]
+    # When Shopify's sample data request and redact payloads arrive under their topics
+    exported = send(api, deliver("customers/data_request", fixture("customers_data_request")))
+    assert exported.status_code == 200, exported.body
+    assert json.loads(exported.body)["export"] == f"exports/{customer_id}/shopify-9999.json"
+    redacted = send(api, deliver("customers/redact", fixture("customers_redact")))
+    # Then both are processed: the export was written, then the person erased with it
+    assert redacted.status_code == 200, redacted.body
+    assert json.loads(redacted.body)["customer_id"] == customer_id
+    assert get(api, f"/customers/{customer_id}")[1]["status"] == "erased"
+    assert data_keys() == []
+
+
+def test_a_privacy_request_for_another_shop_than_the_header_names_is_refused(api):
+    # Given a profile known by Shopify's customer id
+    created = send(api, deliver("customers/create", {**fixture("customer_create"), "id": 191167}))
+    customer_id = json.loads(created.body)["customer_id"]
+    # When a redact names another shop in its body than the X-Shopify-Shop-Domain header
+    body = {**fixture("customers_redact"), "shop_domain": "other-shop.myshopify.com"}
+    answer = send(api, deliver("customers/redact", body))
+    # Then it is refused and the person is still there
+    assert error_of(answer, 422)["code"] == "shop_domain_mismatch"
+    assert get(api, f"/customers/{customer_id}")[1]["status"] == "active"
+
+
+def test_an_older_customers_update_sent_second_changes_neither_the_name_nor_the_consent(api):
+    # Given Shopify's newest state of a customer: renamed, subscribed to email
+    base = fixture("customer_create")
+    newer = {
+        **base,
+        "first_name": "Robert",
+        "updated_at": "2026-11-21T10:00:00+08:00",
+        "email_marketing_consent": {
+            "state": "subscribed",
+            "consent_updated_at": "2026-11-21T10:00:00+08:00",
+        },
+    }
+    older = {
+        **base,
+        "first_name": "Bob",
+        "updated_at": "2026-11-21T09:00:00+08:00",
+        "email_marketing_consent": {
+            "state": "unsubscribed",
+            "consent_updated_at": "2026-11-21T09:00:00+08:00",
+        },
+    }
+    first = json.loads(send(api, deliver("customers/update", newer)).body)
+    # When an older update arrives second
+    second = send(api, deliver("customers/update", older))
+    # Then it is answered 200 "stale" and changes nothing
+    assert second.status_code == 200 and json.loads(second.body)["status"] == "stale"
+    profile = get(api, f"/customers/{first['customer_id']}")[1]
+    assert profile["first_name"] == "Robert"
+    assert profile["consents"]["email"]["granted"] is True
+    # And the same update again (equal time) is still applied: a retry of the newest state
+    again = send(api, deliver("customers/update", newer))
+    assert json.loads(again.body)["status"] in ("processed", "unchanged")
+
+
+@pytest.mark.parametrize("request_id", ["../../results/x", "a/b", "9 9", "x" * 300, -4, 1.5])
+def test_a_data_request_id_that_is_not_a_shopify_id_never_becomes_an_s3_key(api, request_id):
+    created = send(api, deliver("customers/create", {**fixture("customer_create"), "id": 191167}))
+    assert created.status_code == 200
+    body = {**fixture("customers_data_request"), "data_request": {"id": request_id}}
+    answer = send(api, deliver("customers/data_request", body))
+    assert error_of(answer, 422)["details"][0]["field"] == "data_request.id"
+    assert data_keys() == []
+
+
 # -- 2. execution names -------------------------------------------------------------------------
 
 

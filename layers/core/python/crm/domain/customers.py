@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from crm.domain.errors import ValidationFailed
@@ -74,6 +74,9 @@ class Customer:
     erased_at: str | None = None
     # orders_count, total_spent (minor units), currency, first_order_at, last_order_at
     stats: dict[str, Any] = field(default_factory=dict)
+    # The newest time a platform stamped on what it told us: `{"shopify": <updated_at>,
+    # "shopify:consent:email": <consent_updated_at>}`; an older state is not applied over it.
+    platform_seen: dict[str, str] = field(default_factory=dict)
     version: int | None = None
 
     def identity_keys(self) -> IdentityKeys:
@@ -85,10 +88,17 @@ class ProfileInput:
     """Validated, normalised profile fields; only the fields the caller sent are present.
 
     In a PATCH a field sent as null is present with the value None, meaning "clear it".
+
+    A platform's own state of the person (Shopify's `customers/update`) names the `platform`
+    and its time for the state (`platform_at`) and for each consent (`consent_at`), so that an
+    older state arriving later is not applied over a newer one (see `is_stale`).
     """
 
     fields: dict[str, Any]
     consent_source: str = "api"
+    platform: str | None = None
+    platform_at: str | None = None
+    consent_at: dict[str, str] = field(default_factory=dict)
 
     def identity_keys(self) -> IdentityKeys:
         return IdentityKeys.of(
@@ -298,17 +308,74 @@ def new_customer(customer_id: str, now: str) -> Customer:
     return Customer(customer_id=customer_id, created_at=now, updated_at=now)
 
 
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 time with an offset as an aware datetime; None when it is not one."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _older(candidate: str | None, than: str | None) -> bool:
+    """True when `candidate` is strictly before `than` (both known times)."""
+    a, b = _instant(candidate), _instant(than)
+    return a is not None and b is not None and a < b
+
+
+def is_stale(customer: Customer, data: ProfileInput) -> bool:
+    """True when `data` is a platform's state older than the newest state of that platform
+    already applied to `customer` (an equal time is not stale: a retry of the newest state)."""
+    if not data.platform or not data.platform_at:
+        return False
+    return _older(data.platform_at, customer.platform_seen.get(data.platform))
+
+
+def _consent_key(platform: str, channel: str) -> str:
+    return f"{platform}:consent:{channel}"
+
+
+def _consent_is_older(customer: Customer, data: ProfileInput, channel: str) -> bool:
+    """A platform's consent is older than the decision we hold: than the platform's own last
+    time for it when the platform set it, else than when another source recorded it."""
+    at = data.consent_at.get(channel) or data.platform_at
+    current = customer.consents.get(channel)
+    if not data.platform or not at or not current:
+        return False
+    if current.get("source") == data.consent_source:
+        held = customer.platform_seen.get(_consent_key(data.platform, channel))
+    else:
+        held = current.get("at")
+    return _older(at, held)
+
+
+def _latest(current: str | None, candidate: str) -> str:
+    return candidate if current is None or _older(current, candidate) else current
+
+
 def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: bool) -> Customer:
     """The customer after `data` is applied. Upsert unions tags and external ids; PATCH
     replaces tags. Attributes merge (a null value removes a key). A consent gets a new
-    timestamp and source only when its value changes."""
+    timestamp and source only when its value changes.
+
+    A platform's state older than one already applied (`is_stale`) changes nothing; a
+    platform's consent older than the decision held for that channel is skipped; the newest
+    times seen are kept in `platform_seen`."""
+    if is_stale(customer, data):
+        return replace(customer)
     updated = replace(
         customer,
         tags=list(customer.tags),
         consents=dict(customer.consents),
         attributes=dict(customer.attributes),
         external_ids=dict(customer.external_ids),
+        platform_seen=dict(customer.platform_seen),
     )
+    if data.platform and data.platform_at:
+        seen = updated.platform_seen
+        seen[data.platform] = _latest(seen.get(data.platform), data.platform_at)
     for name, value in data.fields.items():
         if name == "external_ids":
             if value is None:
@@ -322,6 +389,12 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
                 updated.tags = list(dict.fromkeys([*updated.tags, *value]))
         elif name == "consents":
             for channel, granted in (value or {}).items():
+                if _consent_is_older(customer, data, channel):
+                    continue
+                at = data.consent_at.get(channel) or data.platform_at
+                if data.platform and at:
+                    key = _consent_key(data.platform, channel)
+                    updated.platform_seen[key] = _latest(updated.platform_seen.get(key), at)
                 current = updated.consents.get(channel)
                 if current is None or current.get("granted") != granted:
                     updated.consents[channel] = {
@@ -361,6 +434,7 @@ def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, 
         consents=dict(target.consents),
         attributes={**source.attributes, **target.attributes},
         external_ids={**source.external_ids, **target.external_ids},
+        platform_seen={**source.platform_seen, **target.platform_seen},
     )
     for name in (
         "email",
@@ -442,6 +516,7 @@ def erase(customer: Customer, now: str) -> tuple[Customer, list[str]]:
         locale=None,
         timezone=None,
         possible_duplicates=[],
+        platform_seen={},
         status=ERASED,
         erased_at=now,
         updated_at=now,

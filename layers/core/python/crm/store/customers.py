@@ -24,7 +24,7 @@ from crm.store.models import CustomerModel, IdentityModel, bind_models
 
 _CUSTOMER_FIELDS = [f.name for f in fields(Customer) if f.name != "version"]
 _LIST_FIELDS = {"tags", "possible_duplicates"}
-_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats"}
+_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats", "platform_seen"}
 
 
 class IdentityTaken(Exception):
