@@ -41,6 +41,7 @@ from crm.domain.identity import normalise_email, normalise_external_ids, normali
 from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
+    MAX_TRANSACTION_ITEMS,
     CustomerRepository,
     IdentityTaken,
     StaleProfile,
@@ -237,9 +238,16 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
                 extra={"merged_into": customer.merged_into},
             )
         cleared, erased_fields = erase(customer, now)
-        identities = customer.identity_keys().ordered()
+        # Only identities still ours are released (a run cut off halfway released some), and
+        # those past what the profile's own transaction carries go first, in their own.
+        listed = customer.identity_keys().ordered()
+        owners = repo.resolve(listed)
+        identities = [k for k in listed if owners.get(k) == customer_id]
+        room = MAX_TRANSACTION_ITEMS - 1
         try:
-            repo.save(cleared, release=identities, now=now)
+            if len(identities) > room:
+                repo.release(customer_id, identities[room:])
+            repo.save(cleared, release=identities[:room], now=now)
         except (IdentityTaken, StaleProfile):
             _backoff(attempt)
             continue

@@ -21,8 +21,9 @@ from chalice.app import Request
 from crm.api import endpoint, json_response, parse_json, raw_body
 from crm.config import get_secrets, get_settings
 from crm.domain import generic_orders, shopify
-from crm.domain.customers import ProfileInput, is_stale, parse_profile
+from crm.domain.customers import ProfileInput, dropped_external_ids, is_stale, parse_profile
 from crm.domain.errors import ValidationFailed
+from crm.domain.identity import MAX_EXTERNAL_IDS
 from crm.domain.signatures import verify_generic, verify_shopify
 from crm.observability import logger, metrics
 from functions import orders, profiles
@@ -102,6 +103,7 @@ def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
                 today=today,
                 partial=False,
                 consent_source=shopify.SOURCE,
+                drop_excess_ids=True,  # a platform's person is kept, extra ids are not
             )
         except ValidationFailed as error:
             bad = {str(d.get("field", "")).split(".")[0] for d in error.details}
@@ -126,6 +128,11 @@ def customer_topic(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         if is_stale(customer, data):
             metrics.add_metric(name="StaleCustomerUpdates", unit="Count", value=1)
             return {"status": "stale", "customer_id": customer.customer_id, "created": False}
+        if len(customer.external_ids) >= MAX_EXTERNAL_IDS and (
+            dropped := dropped_external_ids(customer, data)
+        ):
+            metrics.add_metric(name="ExternalIdsDropped", unit="Count", value=dropped)
+            logger.info("external ids past the maximum left out", extra={"dropped": dropped})
         return {"status": "processed", "customer_id": customer.customer_id, "created": created}
     request_id = shopify.data_request_id(payload) if topic == "customers/data_request" else None
     customer_id = _find_shopify_customer(payload.get("customer"))

@@ -356,3 +356,112 @@ def test_jsonl_rows_with_nan_or_deep_nesting_are_failed_rows_and_the_rest_goes_i
     assert (report["rows"], report["created"], report["failed"]) == (5, 2, 3)
     errors = errors_file("results/customers/odd.jsonl.errors.csv")
     assert errors.count("invalid_json") == 3
+
+
+# -- 5. external ids and DynamoDB's limits ------------------------------------------------------
+
+
+def many_ids(n: int, prefix: str = "src") -> dict[str, str]:
+    return {f"{prefix}{i}": str(1000 + i) for i in range(n)}
+
+
+def too_many(response) -> bool:
+    details = error_of(response, 422)["details"]
+    return {"field": "external_ids", "issue": "too_many", "max": 20} in details
+
+
+def test_more_external_ids_than_the_maximum_are_422_on_upsert_and_patch(api):
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    over = post(api, "/customers", {"external_ids": many_ids(MAX_EXTERNAL_IDS + 1)})
+    assert too_many(over)
+    full = post(api, "/customers", {"external_ids": many_ids(MAX_EXTERNAL_IDS)})
+    assert full.status_code == 201
+    customer_id = full.json_body["customer_id"]
+    # An upsert that would add one more source to the full profile
+    more = post(
+        api, "/customers", {"external_ids": {"src0": "1000", "extra": "1"}, "email": "e@x.cn"}
+    )
+    assert too_many(more)
+    patch = api.http.patch(
+        f"/customers/{customer_id}",
+        headers=JSON,
+        body=json.dumps({"external_ids": {"extra": "1"}}),
+    )
+    assert too_many(patch)
+    assert len(get(api, f"/customers/{customer_id}")[1]["external_ids"]) == MAX_EXTERNAL_IDS
+
+
+def test_a_shopify_customer_webhook_to_a_full_profile_keeps_the_profile_and_drops_the_new_id(api):
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    email = "full@example.com"
+    full = post(api, "/customers", {"external_ids": many_ids(MAX_EXTERNAL_IDS), "email": email})
+    customer_id = full.json_body["customer_id"]
+    answer = send(api, deliver("customers/update", {**fixture("customer_create"), "email": email}))
+    assert answer.status_code == 200, answer.body
+    profile = get(api, f"/customers/{customer_id}")[1]
+    assert profile["first_name"] == "Bob"
+    assert len(profile["external_ids"]) == MAX_EXTERNAL_IDS
+
+
+def test_an_import_row_with_too_many_external_ids_is_imported_with_the_first_ones(api):
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    ids = ";".join(f"s{i}:{i}" for i in range(MAX_EXTERNAL_IDS + 5))
+    rows = f"external_id,email\r\n{ids},many@example.com\r\n"
+    report = run_import("incoming/customers/many.csv", rows.encode())
+    assert (report["created"], report["failed"]) == (1, 0)
+    found = get(api, "/customers?email=many@example.com")[1]["items"][0]
+    assert len(found["external_ids"]) == MAX_EXTERNAL_IDS
+
+
+def test_a_profile_with_120_external_ids_is_still_erased_with_every_identity(api):
+    # Given a profile written before the maximum existed, with 120 external ids
+    from crm.domain.customers import new_customer
+    from crm.store.customers import get_customer_repository
+
+    repo = get_customer_repository()
+    legacy = new_customer("cus_legacy", "2026-01-01T00:00:00+00:00")
+    legacy.external_ids = many_ids(120)
+    legacy.email = "legacy@example.com"
+    keys = legacy.identity_keys().ordered()
+    repo.save(legacy, now="2026-01-01T00:00:00+00:00")
+    for start in range(0, len(keys), 25):
+        repo.save(repo.get("cus_legacy"), claim=keys[start : start + 25], now="2026-01-01")
+    assert count("crm-local-identities") == 121
+    # When it is erased
+    answer = api.http.delete("/customers/cus_legacy", headers=OPERATOR)
+    # Then every identity is gone and the profile is erased
+    assert answer.status_code == 200, answer.body
+    assert json.loads(answer.body)["identities_removed"] == 121
+    assert count("crm-local-identities") == 0
+    assert get(api, "/customers/cus_legacy")[1]["status"] == "erased"
+
+
+def test_an_order_too_large_for_one_dynamodb_item_is_422_not_503(api):
+    # Given a Shopify order whose lines cannot fit DynamoDB's 400 KB item (but fit the body limit)
+    lines = [(f"SKU-{i}", 1, "1.00") for i in range(240)]
+    body = order_payload(3301, lines=lines, **PAID)
+    for item in body["line_items"]:
+        item["title"] = "T" * 1990
+    answer = send(api, deliver("orders/paid", body))
+    # Then it is refused as content (no retry can help), not as an outage
+    error = error_of(answer, 422)
+    assert error["code"] == "store_limit_exceeded"
+    assert answer.headers.get("Retry-After") is None
+
+
+def test_rows_with_many_external_ids_are_written_in_transactions_dynamodb_accepts(api):
+    # Given 12 rows of 20 external ids each: 252 items, more than one transaction takes
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    lines = ["external_id,email"]
+    for row in range(12):
+        ids = ";".join(f"s{i}:{row}-{i}" for i in range(MAX_EXTERNAL_IDS))
+        lines.append(f"{ids},row{row}@example.com")
+    # When they are imported
+    report = run_import("incoming/customers/wide.csv", "\r\n".join(lines).encode())
+    # Then every row is a profile with every id claimed
+    assert (report["created"], report["failed"]) == (12, 0)
+    assert count("crm-local-identities") == 12 * (MAX_EXTERNAL_IDS + 1)

@@ -344,3 +344,24 @@ def test_platform_times_are_kept_by_merge_and_dropped_by_erasure():
     assert merged.platform_seen == {"shopify": "2026-11-21T01:00:00+00:00"}
     erased, _ = erase(merged, T1)
     assert erased.platform_seen == {}
+
+
+def test_a_merge_that_would_hold_more_external_ids_than_the_maximum_is_refused():
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    half = MAX_EXTERNAL_IDS // 2 + 1
+    a = apply_profile(
+        new_customer("a", T0),
+        parse({"external_ids": {f"a{i}": "1" for i in range(half)}}),
+        T0,
+        partial=False,
+    )
+    b = apply_profile(
+        new_customer("b", T0),
+        parse({"external_ids": {f"b{i}": "1" for i in range(half)}}),
+        T0,
+        partial=False,
+    )
+    with pytest.raises(ValidationFailed) as refused:
+        merge_into(a, b, T1)
+    assert refused.value.details[0]["issue"] == "too_many"

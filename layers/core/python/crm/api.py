@@ -26,6 +26,7 @@ from crm.domain.errors import (
 )
 from crm.domain.parsing import MAX_JSON_DEPTH, JsonRefused, ascii_int, load_json
 from crm.observability import logger
+from crm.store.errors import limit_exceeded, refused_as_invalid
 
 STATUS: dict[type[CrmError], int] = {
     MalformedRequest: 400,
@@ -146,6 +147,11 @@ def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
         try:
             return view(*args, **kwargs)
         except CrmError as error:
+            if isinstance(error, Unavailable) and refused_as_invalid(error.__cause__):
+                # A store that has not told DynamoDB's refusals apart from outages yet: a
+                # request DynamoDB will never accept is the caller's content, not an outage.
+                logger.info("refused by the store as invalid", extra={"code": error.code})
+                return error_response(limit_exceeded())
             if status_of(error) >= 500:
                 cause = error.__cause__
                 logger.warning(

@@ -11,10 +11,13 @@ from typing import Any
 
 from crm.domain.errors import ValidationFailed
 from crm.domain.identity import (
+    MAX_EXTERNAL_IDS,
     IdentityKeys,
+    fit_external_ids,
     normalise_email,
     normalise_external_ids,
     normalise_phone,
+    too_many_external_ids,
 )
 from crm.domain.money import money
 
@@ -96,6 +99,10 @@ class ProfileInput:
 
     fields: dict[str, Any]
     consent_source: str = "api"
+    # Webhooks and imports keep the person and leave out external ids past the maximum
+    # (counted in `dropped_external_ids`); the API refuses them (422).
+    drop_excess_ids: bool = False
+    dropped_external_ids: int = 0
     platform: str | None = None
     platform_at: str | None = None
     consent_at: dict[str, str] = field(default_factory=dict)
@@ -249,12 +256,19 @@ def _reject_floats(value: Any, path: str) -> None:
 
 
 def parse_profile(
-    body: Any, *, default_country: str, today: date, partial: bool, consent_source: str = "api"
+    body: Any,
+    *,
+    default_country: str,
+    today: date,
+    partial: bool,
+    consent_source: str = "api",
+    drop_excess_ids: bool = False,
 ) -> ProfileInput:
     """Validate a request body into a `ProfileInput`; every problem is reported at once.
 
     `partial=False` (upsert) needs at least one identity and reads null as "not sent";
-    `partial=True` (PATCH) reads null as "clear this field".
+    `partial=True` (PATCH) reads null as "clear this field". More than `MAX_EXTERNAL_IDS`
+    external ids are refused, or with `drop_excess_ids` the first ones are kept.
     """
     if not isinstance(body, dict):
         raise ValidationFailed(
@@ -264,7 +278,7 @@ def parse_profile(
         {"field": k, "issue": "unknown_field"} for k in sorted(set(body) - set(PROFILE_FIELDS))
     ]
     parsers = {
-        "external_ids": normalise_external_ids,
+        "external_ids": lambda v: normalise_external_ids(v, drop_excess=drop_excess_ids),
         "email": lambda v: normalise_email(_text("email", v, 320)),
         "phone": lambda v: normalise_phone(_text("phone", v, 32), default_country),
         "first_name": lambda v: _text("first_name", v, MAX_NAME),
@@ -295,7 +309,16 @@ def parse_profile(
         problems.append({"field": "locale", "issue": "invalid_locale"})
     if problems:
         raise ValidationFailed("the customer has invalid fields", details=problems)
-    result = ProfileInput(fields=fields, consent_source=consent_source)
+    sent_ids = body.get("external_ids")
+    dropped = 0
+    if isinstance(sent_ids, dict) and fields.get("external_ids") is not None:
+        dropped = len(sent_ids) - len(fields["external_ids"])
+    result = ProfileInput(
+        fields=fields,
+        consent_source=consent_source,
+        drop_excess_ids=drop_excess_ids,
+        dropped_external_ids=dropped,
+    )
     if not partial and not result.identity_keys():
         raise ValidationFailed(
             "a customer needs at least one identity: external_ids, email or phone",
@@ -381,7 +404,9 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
             if value is None:
                 updated.external_ids = {}
             else:
-                updated.external_ids.update(value)
+                updated.external_ids, _ = fit_external_ids(
+                    updated.external_ids, value, drop_excess=data.drop_excess_ids
+                )
         elif name == "tags":
             if partial or value is None:
                 updated.tags = list(value or [])
@@ -416,6 +441,14 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
     if profile_state(updated) != profile_state(customer):
         updated.updated_at = now
     return updated
+
+
+def dropped_external_ids(customer: Customer, data: ProfileInput) -> int:
+    """How many of the external ids in `data` the profile does not hold after `data` was
+    applied in drop mode (left out past the maximum, at parse or when applied)."""
+    sent = data.fields.get("external_ids") or {}
+    missing = sum(1 for source, value in sent.items() if customer.external_ids.get(source) != value)
+    return data.dropped_external_ids + missing
 
 
 def profile_state(customer: Customer) -> dict[str, Any]:
@@ -454,6 +487,9 @@ def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, 
         # The most recent decision of the person stands, whichever profile recorded it.
         if current is None or consent.get("at", "") > current.get("at", ""):
             merged.consents[channel] = consent
+    if len(merged.external_ids) > MAX_EXTERNAL_IDS:
+        # Every identity of the source moves to the target, so none may be left out.
+        raise too_many_external_ids(len(merged.external_ids))
     merged.possible_duplicates = [
         d
         for d in dict.fromkeys([*target.possible_duplicates, *source.possible_duplicates])

@@ -545,6 +545,7 @@ def customer_row(row: Row, default_country: str, today: date) -> ProfileInput:
             today=today,
             partial=False,
             consent_source=CONSENT_SOURCE,
+            drop_excess_ids=True,  # the row is kept, ids past the maximum are not
         )
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, details=[*problems, *exc.details]) from exc

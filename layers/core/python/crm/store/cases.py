@@ -13,7 +13,8 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from crm.config import get_settings
-from crm.domain.errors import Conflict, NotFound, Unavailable
+from crm.domain.errors import Conflict, NotFound
+from crm.store.errors import store_error
 
 OPEN, RESOLVED = "open", "resolved"
 
@@ -70,7 +71,7 @@ class CaseStore:
             item.save(condition=CaseModel.case_id.does_not_exist())
         except PutError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise Unavailable("the case could not be opened") from exc
+                raise store_error(exc, "the case could not be opened") from exc
             return self.get(case["case_id"])
         return case_view(item)
 
@@ -86,7 +87,7 @@ class CaseStore:
         except DoesNotExist:
             raise NotFound(f"case {case_id} does not exist") from None
         except PynamoDBException as exc:
-            raise Unavailable("the case could not be read") from exc
+            raise store_error(exc, "the case could not be read") from exc
 
     def await_decision(self, case_id: str, token: str) -> None:
         try:
@@ -96,7 +97,7 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise Conflict(f"case {case_id} is not open", code="case_closed") from exc
-            raise Unavailable("the case could not be updated") from exc
+            raise store_error(exc, "the case could not be updated") from exc
 
     def resolve(self, case_id: str, decision: dict[str, Any], now: str) -> bool:
         """Record the decision; False when the case was already resolved (by this decision,
@@ -115,7 +116,7 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
-            raise Unavailable("the case could not be updated") from exc
+            raise store_error(exc, "the case could not be updated") from exc
 
     def list(
         self, status: str, limit: int, cursor: str | None
@@ -125,7 +126,7 @@ class CaseStore:
             page = CaseModel.by_status.query(status, condition, limit=limit)
             items = [case_view(i) for i in page]
         except PynamoDBException as exc:
-            raise Unavailable("the cases could not be read") from exc
+            raise store_error(exc, "the cases could not be read") from exc
         more = len(items) == limit and page.last_evaluated_key
         return items, (items[-1]["opened_at"] if more else None)
 
