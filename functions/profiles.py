@@ -306,7 +306,9 @@ def customer_360(customer: Customer) -> dict[str, Any]:
 
 
 def export_view(customer: Customer) -> dict[str, Any]:
-    """Everything held about the person: profile, identities, orders, points, messages."""
+    """Everything held about the person: profile, identities, orders, points, messages,
+    cases."""
+    from crm.store.cases import get_case_store
     from functions.notifications import timeline
 
     settings = get_settings()
@@ -331,7 +333,7 @@ def export_view(customer: Customer) -> dict[str, Any]:
         "points": {"balance": account.balance, "pending": account.pending, "entries": entries},
         # As stored (addresses unmasked): the export is the person's own data.
         "notifications": timeline(customer.customer_id, masked=False),
-        "cases": [],
+        "cases": get_case_store().for_customer(customer.customer_id),
     }
 
 
@@ -349,8 +351,9 @@ def write_export(customer_id: str, name: str) -> str:
 
 
 def forget_elsewhere(customer_id: str) -> dict[str, int]:
-    """What erasure removes outside the profile: order addresses, written exports, and the
-    text and address of every message sent."""
+    """What erasure removes outside the profile: order addresses, written exports, the text
+    and address of every message sent, and the free texts of the customer's cases."""
+    from crm.store.cases import get_case_store
     from crm.store.notifications import get_notification_store
 
     orders = get_order_store()
@@ -360,6 +363,7 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
         "orders_anonymised": anonymised,
         "exports_deleted": exports,
         "notifications_forgotten": get_notification_store().forget(customer_id),
+        "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
     }
 
 

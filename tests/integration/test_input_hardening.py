@@ -465,3 +465,98 @@ def test_rows_with_many_external_ids_are_written_in_transactions_dynamodb_accept
     # Then every row is a profile with every id claimed
     assert (report["created"], report["failed"]) == (12, 0)
     assert count("crm-local-identities") == 12 * (MAX_EXTERNAL_IDS + 1)
+
+
+# -- 6. erasure reaches cases and exports; paging is exact ---------------------------------------
+
+
+def test_erasure_removes_what_cases_say_about_the_customer(api):
+    # Given a customer with an exception case whose cause and decision note name them
+    from crm.store.cases import get_case_store
+
+    customer = post(api, "/customers", {"email": "case.person@example.com"}).json_body
+    store = get_case_store()
+    store.open(
+        {
+            "case_id": "case-erase-1",
+            "order_id": "ord_shopify_1",
+            "customer_id": customer["customer_id"],
+            "reason": "address_not_routable",
+            "cause": "no route to 9 West Lake Road for case.person@example.com",
+            "opened_at": "2026-11-20T10:00:00+00:00",
+            "attempt": "1",
+        }
+    )
+    store.resolve("case-erase-1", {"action": "cancel", "note": "Ms Case asked by phone"}, "t")
+    # (the export of what is held shows the case)
+    exported = get(api, f"/customers/{customer['customer_id']}/export")[1]
+    assert [c["case_id"] for c in exported["cases"]] == ["case-erase-1"]
+    # When the customer is erased
+    erased = api.http.delete(f"/customers/{customer['customer_id']}", headers=OPERATOR)
+    assert erased.status_code == 200, erased.body
+    assert json.loads(erased.body)["cases_forgotten"] == 1
+    # Then the case keeps its facts but no text about the person
+    case = store.get("case-erase-1")
+    assert case["reason"] == "address_not_routable" and case["decision"]["action"] == "cancel"
+    text = json.dumps(case)
+    assert "West Lake" not in text and "Ms Case" not in text and "case.person" not in text
+
+
+def test_ledger_pages_return_every_entry_once_when_entries_share_a_timestamp(api):
+    # Given 25 ledger entries recorded at the very same time
+    from crm.domain.loyalty import Entry
+    from crm.store.ledger import get_ledger_store
+
+    customer_id = post(api, "/customers", {"email": "pages@example.com"}).json_body["customer_id"]
+    ledger = get_ledger_store()
+    at = "2026-11-20T10:00:00.000+00:00"
+    for i in range(25):
+        entry = Entry(f"adj-{i:02d}", "adjust", 1, "gift", "test", at)
+        ledger.apply(customer_id, entry, balance_delta=1, now=at)
+    # When they are paged 4 at a time, each cursor pasted into the URL as it was given
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):
+        path = f"/customers/{customer_id}/points?limit=4" + (f"&cursor={cursor}" if cursor else "")
+        status, page = get(api, path)
+        assert status == 200, page
+        seen += [e["entry_id"] for e in page["entries"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    # Then every entry comes exactly once
+    assert sorted(seen) == [f"adj-{i:02d}" for i in range(25)]
+
+
+def test_case_pages_return_every_case_once_when_cases_share_an_opening_time(api):
+    from crm.store.cases import get_case_store
+
+    store = get_case_store()
+    for i in range(7):
+        store.open(
+            {
+                "case_id": f"case-page-{i}",
+                "order_id": f"ord_shopify_{i}",
+                "reason": "out_of_stock",
+                "opened_at": "2026-11-20T10:00:00.000+00:00",
+            }
+        )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        path = "/cases?status=open&limit=3" + (f"&cursor={cursor}" if cursor else "")
+        status, page = get(api, path)
+        assert status == 200, page
+        seen += [c["case_id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == [f"case-page-{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("cursor", ["2026-11-20T10:00:00.000", "!!", "W10", "WyJhIl0"])
+def test_a_cursor_no_page_gave_out_is_422(api, cursor):
+    customer_id = post(api, "/customers", {"email": "cursor@example.com"}).json_body["customer_id"]
+    for path in (f"/customers/{customer_id}/points?cursor={cursor}", f"/cases?cursor={cursor}"):
+        answer = api.http.get(path, headers=OPERATOR)
+        assert error_of(answer, 422)["details"] == [{"field": "cursor", "issue": "invalid_cursor"}]

@@ -18,6 +18,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
+from crm.domain import cursors
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
 from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, LedgerModel, bind_models
@@ -144,16 +145,30 @@ class LedgerStore:
     def entries(
         self, customer_id: str, limit: int, before: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Entries newest first; `before` is the cursor the previous page returned."""
-        condition = LedgerModel.entry_at < before if before else None
+        """Entries newest first; `before` is the cursor the previous page returned: the full
+        key of its last entry (`crm.domain.cursors`), where the next page starts."""
+        start = None
+        if before:
+            entry_at, sk = cursors.decode(before, 2)
+            if not sk.startswith(ENTRY_PREFIX):
+                raise cursors.invalid()
+            start = {
+                "customer_id": {"S": customer_id},
+                "sk": {"S": sk},
+                "entry_at": {"S": entry_at},
+            }
         try:
             page = LedgerModel.entries_by_time.query(
-                customer_id, condition, scan_index_forward=False, limit=limit
+                customer_id,
+                scan_index_forward=False,
+                limit=limit,
+                last_evaluated_key=start,
             )
             items = list(page)
         except PynamoDBException as exc:
             raise store_error(exc, "the ledger could not be read") from exc
-        cursor = items[-1].entry_at if len(items) == limit and page.last_evaluated_key else None
+        more = len(items) == limit and page.last_evaluated_key
+        cursor = cursors.encode(items[-1].entry_at, items[-1].sk) if more else None
         return [entry_view(i) for i in items], cursor
 
     def entry(self, customer_id: str, entry_id: str) -> dict[str, Any] | None:
