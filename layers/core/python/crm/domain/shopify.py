@@ -707,7 +707,20 @@ SHAPES: dict[str, Shape] = {
         topic: Shape(
             "Customer",
             (("id", (int, str)),),
-            one_of=("email", "phone"),
+            # keys of Shopify's Customer (any one: an app without access to protected
+            # customer data may not see the contact fields)
+            one_of=(
+                "email",
+                "phone",
+                "first_name",
+                "last_name",
+                "verified_email",
+                "addresses",
+                "default_address",
+                "email_marketing_consent",
+                "sms_marketing_consent",
+                "tax_exemptions",
+            ),
             foreign=(
                 "line_items",
                 "order_id",
