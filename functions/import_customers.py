@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 
 from crm.config import get_settings
 from crm.domain import import_files
-from crm.domain.customers import ACTIVE, Customer, apply_profile, new_customer, profile_state
+from crm.domain.customers import (
+    ACTIVE,
+    Customer,
+    apply_profile,
+    dropped_external_ids,
+    new_customer,
+    profile_state,
+)
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
 from crm.observability import metrics
@@ -22,8 +29,10 @@ from crm.store.customers import IdentityTaken, StaleProfile, get_customer_reposi
 from functions.import_kinds import Outcome, Unit
 from functions.profiles import new_customer_id, now_iso, upsert_customer
 
-# 25 x (1 profile + up to 3 identities) = 100 items, the most one transaction takes.
+# 25 x (1 profile + an external id, an email, a phone) = 100 items, the most one transaction
+# takes; rows with more external ids are written in smaller groups (`_groups`).
 BATCH_ROWS = 25
+MAX_TRANSACTION_ITEMS = 100
 
 
 def units(rows: Iterator[Row]) -> Iterator[Unit]:
@@ -34,9 +43,17 @@ def units(rows: Iterator[Row]) -> Iterator[Unit]:
             yield Unit((row,), problem=row.problem)
             continue
         try:
-            yield Unit((row,), import_files.customer_row(row, settings.default_country, today))
+            profile = import_files.customer_row(row, settings.default_country, today)
         except ValidationFailed as exc:
             yield Unit((row,), problem=import_files.failure_reason(exc))
+            continue
+        _count_dropped(profile.dropped_external_ids)
+        yield Unit((row,), profile)
+
+
+def _count_dropped(dropped: int) -> None:
+    if dropped:
+        metrics.add_metric(name="ExternalIdsDropped", unit="Count", value=dropped)
 
 
 def _reason(error: CrmError) -> str:
@@ -46,7 +63,30 @@ def _reason(error: CrmError) -> str:
 
 
 def write(batch: list[Unit]) -> list[Outcome]:
-    """Resolve the batch's identities in one read, its known profiles in one more, decide every
+    """Each group of rows whose profiles and identities fit one transaction (`_groups`: the
+    whole batch, unless rows carry many external ids) is written by `_write_group`."""
+    results: list[Outcome] = []
+    for group in _groups(batch):
+        results += _write_group(group)
+    return results
+
+
+def _groups(batch: list[Unit]) -> Iterator[list[Unit]]:
+    group: list[Unit] = []
+    items = 0
+    for unit in batch:
+        need = 1 + len(unit.value.identity_keys().ordered())  # its profile and its claims
+        if group and items + need > MAX_TRANSACTION_ITEMS:
+            yield group
+            group, items = [], 0
+        group.append(unit)
+        items += need
+    if group:
+        yield group
+
+
+def _write_group(batch: list[Unit]) -> list[Outcome]:
+    """Resolve the group's identities in one read, its known profiles in one more, decide every
     row in memory (two rows of one person become one profile), and write once."""
     repo = get_customer_repository()
     now = now_iso()
@@ -74,7 +114,9 @@ def write(batch: list[Unit]) -> list[Outcome]:
             outcome.append("fallback")
             continue
         foreign = {k for k in row_keys if owners.get(k) not in (None, owner)}
-        updated = apply_profile(base, data.without_identities(foreign), now, partial=False)
+        mine = data.without_identities(foreign)
+        updated = apply_profile(base, mine, now, partial=False)
+        _count_dropped(dropped_external_ids(updated, mine) - mine.dropped_external_ids)
         new_keys = [k for k in row_keys if k not in owners]
         if profile_state(updated) == profile_state(base) and not new_keys:
             outcome.append("unchanged")

@@ -16,6 +16,7 @@ from typing import Any
 from crm.domain import import_files
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
+from crm.domain.parsing import ascii_int
 from crm.store.inventory import get_inventory_store
 from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
 from functions.inventory import _check_sku, parse_stock_body
@@ -25,13 +26,14 @@ BATCH_ROWS = 25
 
 
 def _number(value: Any) -> Any:
-    """A count as the API takes it: "12" -> 12; anything else is left for validation."""
+    """A count as the API takes it: "12" -> 12 (ASCII digits only); anything else, such as
+    "²" or a full-width "12", is left for validation, which fails the row."""
     if isinstance(value, str):
         text = value.strip().lstrip("'")
         if text == "":
             return None
-        if text.isdigit():
-            return int(text)
+        number = ascii_int(text)
+        return value if number is None else number
     return value
 
 

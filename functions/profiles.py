@@ -9,6 +9,7 @@ race read again. Concurrent upserts of one person therefore converge on one prof
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -40,6 +41,7 @@ from crm.domain.identity import normalise_email, normalise_external_ids, normali
 from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
+    MAX_TRANSACTION_ITEMS,
     CustomerRepository,
     IdentityTaken,
     StaleProfile,
@@ -51,6 +53,8 @@ from crm.store.orders import get_order_store
 MAX_ATTEMPTS = 12
 RECENT_ORDERS = 5
 EXPORTS_PREFIX = "exports/"
+# What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
+_EXPORT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 BUILTIN_SEGMENTS = frozenset(
     {
         "new",
@@ -122,7 +126,8 @@ def _save_changes(
     new_keys = after.identity_keys().ordered()
     claim = [k for k in new_keys if k not in old_keys and owners.get(k) != after.customer_id]
     release = [k for k in old_keys if k not in set(new_keys)]
-    if profile_state(after) == profile_state(before) and not claim and not release:
+    unchanged = profile_state(after) == profile_state(before)
+    if unchanged and after.platform_seen == before.platform_seen and not claim and not release:
         return before  # nothing new: no write, and the answer is the same as the last one
     return repo.save(after, claim=claim, release=release, now=now)
 
@@ -233,9 +238,16 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
                 extra={"merged_into": customer.merged_into},
             )
         cleared, erased_fields = erase(customer, now)
-        identities = customer.identity_keys().ordered()
+        # Only identities still ours are released (a run cut off halfway released some), and
+        # those past what the profile's own transaction carries go first, in their own.
+        listed = customer.identity_keys().ordered()
+        owners = repo.resolve(listed)
+        identities = [k for k in listed if owners.get(k) == customer_id]
+        room = MAX_TRANSACTION_ITEMS - 1
         try:
-            repo.save(cleared, release=identities, now=now)
+            if len(identities) > room:
+                repo.release(customer_id, identities[room:])
+            repo.save(cleared, release=identities[:room], now=now)
         except (IdentityTaken, StaleProfile):
             _backoff(attempt)
             continue
@@ -294,7 +306,9 @@ def customer_360(customer: Customer) -> dict[str, Any]:
 
 
 def export_view(customer: Customer) -> dict[str, Any]:
-    """Everything held about the person: profile, identities, orders, points, messages."""
+    """Everything held about the person: profile, identities, orders, points, messages,
+    cases."""
+    from crm.store.cases import get_case_store
     from functions.notifications import timeline
 
     settings = get_settings()
@@ -319,13 +333,15 @@ def export_view(customer: Customer) -> dict[str, Any]:
         "points": {"balance": account.balance, "pending": account.pending, "entries": entries},
         # As stored (addresses unmasked): the export is the person's own data.
         "notifications": timeline(customer.customer_id, masked=False),
-        "cases": [],
+        "cases": get_case_store().for_customer(customer.customer_id),
     }
 
 
 def write_export(customer_id: str, name: str) -> str:
     """The export, as a JSON object in the data bucket (a platform's data request); its key.
     Erasure deletes everything under the customer's `exports/` prefix."""
+    if not _EXPORT_NAME.fullmatch(name) or not _EXPORT_NAME.fullmatch(customer_id):
+        raise ValueError("an export is named by letters, digits, '.', '_' and '-' only")
     customer = get_customer_repository().get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
@@ -335,8 +351,9 @@ def write_export(customer_id: str, name: str) -> str:
 
 
 def forget_elsewhere(customer_id: str) -> dict[str, int]:
-    """What erasure removes outside the profile: order addresses, written exports, and the
-    text and address of every message sent."""
+    """What erasure removes outside the profile: order addresses, written exports, the text
+    and address of every message sent, and the free texts of the customer's cases."""
+    from crm.store.cases import get_case_store
     from crm.store.notifications import get_notification_store
 
     orders = get_order_store()
@@ -346,6 +363,7 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
         "orders_anonymised": anonymised,
         "exports_deleted": exports,
         "notifications_forgotten": get_notification_store().forget(customer_id),
+        "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
     }
 
 

@@ -12,7 +12,6 @@ back) and operations are told. Stock that cannot be put back leaves the refund p
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Any
 
 from chalice import Response
@@ -129,6 +128,9 @@ STEPS = {
 # -- routes -------------------------------------------------------------------------------------
 
 
+MAX_KEY = 128  # characters of a refund's idempotency_key
+
+
 def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
     currency = order.currency or get_settings().currency
     reason = body.get("reason")
@@ -139,7 +141,9 @@ def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
     if not isinstance(restock, bool):
         problems.append({"field": "restock", "issue": "wrong_type"})
     key = body.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 128):
+    if key is None:  # required: without it a client's retry would be a second refund
+        problems.append({"field": "idempotency_key", "issue": "missing"})
+    elif not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
         problems.append({"field": "idempotency_key", "issue": "wrong_type"})
     lines: tuple[RefundLine, ...] = ()
     amount = goods = 0
@@ -162,11 +166,7 @@ def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
         problems.extend(line_problems)
     if problems:
         raise ValidationFailed("the refund is not valid", details=problems)
-    refund_id = (
-        "rf-" + hashlib.sha256(f"{order.order_id}\n{key}".encode()).hexdigest()[:16]
-        if key
-        else "rf-" + uuid.uuid4().hex[:16]
-    )
+    refund_id = "rf-" + hashlib.sha256(f"{order.order_id}\n{key}".encode()).hexdigest()[:16]
     return Refund(
         refund_id=refund_id,
         at=now_iso(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from typing import Any
 
 from chalice import Response
@@ -20,19 +21,15 @@ from chalice.app import Request
 from crm.api import endpoint, json_response, parse_json, raw_body
 from crm.config import get_secrets, get_settings
 from crm.domain import generic_orders, shopify
-from crm.domain.customers import ProfileInput, parse_profile
+from crm.domain.customers import ProfileInput, dropped_external_ids, is_stale, parse_profile
 from crm.domain.errors import ValidationFailed
+from crm.domain.identity import MAX_EXTERNAL_IDS
 from crm.domain.signatures import verify_generic, verify_shopify
 from crm.observability import logger, metrics
 from functions import orders, profiles
 
 MAX_WEBHOOK_BYTES = 1024 * 1024  # Shopify orders with hundreds of lines stay well under this
-CUSTOMER_TOPICS = (
-    "customers/create",
-    "customers/update",
-    "customers/data_request",
-    "customers/redact",
-)
+CUSTOMER_TOPICS = shopify.CUSTOMER_TOPICS
 
 
 def _header(request: Request, name: str) -> str | None:
@@ -50,6 +47,8 @@ def shopify_webhook(request: Request) -> Response:
     verify_shopify(raw, _header(request, "X-Shopify-Hmac-Sha256"), get_secrets("shopify_secret"))
     payload = parse_json(raw)
     topic = (_header(request, "X-Shopify-Topic") or "").lower()
+    # The signature covers the body only: the body must be what the claimed topic sends.
+    shopify.check_shape(topic, payload, _header(request, "X-Shopify-Shop-Domain"))
     delivery = (
         _header(request, "X-Shopify-Webhook-Id")
         or _header(request, "X-Shopify-Event-Id")
@@ -93,46 +92,18 @@ def generic_webhook(request: Request) -> Response:
 # -- customer topics ----------------------------------------------------------------------------
 
 
-def _shopify_profile(customer: Any) -> dict[str, Any]:
-    """A profile body from a Shopify customer object; fields that do not validate are dropped."""
-    if not isinstance(customer, dict) or customer.get("id") in (None, ""):
-        raise ValidationFailed(
-            "the payload is not a Shopify customer", details=[{"field": "id", "issue": "missing"}]
-        )
-    body: dict[str, Any] = {"external_ids": {"shopify": str(customer["id"])}}
-    for name in ("email", "phone", "first_name", "last_name"):
-        if isinstance(customer.get(name), str) and customer[name].strip():
-            body[name] = customer[name]
-    consents = {}
-    for channel, key in (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent")):
-        state = customer.get(key)
-        if isinstance(state, dict) and isinstance(state.get("state"), str):
-            consents[channel] = state["state"] == "subscribed"
-    if consents:
-        body["consents"] = consents
-    address = customer.get("default_address")
-    if isinstance(address, dict):
-        body["address"] = {
-            k: str(address[v])
-            for k, v in (
-                ("country_code", "country_code"),
-                ("province", "province"),
-                ("city", "city"),
-                ("zip", "zip"),
-                ("line1", "address1"),
-            )
-            if address.get(v) not in (None, "")
-        }
-    return body
-
-
 def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
     settings = get_settings()
     today = profiles._today()
     for _ in range(len(body) + 1):
         try:
             return parse_profile(
-                body, default_country=settings.default_country, today=today, partial=False
+                body,
+                default_country=settings.default_country,
+                today=today,
+                partial=False,
+                consent_source=shopify.SOURCE,
+                drop_excess_ids=True,  # a platform's person is kept, extra ids are not
             )
         except ValidationFailed as error:
             bad = {str(d.get("field", "")).split(".")[0] for d in error.details}
@@ -143,15 +114,27 @@ def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
     raise ValidationFailed("the customer payload has no usable identity")
 
 
-def customer_topic(topic: str, payload: Any) -> dict[str, Any]:
+def customer_topic(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A customer topic whose payload has its shape (`shopify.check_shape`)."""
     if topic in ("customers/create", "customers/update"):
-        data = _lenient_profile(_shopify_profile(payload))
-        customer, created = profiles.upsert_customer(data, profiles.get_customer_repository())
-        return {"status": "processed", "customer_id": customer.customer_id, "created": created}
-    if not isinstance(payload, dict):
-        raise ValidationFailed(
-            "the payload must be an object", details=[{"field": "", "issue": "wrong_type"}]
+        shopify_customer = shopify.customer_profile(payload)
+        data = replace(
+            _lenient_profile(shopify_customer.body),
+            platform=shopify.SOURCE,
+            platform_at=shopify_customer.updated_at,
+            consent_at=shopify_customer.consent_at,
         )
+        customer, created = profiles.upsert_customer(data, profiles.get_customer_repository())
+        if is_stale(customer, data):
+            metrics.add_metric(name="StaleCustomerUpdates", unit="Count", value=1)
+            return {"status": "stale", "customer_id": customer.customer_id, "created": False}
+        if len(customer.external_ids) >= MAX_EXTERNAL_IDS and (
+            dropped := dropped_external_ids(customer, data)
+        ):
+            metrics.add_metric(name="ExternalIdsDropped", unit="Count", value=dropped)
+            logger.info("external ids past the maximum left out", extra={"dropped": dropped})
+        return {"status": "processed", "customer_id": customer.customer_id, "created": created}
+    request_id = shopify.data_request_id(payload) if topic == "customers/data_request" else None
     customer_id = _find_shopify_customer(payload.get("customer"))
     if customer_id is None:
         logger.info("privacy webhook for an unknown customer", extra={"topic": topic})
@@ -159,12 +142,7 @@ def customer_topic(topic: str, payload: Any) -> dict[str, Any]:
     if topic == "customers/redact":
         erased = profiles.erase_customer(customer_id, profiles.get_customer_repository())
         return {"status": "processed", "customer_id": customer_id, "erased": erased["erased"]}
-    request_id = (
-        (payload.get("data_request") or {}).get("id")
-        if isinstance(payload.get("data_request"), dict)
-        else None
-    )
-    key = profiles.write_export(customer_id, f"shopify-{request_id or int(time.time())}")
+    key = profiles.write_export(customer_id, f"shopify-{request_id}")
     return {"status": "processed", "customer_id": customer_id, "export": key}
 
 

@@ -132,12 +132,16 @@ TABLES: tuple[Table, ...] = (
     Table(
         logical_id="InventoryTable", env_var="CRM_INVENTORY_TABLE", hash_key="sku", range_key="sk"
     ),
-    # Exception cases; `by_status` lists the open ones oldest first.
+    # Exception cases; `by_status` lists the open ones oldest first, `by_customer` (sparse:
+    # only cases with a customer) finds a customer's cases, for erasure.
     Table(
         logical_id="CasesTable",
         env_var="CRM_CASES_TABLE",
         hash_key="case_id",
-        indexes=(Index("by_status", "status", "opened_at"),),
+        indexes=(
+            Index("by_status", "status", "opened_at"),
+            Index("by_customer", "customer_id", "opened_at"),
+        ),
     ),
     # Each customer's messages (`sk` = `<sent at>#<id>`), and one item per dedup key
     # (`customer_id` = `dedup#<key>`), so a message is sent at most once per key.

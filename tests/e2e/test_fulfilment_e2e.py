@@ -143,12 +143,13 @@ def test_refunds_full_by_lines_by_amount_and_never_above_what_was_paid(shop: Sho
     shop.wait_for(by_lines, waiting_for("shipped"))
     answer = shop.post(
         f"/orders/{by_lines}/refunds",
-        {"lines": [{"sku": "TEA-RF", "quantity": 1}], "reason": "broken"},
+        {"lines": [{"sku": "TEA-RF", "quantity": 1}], "reason": "broken", "idempotency_key": "a"},
     )
     assert answer.status_code == 202, answer.text
     assert answer.json()["amount"]["amount"] == "100.00"
     too_many = shop.post(
-        f"/orders/{by_lines}/refunds", {"lines": [{"sku": "TEA-RF", "quantity": 3}]}
+        f"/orders/{by_lines}/refunds",
+        {"lines": [{"sku": "TEA-RF", "quantity": 3}], "idempotency_key": "b"},
     )
     assert too_many.status_code == 422
 
@@ -157,7 +158,10 @@ def test_refunds_full_by_lines_by_amount_and_never_above_what_was_paid(shop: Sho
     with ThreadPoolExecutor(3) as pool:
         answers = list(
             pool.map(
-                lambda _: shop.post(f"/orders/{by_amount}/refunds", {"amount": "50.00"}), range(3)
+                lambda i: shop.post(
+                    f"/orders/{by_amount}/refunds", {"amount": "50.00", "idempotency_key": f"c{i}"}
+                ),
+                range(3),
             )
         )
     assert sorted(a.status_code for a in answers) == [202, 202, 409]

@@ -264,17 +264,17 @@ def test_customer_topics_upsert_export_and_redact(api):
         "topic@example.com"
     )
     send(api, deliver("orders/paid", order_payload(1020, email="topic@example.com", **PAID)))
-    request = {
-        "shop_id": 1,
-        "customer": {"id": 555, "email": "topic@example.com"},
-        "data_request": {"id": 9},
-    }
+    # Shopify's privacy payloads, as documented
+    person = {"id": 555, "email": "topic@example.com"}
+    shop = {"shop_id": 1, "shop_domain": "demo-shop.myshopify.com", "customer": person}
+    request = {**shop, "orders_requested": [1020], "data_request": {"id": 9}}
     exported = json.loads(send(api, deliver("customers/data_request", request)).body)
     s3 = boto3.client("s3", region_name="us-east-1")
     body = s3.get_object(Bucket="crm-local-data", Key=exported["export"])["Body"].read()
     assert b"topic@example.com" in body and b"ord_shopify_1020" in body
 
-    redacted = json.loads(send(api, deliver("customers/redact", request)).body)
+    redact = {**shop, "orders_to_redact": [1020]}
+    redacted = json.loads(send(api, deliver("customers/redact", redact)).body)
     assert redacted["customer_id"] == customer_id and "email" in redacted["erased"]
     assert s3.list_objects_v2(Bucket="crm-local-data").get("KeyCount", 0) == 0
     order = get(api, "/orders/1020")[1]

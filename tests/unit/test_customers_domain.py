@@ -272,3 +272,96 @@ def test_erasure_removes_every_personal_field_and_says_which():
     assert cleared.status == ERASED and cleared.erased_at == T1
     assert all(getattr(cleared, name) is None for name in PERSONAL_FIELDS)
     assert not cleared.identity_keys()
+
+
+# -- a platform's older state never wins over a newer one ---------------------------------------
+
+
+def shopify_state(first_name, at, email_consent=None, consent_at=None):
+    from dataclasses import replace
+
+    data = parse(
+        {"external_ids": {"shopify": "7"}, "first_name": first_name}
+        | ({"consents": {"email": email_consent}} if email_consent is not None else {}),
+        source="shopify",
+    )
+    return replace(
+        data,
+        platform="shopify",
+        platform_at=at,
+        consent_at={"email": consent_at or at} if email_consent is not None else {},
+    )
+
+
+def test_an_older_platform_state_applied_after_a_newer_one_changes_nothing():
+    from crm.domain.customers import is_stale
+
+    newer = shopify_state("Robert", "2026-11-21T02:00:00+00:00", True)
+    older = shopify_state("Bob", "2026-11-21T01:00:00+00:00", False)
+    c = apply_profile(new_customer("c1", T0), newer, T1, partial=False)
+    assert is_stale(c, older) and not is_stale(c, newer)
+    after = apply_profile(c, older, T1, partial=False)
+    assert after.first_name == "Robert" and after.consents["email"]["granted"] is True
+    assert after.platform_seen["shopify"] == "2026-11-21T02:00:00+00:00"
+    # In the other order, the newer state wins just the same
+    both = apply_profile(
+        apply_profile(new_customer("c2", T0), older, T1, partial=False), newer, T1, partial=False
+    )
+    assert both.first_name == "Robert" and both.consents["email"]["granted"] is True
+
+
+def test_a_platform_consent_older_than_a_decision_recorded_elsewhere_is_not_applied():
+    # Given the person withdrew email consent through another channel at 10:00
+    c = apply_profile(
+        new_customer("c1", T0),
+        parse({"email": "a@b.co", "consents": {"email": False}}, source="sms"),
+        "2026-11-21T10:00:00.000+00:00",
+        partial=False,
+    )
+    # When Shopify's newer customer state carries a subscription decided at 09:00
+    update = shopify_state(
+        "Ana", "2026-11-21T11:00:00+00:00", True, consent_at="2026-11-21T09:00:00+00:00"
+    )
+    after = apply_profile(c, update, "2026-11-21T11:00:05.000+00:00", partial=False)
+    # Then the name is Shopify's, the consent stays withdrawn
+    assert after.first_name == "Ana"
+    assert after.consents["email"] == c.consents["email"]
+    # And a subscription Shopify decided after the withdrawal is applied
+    later = shopify_state(
+        "Ana", "2026-11-21T12:00:00+00:00", True, consent_at="2026-11-21T11:30:00+00:00"
+    )
+    final = apply_profile(after, later, "2026-11-21T12:00:05.000+00:00", partial=False)
+    assert final.consents["email"]["granted"] is True
+    assert final.consents["email"]["source"] == "shopify"
+
+
+def test_platform_times_are_kept_by_merge_and_dropped_by_erasure():
+    a = apply_profile(
+        new_customer("a", T0), shopify_state("A", "2026-11-21T01:00:00+00:00"), T0, partial=False
+    )
+    b = new_customer("b", T0)
+    merged, _ = merge_into(b, a, T1)
+    assert merged.platform_seen == {"shopify": "2026-11-21T01:00:00+00:00"}
+    erased, _ = erase(merged, T1)
+    assert erased.platform_seen == {}
+
+
+def test_a_merge_that_would_hold_more_external_ids_than_the_maximum_is_refused():
+    from crm.domain.identity import MAX_EXTERNAL_IDS
+
+    half = MAX_EXTERNAL_IDS // 2 + 1
+    a = apply_profile(
+        new_customer("a", T0),
+        parse({"external_ids": {f"a{i}": "1" for i in range(half)}}),
+        T0,
+        partial=False,
+    )
+    b = apply_profile(
+        new_customer("b", T0),
+        parse({"external_ids": {f"b{i}": "1" for i in range(half)}}),
+        T0,
+        partial=False,
+    )
+    with pytest.raises(ValidationFailed) as refused:
+        merge_into(a, b, T1)
+    assert refused.value.details[0]["issue"] == "too_many"

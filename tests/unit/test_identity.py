@@ -95,3 +95,23 @@ def test_identity_keys_resolve_external_id_then_email_then_phone():
         "phone:+8613800138000",
     ]
     assert not IdentityKeys.of({}, None, None)
+
+
+def test_at_most_the_maximum_of_external_ids_are_taken_or_the_first_ones_are_kept():
+    from crm.domain.identity import MAX_EXTERNAL_IDS, fit_external_ids
+
+    ids = {f"s{i}": str(i) for i in range(MAX_EXTERNAL_IDS + 3)}
+    with pytest.raises(ValidationFailed) as refused:
+        normalise_external_ids(ids)
+    assert refused.value.details == [
+        {"field": "external_ids", "issue": "too_many", "max": MAX_EXTERNAL_IDS}
+    ]
+    kept = normalise_external_ids(ids, drop_excess=True)
+    assert list(kept) == [f"s{i}" for i in range(MAX_EXTERNAL_IDS)]
+    # Added to a full profile: a source it has is replaced, a new one does not fit
+    full = {f"s{i}": str(i) for i in range(MAX_EXTERNAL_IDS)}
+    assert fit_external_ids(full, {"s0": "new"}, drop_excess=False)[0]["s0"] == "new"
+    with pytest.raises(ValidationFailed):
+        fit_external_ids(full, {"extra": "1"}, drop_excess=False)
+    merged, dropped = fit_external_ids(full, {"extra": "1", "s1": "x"}, drop_excess=True)
+    assert dropped == ["extra"] and merged["s1"] == "x" and len(merged) == MAX_EXTERNAL_IDS

@@ -17,3 +17,11 @@ def test_amounts_are_integer_minor_units_inside_and_decimal_strings_outside():
 def test_floats_junk_and_too_many_decimals_are_refused(amount):
     with pytest.raises(ValidationFailed):
         to_minor(amount, "CNY")
+
+
+@pytest.mark.parametrize("amount", ["\u0661\u0660.00", "\uff11\uff10.00", "1²", "10.0\uff10"])
+def test_amounts_in_non_ascii_digits_are_refused(amount):
+    # Decimal() reads Arabic-Indic and full-width digits as numbers; an amount is ASCII
+    with pytest.raises(ValidationFailed) as refused:
+        to_minor(amount, "CNY")
+    assert refused.value.details[0]["issue"] == "invalid_amount"

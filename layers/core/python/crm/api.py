@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,9 @@ from crm.domain.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from crm.domain.parsing import MAX_JSON_DEPTH, JsonRefused, ascii_int, load_json
 from crm.observability import logger
+from crm.store.errors import limit_exceeded, refused_as_invalid
 
 STATUS: dict[type[CrmError], int] = {
     MalformedRequest: 400,
@@ -84,15 +85,26 @@ def raw_body(request: Request, limit: int) -> bytes:
     return raw
 
 
+_JSON_MESSAGES = {
+    "not_finite": "the body is not valid JSON: NaN and Infinity are not JSON numbers",
+    "number_too_long": "the body holds a number longer than 100 characters",
+    "too_deep": f"the body is nested deeper than {MAX_JSON_DEPTH} arrays and objects",
+    "invalid_unicode": "the body holds a string that is not valid Unicode",
+}
+
+
 def parse_json(raw: bytes) -> Any:
+    """Strict JSON (`crm.domain.parsing.load_json`): 400 for anything else."""
     if not raw.strip():
         raise MalformedRequest("the body is empty; a JSON object was expected")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return load_json(raw)
+    except JsonRefused as exc:
+        detail: dict[str, Any] = {"issue": exc.issue}
+        if exc.at is not None:
+            detail["at"] = exc.at
         raise MalformedRequest(
-            "the body is not valid JSON",
-            details=[{"issue": "invalid_json", "at": getattr(exc, "pos", 0)}],
+            _JSON_MESSAGES.get(exc.issue, "the body is not valid JSON"), details=[detail]
         ) from exc
 
 
@@ -117,12 +129,13 @@ def page_limit(params: dict[str, str]) -> int:
     raw = params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = ascii_int(raw, minimum=1, maximum=MAX_LIMIT)
+    if limit is None:
         raise ValidationFailed(
-            f"limit must be an integer from 1 to {MAX_LIMIT}",
+            f"limit must be an integer from 1 to {MAX_LIMIT} in ASCII digits",
             details=[{"field": "limit", "issue": "out_of_range"}],
         )
-    return int(raw)
+    return limit
 
 
 def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -134,6 +147,11 @@ def endpoint(view: Callable[..., Response]) -> Callable[..., Response]:
         try:
             return view(*args, **kwargs)
         except CrmError as error:
+            if isinstance(error, Unavailable) and refused_as_invalid(error.__cause__):
+                # A store that has not told DynamoDB's refusals apart from outages yet: a
+                # request DynamoDB will never accept is the caller's content, not an outage.
+                logger.info("refused by the store as invalid", extra={"code": error.code})
+                return error_response(limit_exceeded())
             if status_of(error) >= 500:
                 cause = error.__cause__
                 logger.warning(

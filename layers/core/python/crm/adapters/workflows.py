@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from functools import lru_cache
@@ -9,7 +10,10 @@ from typing import Any
 
 from crm.domain.errors import CrmError, Unavailable
 
-_NAME = re.compile(r"[^A-Za-z0-9_-]")
+_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_NAME = 80  # Step Functions' limit
+HASH_CHARS = 24  # 96 bits of SHA-256: no two identities meet in any shop's lifetime
+PREFIX_CHARS = MAX_NAME - HASH_CHARS - 1
 
 
 class TaskGone(CrmError):
@@ -27,8 +31,18 @@ def _client() -> Any:
 
 def execution_name(*parts: str) -> str:
     """A valid, deterministic execution name: the same parts always give the same name, so a
-    second start of the same work is refused by Step Functions itself."""
-    return _NAME.sub("-", "-".join(parts))[:80]
+    second start of the same work is refused by Step Functions itself, and different parts
+    never do (`A.1` and `A-1`, or two ids that share their first 80 characters).
+
+    `<readable prefix>-<hash>`: the prefix is the parts joined by `-` with every run of other
+    characters than `[A-Za-z0-9_-]` made one `-`, cut to 55 characters (for people reading
+    the console); the hash is the first 24 hex digits of the SHA-256 of the parts exactly as
+    given (as a JSON list, so `("a-b",)` and `("a", "b")` differ too). Nothing parses a name
+    back: the ids a workflow needs travel in its input."""
+    identity = json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:HASH_CHARS]
+    prefix = _NAME.sub("-", "-".join(parts))[:PREFIX_CHARS].strip("-")
+    return f"{prefix}-{digest}" if prefix else digest
 
 
 def start(machine_arn: str, name: str, payload: dict[str, Any]) -> bool:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from crm.domain.errors import ValidationFailed
 from crm.domain.identity import (
+    MAX_EXTERNAL_IDS,
     IdentityKeys,
+    fit_external_ids,
     normalise_email,
     normalise_external_ids,
     normalise_phone,
+    too_many_external_ids,
 )
 from crm.domain.money import money
 
@@ -74,6 +77,9 @@ class Customer:
     erased_at: str | None = None
     # orders_count, total_spent (minor units), currency, first_order_at, last_order_at
     stats: dict[str, Any] = field(default_factory=dict)
+    # The newest time a platform stamped on what it told us: `{"shopify": <updated_at>,
+    # "shopify:consent:email": <consent_updated_at>}`; an older state is not applied over it.
+    platform_seen: dict[str, str] = field(default_factory=dict)
     version: int | None = None
 
     def identity_keys(self) -> IdentityKeys:
@@ -85,10 +91,21 @@ class ProfileInput:
     """Validated, normalised profile fields; only the fields the caller sent are present.
 
     In a PATCH a field sent as null is present with the value None, meaning "clear it".
+
+    A platform's own state of the person (Shopify's `customers/update`) names the `platform`
+    and its time for the state (`platform_at`) and for each consent (`consent_at`), so that an
+    older state arriving later is not applied over a newer one (see `is_stale`).
     """
 
     fields: dict[str, Any]
     consent_source: str = "api"
+    # Webhooks and imports keep the person and leave out external ids past the maximum
+    # (counted in `dropped_external_ids`); the API refuses them (422).
+    drop_excess_ids: bool = False
+    dropped_external_ids: int = 0
+    platform: str | None = None
+    platform_at: str | None = None
+    consent_at: dict[str, str] = field(default_factory=dict)
 
     def identity_keys(self) -> IdentityKeys:
         return IdentityKeys.of(
@@ -239,12 +256,19 @@ def _reject_floats(value: Any, path: str) -> None:
 
 
 def parse_profile(
-    body: Any, *, default_country: str, today: date, partial: bool, consent_source: str = "api"
+    body: Any,
+    *,
+    default_country: str,
+    today: date,
+    partial: bool,
+    consent_source: str = "api",
+    drop_excess_ids: bool = False,
 ) -> ProfileInput:
     """Validate a request body into a `ProfileInput`; every problem is reported at once.
 
     `partial=False` (upsert) needs at least one identity and reads null as "not sent";
-    `partial=True` (PATCH) reads null as "clear this field".
+    `partial=True` (PATCH) reads null as "clear this field". More than `MAX_EXTERNAL_IDS`
+    external ids are refused, or with `drop_excess_ids` the first ones are kept.
     """
     if not isinstance(body, dict):
         raise ValidationFailed(
@@ -254,7 +278,7 @@ def parse_profile(
         {"field": k, "issue": "unknown_field"} for k in sorted(set(body) - set(PROFILE_FIELDS))
     ]
     parsers = {
-        "external_ids": normalise_external_ids,
+        "external_ids": lambda v: normalise_external_ids(v, drop_excess=drop_excess_ids),
         "email": lambda v: normalise_email(_text("email", v, 320)),
         "phone": lambda v: normalise_phone(_text("phone", v, 32), default_country),
         "first_name": lambda v: _text("first_name", v, MAX_NAME),
@@ -285,7 +309,16 @@ def parse_profile(
         problems.append({"field": "locale", "issue": "invalid_locale"})
     if problems:
         raise ValidationFailed("the customer has invalid fields", details=problems)
-    result = ProfileInput(fields=fields, consent_source=consent_source)
+    sent_ids = body.get("external_ids")
+    dropped = 0
+    if isinstance(sent_ids, dict) and fields.get("external_ids") is not None:
+        dropped = len(sent_ids) - len(fields["external_ids"])
+    result = ProfileInput(
+        fields=fields,
+        consent_source=consent_source,
+        drop_excess_ids=drop_excess_ids,
+        dropped_external_ids=dropped,
+    )
     if not partial and not result.identity_keys():
         raise ValidationFailed(
             "a customer needs at least one identity: external_ids, email or phone",
@@ -298,23 +331,82 @@ def new_customer(customer_id: str, now: str) -> Customer:
     return Customer(customer_id=customer_id, created_at=now, updated_at=now)
 
 
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 time with an offset as an aware datetime; None when it is not one."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _older(candidate: str | None, than: str | None) -> bool:
+    """True when `candidate` is strictly before `than` (both known times)."""
+    a, b = _instant(candidate), _instant(than)
+    return a is not None and b is not None and a < b
+
+
+def is_stale(customer: Customer, data: ProfileInput) -> bool:
+    """True when `data` is a platform's state older than the newest state of that platform
+    already applied to `customer` (an equal time is not stale: a retry of the newest state)."""
+    if not data.platform or not data.platform_at:
+        return False
+    return _older(data.platform_at, customer.platform_seen.get(data.platform))
+
+
+def _consent_key(platform: str, channel: str) -> str:
+    return f"{platform}:consent:{channel}"
+
+
+def _consent_is_older(customer: Customer, data: ProfileInput, channel: str) -> bool:
+    """A platform's consent is older than the decision we hold: than the platform's own last
+    time for it when the platform set it, else than when another source recorded it."""
+    at = data.consent_at.get(channel) or data.platform_at
+    current = customer.consents.get(channel)
+    if not data.platform or not at or not current:
+        return False
+    if current.get("source") == data.consent_source:
+        held = customer.platform_seen.get(_consent_key(data.platform, channel))
+    else:
+        held = current.get("at")
+    return _older(at, held)
+
+
+def _latest(current: str | None, candidate: str) -> str:
+    return candidate if current is None or _older(current, candidate) else current
+
+
 def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: bool) -> Customer:
     """The customer after `data` is applied. Upsert unions tags and external ids; PATCH
     replaces tags. Attributes merge (a null value removes a key). A consent gets a new
-    timestamp and source only when its value changes."""
+    timestamp and source only when its value changes.
+
+    A platform's state older than one already applied (`is_stale`) changes nothing; a
+    platform's consent older than the decision held for that channel is skipped; the newest
+    times seen are kept in `platform_seen`."""
+    if is_stale(customer, data):
+        return replace(customer)
     updated = replace(
         customer,
         tags=list(customer.tags),
         consents=dict(customer.consents),
         attributes=dict(customer.attributes),
         external_ids=dict(customer.external_ids),
+        platform_seen=dict(customer.platform_seen),
     )
+    if data.platform and data.platform_at:
+        seen = updated.platform_seen
+        seen[data.platform] = _latest(seen.get(data.platform), data.platform_at)
     for name, value in data.fields.items():
         if name == "external_ids":
             if value is None:
                 updated.external_ids = {}
             else:
-                updated.external_ids.update(value)
+                updated.external_ids, _ = fit_external_ids(
+                    updated.external_ids, value, drop_excess=data.drop_excess_ids
+                )
         elif name == "tags":
             if partial or value is None:
                 updated.tags = list(value or [])
@@ -322,6 +414,12 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
                 updated.tags = list(dict.fromkeys([*updated.tags, *value]))
         elif name == "consents":
             for channel, granted in (value or {}).items():
+                if _consent_is_older(customer, data, channel):
+                    continue
+                at = data.consent_at.get(channel) or data.platform_at
+                if data.platform and at:
+                    key = _consent_key(data.platform, channel)
+                    updated.platform_seen[key] = _latest(updated.platform_seen.get(key), at)
                 current = updated.consents.get(channel)
                 if current is None or current.get("granted") != granted:
                     updated.consents[channel] = {
@@ -345,6 +443,14 @@ def apply_profile(customer: Customer, data: ProfileInput, now: str, *, partial: 
     return updated
 
 
+def dropped_external_ids(customer: Customer, data: ProfileInput) -> int:
+    """How many of the external ids in `data` the profile does not hold after `data` was
+    applied in drop mode (left out past the maximum, at parse or when applied)."""
+    sent = data.fields.get("external_ids") or {}
+    missing = sum(1 for source, value in sent.items() if customer.external_ids.get(source) != value)
+    return data.dropped_external_ids + missing
+
+
 def profile_state(customer: Customer) -> dict[str, Any]:
     """What a change is measured against: everything but bookkeeping."""
     state = {name: getattr(customer, name) for name in (*PROFILE_FIELDS, "possible_duplicates")}
@@ -361,6 +467,7 @@ def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, 
         consents=dict(target.consents),
         attributes={**source.attributes, **target.attributes},
         external_ids={**source.external_ids, **target.external_ids},
+        platform_seen={**source.platform_seen, **target.platform_seen},
     )
     for name in (
         "email",
@@ -380,6 +487,9 @@ def merge_into(target: Customer, source: Customer, now: str) -> tuple[Customer, 
         # The most recent decision of the person stands, whichever profile recorded it.
         if current is None or consent.get("at", "") > current.get("at", ""):
             merged.consents[channel] = consent
+    if len(merged.external_ids) > MAX_EXTERNAL_IDS:
+        # Every identity of the source moves to the target, so none may be left out.
+        raise too_many_external_ids(len(merged.external_ids))
     merged.possible_duplicates = [
         d
         for d in dict.fromkeys([*target.possible_duplicates, *source.possible_duplicates])
@@ -442,6 +552,7 @@ def erase(customer: Customer, now: str) -> tuple[Customer, list[str]]:
         locale=None,
         timezone=None,
         possible_duplicates=[],
+        platform_seen={},
         status=ERASED,
         erased_at=now,
         updated_at=now,

@@ -38,6 +38,13 @@ class ValidationFailed(CrmError):
     code = "validation_failed"
 
 
+class StoreLimitExceeded(ValidationFailed):
+    """The data breaks a limit of the store itself (an item's size, a transaction's items):
+    content no retry can store."""
+
+    code = "store_limit_exceeded"
+
+
 class Unauthenticated(CrmError):
     code = "unauthenticated"
 

@@ -17,6 +17,36 @@ _EMAIL = re.compile(
 )
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_EXTERNAL_ID = 128
+# External ids (one per source) a profile may hold. Erasure releases every identity of a
+# profile with the profile's own write, and a DynamoDB transaction takes at most 100 items;
+# 20 sources is far more than any shop's platforms, and leaves room for email and phone.
+MAX_EXTERNAL_IDS = 20
+
+
+def too_many_external_ids(count: int) -> ValidationFailed:
+    return ValidationFailed(
+        f"a customer holds at most {MAX_EXTERNAL_IDS} external ids (one per source); "
+        f"this would make {count}",
+        details=[{"field": "external_ids", "issue": "too_many", "max": MAX_EXTERNAL_IDS}],
+    )
+
+
+def fit_external_ids(
+    current: dict[str, str], new: dict[str, str], *, drop_excess: bool
+) -> tuple[dict[str, str], list[str]]:
+    """`current` updated with `new` (a source's new id replaces its old one), and the sources
+    of `new` left out. Past `MAX_EXTERNAL_IDS` sources: `too_many_external_ids`, or with
+    `drop_excess` the new sources that do not fit are left out (first come, first kept)."""
+    merged = dict(current)
+    dropped: list[str] = []
+    for source, value in new.items():
+        if source in merged or len(merged) < MAX_EXTERNAL_IDS:
+            merged[source] = value
+        else:
+            dropped.append(source)
+    if dropped and not drop_excess:
+        raise too_many_external_ids(len(merged) + len(dropped))
+    return merged, dropped
 
 
 def normalise_email(raw: str) -> str:
@@ -46,7 +76,9 @@ def normalise_phone(raw: str, default_country: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_external_ids(raw: object) -> dict[str, str]:
+def normalise_external_ids(raw: object, *, drop_excess: bool = False) -> dict[str, str]:
+    """Source -> id, validated; more than `MAX_EXTERNAL_IDS` sources is `too_many`, or with
+    `drop_excess` the first `MAX_EXTERNAL_IDS` are kept."""
     if not isinstance(raw, dict):
         raise ValidationFailed(
             "external_ids must be an object of source to id",
@@ -72,6 +104,10 @@ def normalise_external_ids(raw: object) -> dict[str, str]:
                 details=[{"field": field, "issue": "invalid_length"}],
             )
         result[source] = text
+    if len(result) > MAX_EXTERNAL_IDS:
+        if not drop_excess:
+            raise too_many_external_ids(len(result))
+        result = dict(list(result.items())[:MAX_EXTERNAL_IDS])
     return result
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from crm.domain.customers import ProfileInput, parse_profile
 from crm.domain.errors import ValidationFailed
+from crm.domain.parsing import ascii_int, load_json
 
 UTF8_BOM = codecs.BOM_UTF8
 # How much of the start of a file `read_rows` looks at to choose the encoding.
@@ -278,7 +278,7 @@ class FileReader:
                 continue
             number += 1
             try:
-                value = json.loads(text)
+                value = load_json(text)  # strict: no NaN, no Infinity, nesting at most 64
             except ValueError:
                 yield Row(number, raw, None, INVALID_JSON, end)
                 continue
@@ -476,8 +476,8 @@ def _map_customer(fields: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str
             key = place[len("attributes.") :]
             if key == "tax_exempt":
                 value = _flag(value)
-            elif key == "shopify_total_orders" and str(value).isdigit():
-                value = int(value)
+            elif key == "shopify_total_orders" and ascii_int(str(value)) is not None:
+                value = ascii_int(str(value))
             elif key == "note" and isinstance(value, str):
                 value = value[:MAX_NOTE]
             attributes.setdefault(key, value if isinstance(value, bool | int) else str(value))
@@ -545,6 +545,7 @@ def customer_row(row: Row, default_country: str, today: date) -> ProfileInput:
             today=today,
             partial=False,
             consent_source=CONSENT_SOURCE,
+            drop_excess_ids=True,  # the row is kept, ids past the maximum are not
         )
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, details=[*problems, *exc.details]) from exc

@@ -31,8 +31,11 @@ def to_minor(amount: str | int | Decimal, currency: str, *, field: str = "amount
         raise ValidationFailed(
             f"{field} must be a decimal string", details=[{"field": field, "issue": "wrong_type"}]
         )
+    text = str(amount).strip()
     try:
-        value = Decimal(str(amount).strip())
+        if not text.isascii():  # Decimal() reads Arabic-Indic and full-width digits
+            raise InvalidOperation(text)
+        value = Decimal(text)
     except InvalidOperation as exc:
         raise ValidationFailed(
             f"{field} is not a decimal amount",

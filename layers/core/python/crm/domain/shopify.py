@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -655,3 +656,217 @@ def _refund_line_subtotal(
         return r.read_amount(item, "subtotal", path, required=True), at(path, "subtotal")
     r.read_amount(item, "subtotal", path)  # checked, but the shop money's string wins
     return r.read_amount(shop_money, "amount", money_path), at(money_path, "amount")
+
+
+# -- the shape of each topic's payload ----------------------------------------------------------
+#
+# Shopify signs the body, not the headers: a body captured for one topic verifies under any
+# `X-Shopify-Topic`. So every payload must have the shape of the topic it claims, from
+# Shopify's documented payloads: an Order for `orders/*`, a Refund for `refunds/create`, a
+# Customer for `customers/create|update`, and the privacy payloads
+# `{"shop_id", "shop_domain", "customer", "orders_to_redact"}` (`customers/redact`) and
+# `{"shop_id", "shop_domain", "customer", "orders_requested", "data_request"}`
+# (`customers/data_request`). Each shape names keys it must have and keys that only other
+# resources carry; and where Shopify says what the resource is (`admin_graphql_api_id`,
+# `gid://shopify/Order/...`), that must agree too.
+
+CUSTOMER_TOPICS = (
+    "customers/create",
+    "customers/update",
+    "customers/data_request",
+    "customers/redact",
+)
+PRIVACY_KEYS = ("orders_to_redact", "orders_requested", "data_request", "shop_domain")
+
+
+@dataclass(frozen=True)
+class Shape:
+    resource: str | None  # what admin_graphql_api_id names, when the payload has one
+    required: tuple[tuple[str, type | tuple[type, ...]], ...]
+    one_of: tuple[str, ...] = ()  # at least one of these keys must be present
+    foreign: tuple[str, ...] = ()  # keys only other topics' payloads have
+
+
+_ORDER = Shape(
+    "Order",
+    (("id", (int, str)), ("line_items", list), ("created_at", str)),
+    foreign=(
+        "order_id",
+        "refund_line_items",
+        "abandoned_checkout_url",
+        *PRIVACY_KEYS,
+    ),
+)
+SHAPES: dict[str, Shape] = {
+    **{topic: _ORDER for topic in ORDER_KINDS},
+    "refunds/create": Shape(
+        "Refund",
+        (("id", (int, str)), ("order_id", (int, str))),
+        one_of=("refund_line_items", "transactions"),
+        foreign=("line_items", "customer", "financial_status", *PRIVACY_KEYS),
+    ),
+    **{
+        topic: Shape(
+            "Customer",
+            (("id", (int, str)),),
+            # keys of Shopify's Customer (any one: an app without access to protected
+            # customer data may not see the contact fields)
+            one_of=(
+                "email",
+                "phone",
+                "first_name",
+                "last_name",
+                "verified_email",
+                "addresses",
+                "default_address",
+                "email_marketing_consent",
+                "sms_marketing_consent",
+                "tax_exemptions",
+            ),
+            foreign=(
+                "line_items",
+                "order_id",
+                "refund_line_items",
+                "transactions",
+                "customer",
+                "financial_status",
+                "variants",
+                "abandoned_checkout_url",
+                "myshopify_domain",
+                *PRIVACY_KEYS,
+            ),
+        )
+        for topic in ("customers/create", "customers/update")
+    },
+    "customers/redact": Shape(
+        None,
+        (("customer", dict), ("orders_to_redact", list), ("shop_domain", str)),
+        foreign=("id", "line_items", "order_id", "orders_requested", "data_request"),
+    ),
+    "customers/data_request": Shape(
+        None,
+        (
+            ("customer", dict),
+            ("orders_requested", list),
+            ("shop_domain", str),
+            ("data_request", dict),
+        ),
+        foreign=("id", "line_items", "order_id", "orders_to_redact"),
+    ),
+}
+
+
+def check_shape(topic: str, payload: Any, shop_domain: str | None = None) -> None:
+    """Raise `ValidationFailed` (code `payload_topic_mismatch`) unless `payload` has the shape
+    of `topic`'s payload, listing what is missing, what belongs to another topic, and a
+    resource id of another kind; or (code `shop_domain_mismatch`) when the
+    `X-Shopify-Shop-Domain` header (`shop_domain`) names another shop than the body's own
+    `shop_domain`. A topic without a known shape passes (it is ignored anyway)."""
+    shape = SHAPES.get(topic)
+    if shape is None:
+        return
+    problems: list[dict[str, str]] = []
+    if not isinstance(payload, dict):
+        problems.append({"field": "", "issue": "wrong_type"})
+    else:
+        for key, kind in shape.required:
+            value = payload.get(key)
+            if value is None or value == "":
+                problems.append({"field": key, "issue": "missing"})
+            elif isinstance(value, bool) or not isinstance(value, kind):
+                problems.append({"field": key, "issue": "wrong_type"})
+        if shape.one_of and not any(key in payload for key in shape.one_of):
+            problems.append({"field": "|".join(shape.one_of), "issue": "missing"})
+        problems += [
+            {"field": key, "issue": "belongs_to_another_topic"}
+            for key in shape.foreign
+            if payload.get(key) is not None
+        ]
+        gid = payload.get("admin_graphql_api_id")
+        resource = f"gid://shopify/{shape.resource}/"
+        if shape.resource and isinstance(gid, str) and not gid.startswith(resource):
+            problems.append({"field": "admin_graphql_api_id", "issue": "another_resource"})
+    if problems:
+        raise ValidationFailed(
+            f"the payload does not have the shape of a {topic} payload",
+            details=problems,
+            code="payload_topic_mismatch",
+        )
+    body_domain = payload.get("shop_domain")
+    if (
+        shop_domain
+        and isinstance(body_domain, str)
+        and body_domain.strip().lower() != shop_domain.strip().lower()
+    ):
+        raise ValidationFailed(
+            "the payload is for another shop than X-Shopify-Shop-Domain names",
+            details=[{"field": "shop_domain", "issue": "does_not_match_header"}],
+            code="shop_domain_mismatch",
+        )
+
+
+# -- customers ----------------------------------------------------------------------------------
+
+CONSENT_KEYS = (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent"))
+CUSTOMER_ADDRESS_KEYS = (
+    ("country_code", "country_code"),
+    ("province", "province"),
+    ("city", "city"),
+    ("zip", "zip"),
+    ("line1", "address1"),
+)
+
+
+@dataclass(frozen=True)
+class ShopifyCustomer:
+    """A `customers/create|update` payload as a profile body for `parse_profile`, with the
+    platform's own times: the customer's `updated_at` and each consent's
+    `consent_updated_at` (else the customer's), in UTC; None when absent or not a time."""
+
+    body: dict[str, Any]
+    updated_at: str | None
+    consent_at: dict[str, str]
+
+
+def customer_profile(payload: dict[str, Any]) -> ShopifyCustomer:
+    """Read leniently: a field that does not validate is the caller's to drop. The id must be
+    there (`check_shape` makes sure of it)."""
+    body: dict[str, Any] = {"external_ids": {SOURCE: str(payload["id"])}}
+    for name in ("email", "phone", "first_name", "last_name"):
+        value = payload.get(name)
+        if isinstance(value, str) and value.strip():
+            body[name] = value
+    updated_at = payload.get("updated_at")
+    updated = parse_timestamp(updated_at) if isinstance(updated_at, str) else None
+    consents: dict[str, bool] = {}
+    consent_at: dict[str, str] = {}
+    for channel, key in CONSENT_KEYS:
+        state = payload.get(key)
+        if isinstance(state, dict) and isinstance(state.get("state"), str):
+            consents[channel] = state["state"] == "subscribed"
+            raw_at = state.get("consent_updated_at")
+            at = parse_timestamp(raw_at) if isinstance(raw_at, str) else None
+            if at or updated:
+                consent_at[channel] = at or updated  # type: ignore[assignment]
+    if consents:
+        body["consents"] = consents
+    address = payload.get("default_address")
+    if isinstance(address, dict):
+        body["address"] = {
+            ours: str(address[theirs])
+            for ours, theirs in CUSTOMER_ADDRESS_KEYS
+            if address.get(theirs) not in (None, "")
+        }
+    return ShopifyCustomer(body=body, updated_at=updated, consent_at=consent_at)
+
+
+def data_request_id(payload: dict[str, Any]) -> str:
+    """The id of a `customers/data_request` (`data_request.id`): a Shopify id (a positive
+    integer, or a string of ASCII digits), since it becomes part of an S3 key; else
+    `ValidationFailed` on `data_request.id`."""
+    r = Reader()
+    request = r.read_object(payload, "data_request", "", required=True) or {}
+    request_id = r.read_shopify_id(request, "id", "data_request", required=True)
+    r.check("the data request has no usable id")
+    assert request_id is not None
+    return request_id

@@ -6,6 +6,7 @@ to operations is marked sent once (`mark_alerted`)."""
 
 from __future__ import annotations
 
+import builtins
 from functools import lru_cache
 from typing import Any
 
@@ -15,9 +16,13 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from crm.config import get_settings
-from crm.domain.errors import Conflict, NotFound, Unavailable
+from crm.domain import cursors
+from crm.domain.errors import Conflict, NotFound
+from crm.store.errors import store_error
 
 OPEN, RESOLVED = "open", "resolved"
+# Free texts a decision may carry (an operator's note); erasure removes them.
+DECISION_TEXTS = ("note", "text")
 
 
 class CasesByStatus(GlobalSecondaryIndex["CaseModel"]):
@@ -26,6 +31,15 @@ class CasesByStatus(GlobalSecondaryIndex["CaseModel"]):
         projection = AllProjection()
 
     status = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class CasesByCustomer(GlobalSecondaryIndex["CaseModel"]):
+    class Meta:
+        index_name = "by_customer"
+        projection = AllProjection()
+
+    customer_id = UnicodeAttribute(hash_key=True)
     opened_at = UnicodeAttribute(range_key=True)
 
 
@@ -49,8 +63,10 @@ class CaseModel(Model):
     refund_id = UnicodeAttribute(null=True)
     skus = JSONAttribute(null=True)
     alerted_at = UnicodeAttribute(null=True)  # when operations were told (once)
+    erased_at = UnicodeAttribute(null=True)  # the customer's erasure removed its texts
 
     by_status = CasesByStatus()
+    by_customer = CasesByCustomer()
 
 
 def case_view(item: CaseModel) -> dict[str, Any]:
@@ -79,7 +95,7 @@ class CaseStore:
             item.save(condition=CaseModel.case_id.does_not_exist())
         except PutError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise Unavailable("the case could not be opened") from exc
+                raise store_error(exc, "the case could not be opened") from exc
             return self.get(case["case_id"])
         return case_view(item)
 
@@ -95,7 +111,7 @@ class CaseStore:
         except DoesNotExist:
             raise NotFound(f"case {case_id} does not exist") from None
         except PynamoDBException as exc:
-            raise Unavailable("the case could not be read") from exc
+            raise store_error(exc, "the case could not be read") from exc
 
     def await_decision(self, case_id: str, token: str) -> None:
         try:
@@ -105,7 +121,7 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise Conflict(f"case {case_id} is not open", code="case_closed") from exc
-            raise Unavailable("the case could not be updated") from exc
+            raise store_error(exc, "the case could not be updated") from exc
 
     def mark_alerted(self, case_id: str, now: str) -> bool:
         """Record that operations were told of the case; False when it was already recorded
@@ -119,7 +135,7 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
-            raise Unavailable("the case could not be updated") from exc
+            raise store_error(exc, "the case could not be updated") from exc
 
     def resolve(self, case_id: str, decision: dict[str, Any], now: str) -> bool:
         """Record the decision; False when the case was already resolved (by this decision,
@@ -138,19 +154,65 @@ class CaseStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
-            raise Unavailable("the case could not be updated") from exc
+            raise store_error(exc, "the case could not be updated") from exc
 
     def list(
         self, status: str, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        condition = CaseModel.opened_at > cursor if cursor else None
+        """Oldest first; `cursor` is the full key of the previous page's last case (two cases
+        opened in the same millisecond are both listed)."""
+        start = None
+        if cursor:
+            opened_at, case_id = cursors.decode(cursor, 2)
+            start = {
+                "case_id": {"S": case_id},
+                "status": {"S": status},
+                "opened_at": {"S": opened_at},
+            }
         try:
-            page = CaseModel.by_status.query(status, condition, limit=limit)
+            page = CaseModel.by_status.query(status, limit=limit, last_evaluated_key=start)
             items = [case_view(i) for i in page]
         except PynamoDBException as exc:
-            raise Unavailable("the cases could not be read") from exc
+            raise store_error(exc, "the cases could not be read") from exc
         more = len(items) == limit and page.last_evaluated_key
-        return items, (items[-1]["opened_at"] if more else None)
+        last = items[-1] if more else None
+        return items, (cursors.encode(last["opened_at"], last["case_id"]) if last else None)
+
+    def for_customer(self, customer_id: str) -> builtins.list[dict[str, Any]]:
+        """Every case of the customer, oldest first (the export of what is held)."""
+        try:
+            return [case_view(i) for i in CaseModel.by_customer.query(customer_id)]
+        except PynamoDBException as exc:
+            raise store_error(exc, "the cases could not be read") from exc
+
+    def forget_customer(self, customer_id: str, now: str) -> int:
+        """Erasure: every case of the customer keeps its facts (order, reason, status, the
+        decision's action) but loses its free texts (the cause, the decision's note), which
+        may name, reach or locate the person. Returns how many cases were changed; a case
+        already forgotten is left alone, so a repeated erasure changes nothing."""
+        forgotten = 0
+        try:
+            for item in CaseModel.by_customer.query(customer_id):
+                decision = dict(item.decision or {})
+                texts = [k for k in DECISION_TEXTS if k in decision]
+                if item.cause is None and not texts:
+                    continue
+                for key in texts:
+                    decision.pop(key)
+                CaseModel(item.case_id).update(
+                    actions=[
+                        CaseModel.cause.remove(),
+                        CaseModel.decision.set(decision)
+                        if decision
+                        else CaseModel.decision.remove(),
+                        CaseModel.erased_at.set(now),
+                    ],
+                    condition=CaseModel.case_id.exists(),
+                )
+                forgotten += 1
+        except PynamoDBException as exc:
+            raise store_error(exc, "the cases could not be forgotten") from exc
+        return forgotten
 
 
 @lru_cache(maxsize=1)

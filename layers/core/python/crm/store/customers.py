@@ -19,12 +19,13 @@ from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
 from crm.domain.customers import Customer
-from crm.domain.errors import Unavailable
+from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, IdentityModel, bind_models
 
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for one TransactWriteItems
 _CUSTOMER_FIELDS = [f.name for f in fields(Customer) if f.name != "version"]
 _LIST_FIELDS = {"tags", "possible_duplicates"}
-_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats"}
+_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats", "platform_seen"}
 
 
 class IdentityTaken(Exception):
@@ -80,7 +81,7 @@ class CustomerRepository:
             found = IdentityModel.batch_get(wanted, consistent_read=True)
             return {item.identity: item.customer_id for item in found}
         except PynamoDBException as exc:
-            raise Unavailable("the identity index could not be read") from exc
+            raise store_error(exc, "the identity index could not be read") from exc
 
     def owner_of(self, key: str) -> str | None:
         try:
@@ -88,7 +89,7 @@ class CustomerRepository:
         except DoesNotExist:
             return None
         except PynamoDBException as exc:
-            raise Unavailable("the identity index could not be read") from exc
+            raise store_error(exc, "the identity index could not be read") from exc
 
     def get(self, customer_id: str) -> Customer | None:
         try:
@@ -96,7 +97,7 @@ class CustomerRepository:
         except DoesNotExist:
             return None
         except PynamoDBException as exc:
-            raise Unavailable("the customer could not be read") from exc
+            raise store_error(exc, "the customer could not be read") from exc
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -128,6 +129,18 @@ class CustomerRepository:
                 )
         return to_customer(item)
 
+    def release(self, customer_id: str, keys: Iterable[str]) -> None:
+        """Delete identity items still owned by `customer_id`, in transactions of at most
+        `MAX_TRANSACTION_ITEMS` (erasure of a profile with more identities than its own write
+        can carry). Raises `IdentityTaken` when one is no longer ours."""
+        wanted = list(keys)
+        for start in range(0, len(wanted), MAX_TRANSACTION_ITEMS):
+            with self._transaction() as tx:
+                for key in wanted[start : start + MAX_TRANSACTION_ITEMS]:
+                    tx.delete(
+                        IdentityModel(key), condition=IdentityModel.customer_id == customer_id
+                    )
+
     def merge(
         self, target: Customer, tombstone: Customer, move: Iterable[str], now: str
     ) -> Customer:
@@ -156,7 +169,7 @@ class CustomerRepository:
                 for item in CustomerModel.batch_get(wanted, consistent_read=True)
             }
         except PynamoDBException as exc:
-            raise Unavailable("the customers could not be read") from exc
+            raise store_error(exc, "the customers could not be read") from exc
 
     def save_many(self, changes: list[tuple[Customer, list[str]]], now: str) -> None:
         """Several profiles (each at its version, created when None) with the identities each
@@ -197,9 +210,11 @@ class _Transaction:
         try:
             self._tx.__exit__(exc_type, exc, tb)
         except TransactWriteError as error:
+            if refused_as_invalid(error):
+                raise limit_exceeded() from error
             reasons = [r.code if r else None for r in error.cancellation_reasons]
             if not reasons:
-                raise Unavailable("the customer store did not accept the write") from error
+                raise store_error(error, "the customer store did not accept the write") from error
             # PynamoDB sends deletes (released identities) before puts (the profile, then the
             # claimed identities): the profile's reason follows the deletes.
             profile_at = self._deletes
@@ -210,7 +225,7 @@ class _Transaction:
             # TransactionConflict and throttling: another writer holds an item right now.
             raise StaleProfile() from error
         except PynamoDBException as error:
-            raise Unavailable("the customer store did not accept the write") from error
+            raise store_error(error, "the customer store did not accept the write") from error
 
 
 @lru_cache(maxsize=1)

@@ -18,8 +18,9 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
-from crm.domain.errors import Unavailable
+from crm.domain import cursors
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
+from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, LedgerModel, bind_models
 
 ACCOUNT = "bal"
@@ -138,22 +139,36 @@ class LedgerStore:
                 else:
                     account.lots.append(to_lot(item))
         except PynamoDBException as exc:
-            raise Unavailable("the ledger could not be read") from exc
+            raise store_error(exc, "the ledger could not be read") from exc
         return account
 
     def entries(
         self, customer_id: str, limit: int, before: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Entries newest first; `before` is the cursor the previous page returned."""
-        condition = LedgerModel.entry_at < before if before else None
+        """Entries newest first; `before` is the cursor the previous page returned: the full
+        key of its last entry (`crm.domain.cursors`), where the next page starts."""
+        start = None
+        if before:
+            entry_at, sk = cursors.decode(before, 2)
+            if not sk.startswith(ENTRY_PREFIX):
+                raise cursors.invalid()
+            start = {
+                "customer_id": {"S": customer_id},
+                "sk": {"S": sk},
+                "entry_at": {"S": entry_at},
+            }
         try:
             page = LedgerModel.entries_by_time.query(
-                customer_id, condition, scan_index_forward=False, limit=limit
+                customer_id,
+                scan_index_forward=False,
+                limit=limit,
+                last_evaluated_key=start,
             )
             items = list(page)
         except PynamoDBException as exc:
-            raise Unavailable("the ledger could not be read") from exc
-        cursor = items[-1].entry_at if len(items) == limit and page.last_evaluated_key else None
+            raise store_error(exc, "the ledger could not be read") from exc
+        more = len(items) == limit and page.last_evaluated_key
+        cursor = cursors.encode(items[-1].entry_at, items[-1].sk) if more else None
         return [entry_view(i) for i in items], cursor
 
     def entry(self, customer_id: str, entry_id: str) -> dict[str, Any] | None:
@@ -164,7 +179,7 @@ class LedgerStore:
         except DoesNotExist:
             return None
         except PynamoDBException as exc:
-            raise Unavailable("the ledger could not be read") from exc
+            raise store_error(exc, "the ledger could not be read") from exc
 
     def tier_events(self, customer_id: str) -> list[dict[str, Any]]:
         try:
@@ -173,7 +188,7 @@ class LedgerStore:
                 for item in LedgerModel.query(customer_id, LedgerModel.sk.startswith("evt#tier#"))
             ]
         except PynamoDBException as exc:
-            raise Unavailable("the ledger could not be read") from exc
+            raise store_error(exc, "the ledger could not be read") from exc
 
     def due_lots(self, months: list[str], now: str) -> Iterator[tuple[str, Lot]]:
         """Active lots with points left whose expiry is at or before `now`."""
@@ -182,7 +197,7 @@ class LedgerStore:
                 for item in LedgerModel.expiring.query(month, LedgerModel.expires_at <= now):
                     yield item.customer_id, to_lot(item)
         except PynamoDBException as exc:
-            raise Unavailable("the ledger could not be read") from exc
+            raise store_error(exc, "the ledger could not be read") from exc
 
     def apply(
         self,
@@ -229,6 +244,8 @@ class LedgerStore:
                         CustomerModel, customer_id, condition=CustomerModel.status == "active"
                     )
         except TransactWriteError as error:
+            if refused_as_invalid(error):
+                raise limit_exceeded() from error
             reasons = [r.code if r else None for r in error.cancellation_reasons]
             if active_customer and reasons and reasons[0] == "ConditionalCheckFailed":
                 raise CustomerInactive() from error
@@ -237,9 +254,9 @@ class LedgerStore:
                 raise EntryExists() from error
             if reasons:
                 raise LedgerContended() from error
-            raise Unavailable("the ledger did not accept the write") from error
+            raise store_error(error, "the ledger did not accept the write") from error
         except PynamoDBException as error:
-            raise Unavailable("the ledger did not accept the write") from error
+            raise store_error(error, "the ledger did not accept the write") from error
 
     def move_lot(self, source_id: str, target_id: str, lot: Lot, now: str) -> bool:
         """Move what is left of a lot to another customer (a merge), with an entry on each
@@ -285,11 +302,13 @@ class LedgerStore:
                 account_update(tx, source_id, *delta, now)
                 account_update(tx, target_id, -delta[0], -delta[1], now)
         except TransactWriteError as error:
+            if refused_as_invalid(error):
+                raise limit_exceeded() from error
             if error.cancellation_reasons:
                 return False
-            raise Unavailable("the ledger did not accept the write") from error
+            raise store_error(error, "the ledger did not accept the write") from error
         except PynamoDBException as error:
-            raise Unavailable("the ledger did not accept the write") from error
+            raise store_error(error, "the ledger did not accept the write") from error
         return True
 
 

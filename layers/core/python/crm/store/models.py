@@ -45,6 +45,7 @@ class CustomerModel(Model):
     merged_into = UnicodeAttribute(null=True)
     erased_at = UnicodeAttribute(null=True)
     stats = MapAttribute(null=True)  # type: ignore[var-annotated]
+    platform_seen = MapAttribute(null=True)  # type: ignore[var-annotated]
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     # Optimistic locking: every save is conditional on the version it read.
