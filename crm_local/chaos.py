@@ -121,12 +121,15 @@ class Chaos:
         seed: int | None = None,
         outage: float = DEFAULT_OUTAGE,
         mix: Mapping[str, Mapping[str, float]] | None = None,
+        limit: int | None = None,
     ) -> None:
-        """Start over: a new share, seed and mix (None: `MIX`), and zero counts."""
+        """Start over: a new share, seed and mix (None: `MIX`), and zero counts. `limit`: at
+        most that many faults are drawn, then none (a test that wants exactly one)."""
         if not 0.0 <= rate <= 1.0 or not 0.0 <= outage <= 1.0:
             raise ValueError(f"chaos rate and outage are shares between 0 and 1, not {rate}")
         with self._lock:
             self.rate, self.seed, self.outage = float(rate), seed, float(outage)
+            self.limit = limit
             self.mix = {k: dict(v) for k, v in (mix or MIX).items()}
             self._rng = random.Random(seed)
             self._outages: OrderedDict[str, Fault] = OrderedDict()
@@ -179,6 +182,8 @@ class Chaos:
             return fault
 
     def _draw(self, operation: str) -> Fault | None:
+        if self.limit is not None and self._counts["drawn"] >= self.limit:
+            return None
         if self._rng.random() >= self.rate:
             return None
         if operation in SINGLE_WRITES:
@@ -192,6 +197,7 @@ class Chaos:
             return None
         kind = self._rng.choices(kinds, [weights[k] for k in kinds])[0]
         outage = kind in ("throttle", "internal") and self._rng.random() < self.outage
+        self._counts["drawn"] += 1
         return Fault(kind, operation, self._rng.randrange(1 << 30), outage)
 
     def _count(self, fault: Fault) -> None:
