@@ -10,10 +10,10 @@ from typing import Any
 from pynamodb.attributes import JSONAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
 from crm.config import get_settings
 from crm.domain.errors import Conflict, NotFound, Unavailable
+from crm.store.retry import RetryingModel
 
 OPEN, RESOLVED = "open", "resolved"
 
@@ -27,7 +27,7 @@ class CasesByStatus(GlobalSecondaryIndex["CaseModel"]):
     opened_at = UnicodeAttribute(range_key=True)
 
 
-class CaseModel(Model):
+class CaseModel(RetryingModel):
     class Meta:
         table_name = "unbound-cases"
         region = "us-east-1"

@@ -21,6 +21,7 @@ from crm.config import get_settings
 from crm.domain.customers import Customer
 from crm.domain.errors import Unavailable
 from crm.store.models import CustomerModel, IdentityModel, bind_models
+from crm.store.retry import RetryingConnection
 
 _CUSTOMER_FIELDS = [f.name for f in fields(Customer) if f.name != "version"]
 _LIST_FIELDS = {"tags", "possible_duplicates"}
@@ -217,7 +218,7 @@ class _Transaction:
 def get_customer_repository() -> CustomerRepository:
     settings = get_settings()
     bind_models(settings)
-    return CustomerRepository(Connection(region=CustomerModel.Meta.region))
+    return CustomerRepository(RetryingConnection(region=CustomerModel.Meta.region))
 
 
 def reset() -> None:

@@ -21,6 +21,7 @@ from crm.config import get_settings
 from crm.domain.errors import Unavailable
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
 from crm.store.models import CustomerModel, LedgerModel, bind_models
+from crm.store.retry import RetryingConnection
 
 ACCOUNT = "bal"
 LOT_PREFIX = "bal#lot#"
@@ -285,8 +286,10 @@ class LedgerStore:
                 account_update(tx, source_id, *delta, now)
                 account_update(tx, target_id, -delta[0], -delta[1], now)
         except TransactWriteError as error:
-            if error.cancellation_reasons:
-                return False
+            reasons = [r.code if r else None for r in error.cancellation_reasons]
+            if "ConditionalCheckFailed" in reasons:
+                return False  # moved already, or changed meanwhile
+            # Conflicts that outlasted the retries: not moved; a retried merge finishes it.
             raise Unavailable("the ledger did not accept the write") from error
         except PynamoDBException as error:
             raise Unavailable("the ledger did not accept the write") from error
@@ -297,7 +300,7 @@ class LedgerStore:
 def get_ledger_store() -> LedgerStore:
     settings = get_settings()
     bind_models(settings)
-    return LedgerStore(Connection(region=LedgerModel.Meta.region))
+    return LedgerStore(RetryingConnection(region=LedgerModel.Meta.region))
 
 
 def reset() -> None:
