@@ -214,7 +214,8 @@ class Chaos:
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
-            counts = {"calls": 0, "faults": 0, **{k: 0 for k in KINDS}, **self._counts}
+            zero = ("calls", "faults", "drawn", *KINDS, "outage_attempts", "token_replays")
+            counts = {**dict.fromkeys(zero, 0), **self._counts}
             return {
                 "rate": self.rate,
                 "seed": self.seed,

@@ -8,9 +8,9 @@ import json
 import boto3
 import pytest
 
-from crm_local.chaos import Chaos
 from crm.domain.errors import Unavailable
 from crm.domain.loyalty import ACTIVE, Lot
+from crm_local.chaos import Chaos
 from tests.conftest import OPERATOR
 from tests.support import chaos as chaos_support
 from tests.support.shopify import deliver, order_payload
