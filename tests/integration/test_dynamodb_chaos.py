@@ -3,6 +3,8 @@ what was (not) written, what botocore does with it, and that every fault is coun
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -232,3 +234,36 @@ def test_the_share_is_what_was_asked_and_the_same_seed_fails_the_same_calls(
     )
     ddb.get_item(TableName=TABLE, Key={"delivery_id": {"S": "x"}})
     assert dynamodb_chaos.counts()["faults"] == 0
+
+
+def test_the_setting_comes_from_the_environment_and_a_bad_one_is_refused():
+    settings = Chaos()
+    settings.configure_from_env(
+        {"CRM_LOCAL_DYNAMODB_CHAOS": "0.05", "CRM_LOCAL_DYNAMODB_CHAOS_SEED": "9"}
+    )
+    assert (settings.rate, settings.seed, settings.active()) == (0.05, 9, True)
+    settings.configure_from_env({})
+    assert not settings.active()
+    for wrong in ("5%", "1.5", "-0.1"):
+        with pytest.raises(ValueError, match="CRM_LOCAL_DYNAMODB_CHAOS"):
+            settings.configure_from_env({"CRM_LOCAL_DYNAMODB_CHAOS": wrong})
+
+
+def test_the_endpoint_route_shows_the_counts_and_changes_the_setting():
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from crm_local.chaos import ROUTE, _route, chaos
+
+    def call(method: str, body: dict | None = None) -> tuple[int, dict]:
+        request = Request(EnvironBuilder(path=ROUTE, method=method, json=body).get_environ())
+        status, _, answer = _route(request, ROUTE, request.headers)
+        return status, json.loads(answer)
+
+    try:
+        status, view = call("POST", {"rate": 0.1, "seed": 4})
+        assert status == 200 and (view["rate"], view["seed"], view["faults"]) == (0.1, 4, 0)
+        assert call("GET")[1]["rate"] == 0.1
+        assert call("POST", {"rate": 3})[0] == 400
+    finally:
+        chaos.configure(0.0)
