@@ -213,7 +213,7 @@ def test_the_share_is_what_was_asked_and_the_same_seed_fails_the_same_calls(
     def run(seed: int) -> list[bool]:
         dynamodb_chaos.configure(0.05, seed=seed, outage=0.0, mix=only("internal"))
         failed = []
-        for i in range(600):
+        for i in range(400):
             try:
                 ddb.get_item(TableName=TABLE, Key={"delivery_id": {"S": str(i)}})
                 failed.append(False)
@@ -223,7 +223,7 @@ def test_the_share_is_what_was_asked_and_the_same_seed_fails_the_same_calls(
 
     first, again, other = run(42), run(42), run(43)
     assert first == again and first != other
-    assert 15 <= sum(first) <= 45  # 5 % of 600
+    assert 8 <= sum(first) <= 35  # 5 % of 400
     assert dynamodb_chaos.counts()["faults"] == sum(other)
     # Management calls and requests marked to be spared never fail.
     dynamodb_chaos.configure(1.0, seed=1, mix=only("internal"))
