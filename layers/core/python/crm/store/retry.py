@@ -6,9 +6,10 @@ botocore already retries throttling (`ProvisionedThroughputExceededException`,
 transaction cancelled because another transaction held one of its items (`TransactionCanceled`
 with `TransactionConflict` among the reasons, nothing else), nor a single write refused for the
 same reason (`TransactionConflictException`): AWS asks the caller to back off and send it again.
-That is what happens here, with backoff and jitter, for those and for what botocore gave up on;
-a failure that is an answer (a condition that does not hold, a validation error) is never
-retried, and after `ATTEMPTS` the last error goes to the caller as before.
+That is what happens here, with backoff and jitter, for those and for what botocore gave up on
+(`ATTEMPTS`: fewer for throttling, which botocore already waited seconds for); a failure that
+is an answer (a condition that does not hold, a validation error) is never retried, and after
+the last attempt the error goes to the caller as before.
 
 A transaction is sent with one `ClientRequestToken` for all its attempts, so a transaction that
 was applied but whose answer was lost (a 500 after the write) is not applied twice: DynamoDB
@@ -30,41 +31,47 @@ from pynamodb.models import Model
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 6
 BASE_DELAY = 0.02  # seconds; doubled each attempt, with full jitter
 MAX_DELAY = 1.0
-# Errors that say "not now" rather than "no".
-PASSING_ERRORS = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-# Cancellation reasons of the same kind; any other reason (ConditionalCheckFailed,
-# ValidationError, ...) makes the cancellation an answer.
-PASSING_REASONS = frozenset(
-    {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-)
+CONFLICT, SERVER, THROTTLE = "conflict", "server", "throttle"
+# Attempts in all, by what the last failure was. A conflict is not retried by botocore and
+# costs a few milliseconds; a 5xx was already sent 4 times by botocore with a 25 ms base
+# backoff. A throttle was too, but botocore's backoff for it starts at 1 s: one more round
+# (up to ~7 s more), then the caller answers 503 or its workflow retries later, which keeps a
+# webhook inside the platform's few seconds and stops adding load to a throttled table.
+ATTEMPTS = {CONFLICT: 6, SERVER: 6, THROTTLE: 2}
+_KIND_OF_CODE = {
+    "TransactionConflictException": CONFLICT,
+    "TransactionInProgressException": CONFLICT,
+    "InternalServerError": SERVER,
+    "ServiceUnavailable": SERVER,
+    "ProvisionedThroughputExceededException": THROTTLE,
+    "ThrottlingException": THROTTLE,
+    "RequestLimitExceeded": THROTTLE,
+}
+# A cancellation whose reasons are only these is passing; any other reason
+# (ConditionalCheckFailed, ValidationError, ...) makes it an answer.
+_KIND_OF_REASON = {
+    "TransactionConflict": CONFLICT,
+    "ThrottlingError": THROTTLE,
+    "ProvisionedThroughputExceeded": THROTTLE,
+}
 
 
-def is_passing(error: ClientError) -> bool:
-    """The failure may not happen again: send the same request again after a pause."""
+def passing_kind(error: ClientError) -> str | None:
+    """CONFLICT, SERVER or THROTTLE when the failure may not happen again (send the same
+    request again after a pause); None when it is an answer."""
     response: dict[str, Any] = getattr(error, "response", None) or {}
     code = (response.get("Error") or {}).get("Code")
-    if code in PASSING_ERRORS:
-        return True
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
-    if status >= 500:
-        return True
+    if code in _KIND_OF_CODE:
+        return _KIND_OF_CODE[code]
     if code == "TransactionCanceledException":
-        reasons = [r.get("Code") for r in response.get("CancellationReasons") or []]
-        return bool(reasons) and set(reasons) <= PASSING_REASONS and set(reasons) != {"None"}
-    return False
+        reasons = {r.get("Code") for r in response.get("CancellationReasons") or []} - {"None"}
+        if reasons and reasons <= _KIND_OF_REASON.keys():
+            return THROTTLE if THROTTLE in {_KIND_OF_REASON[r] for r in reasons} else CONFLICT
+        return None
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+    return SERVER if status >= 500 else None
 
 
 def backoff(attempt: int) -> float:
@@ -88,7 +95,8 @@ class RetryingConnection(Connection):
                 cause = error.__cause__
                 raw = cause if isinstance(cause, ClientError) else error
                 attempt += 1
-                if attempt >= ATTEMPTS or not is_passing(raw):
+                kind = passing_kind(raw)
+                if kind is None or attempt >= ATTEMPTS[kind]:
                     raise
                 log.debug(
                     "DynamoDB %s failed in passing (%s); again",
