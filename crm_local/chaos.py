@@ -25,7 +25,10 @@ they meet in AWS:
 
 Which call fails, and how, is drawn from one `random.Random(seed)`: the same seed and the same
 sequence of calls give the same faults (concurrent clients make the sequence itself vary).
-Every fault is counted: `counts()`, and over HTTP `GET <endpoint>/moto-api/crm/dynamodb-chaos`
+Every fault is counted (`calls`: data calls seen; `faults`: calls answered with a fault, each
+attempt of an outage included; `drawn`: distinct faults; one count per kind; `outage_attempts`;
+`token_replays`: transactions answered from their token): `counts()`, and over HTTP
+`GET <endpoint>/moto-api/crm/dynamodb-chaos`
 (a `POST` there with `{"rate": 0.05, "seed": 1}` changes the setting of a running stack). A
 request with the header `x-crm-chaos: skip` is never failed: a test reads what the system wrote
 without meeting the chaos it put there.
@@ -126,7 +129,7 @@ class Chaos:
         """Start over: a new share, seed and mix (None: `MIX`), and zero counts. `limit`: at
         most that many faults are drawn, then none (a test that wants exactly one)."""
         if not 0.0 <= rate <= 1.0 or not 0.0 <= outage <= 1.0:
-            raise ValueError(f"chaos rate and outage are shares between 0 and 1, not {rate}")
+            raise ValueError(f"chaos shares are between 0 and 1, not {rate} (outage {outage})")
         with self._lock:
             self.rate, self.seed, self.outage = float(rate), seed, float(outage)
             self.limit = limit
