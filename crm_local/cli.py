@@ -55,6 +55,19 @@ def local(
     aws_port: Annotated[
         int | None, typer.Option(help="Embedded AWS endpoint port (default: CRM_AWS_PORT or 4566).")
     ] = None,
+    chaos: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of DynamoDB data calls that fail as AWS's may: transaction conflicts, "
+            "throttling, 500s (e.g. 0.05; default: CRM_LOCAL_DYNAMODB_CHAOS or 0).",
+        ),
+    ] = None,
+    chaos_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the chaos draws (default: CRM_LOCAL_DYNAMODB_CHAOS_SEED)."),
+    ] = None,
 ) -> None:
     """Serve the API, the embedded AWS endpoint, workflows and schedules until Ctrl-C."""
     stop = threading.Event()
@@ -73,7 +86,9 @@ def local(
     from crm_local.stack import LocalStack
 
     began = time.monotonic()
-    stack = LocalStack(api_port=api_port, aws_port=aws_port)
+    if chaos_seed is not None and chaos is None:
+        chaos = float(os.environ.get("CRM_LOCAL_DYNAMODB_CHAOS") or 0)
+    stack = LocalStack(api_port=api_port, aws_port=aws_port, chaos=chaos, chaos_seed=chaos_seed)
     try:
         stack.start()
     except OSError as exc:
@@ -83,6 +98,9 @@ def local(
             exc,
         )
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a setting that makes no sense, e.g. the chaos share
+        log.error("cannot start the local stack: %s", exc)
+        raise typer.Exit(2) from None
     try:
         if not stop.is_set():
             typer.echo(stack.banner())

@@ -14,17 +14,30 @@ The table copy also made every transaction cost the size of its tables: a 100,00
 it with an undo log of the items the transaction touched, restored on failure: the same
 all-or-nothing result, at the cost of the transaction's own items. Part of the moto pin: see
 `crm_local.lambda_executor.MOTO_PIN`.
+
+Two more things AWS does that moto does not: a transaction's `ClientRequestToken` makes it
+idempotent for 10 minutes (`_idempotent_transaction`), and DynamoDB fails now and then
+(`crm_local.chaos`, off unless asked for: every request passes through `chaos.around`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import threading
+import time
+from collections import OrderedDict
 from typing import Any
+
+from crm_local.chaos import chaos, install_route
 
 _lock = threading.RLock()
 _installed = False
+TOKEN_WINDOW = 600.0  # seconds DynamoDB keeps a transaction's ClientRequestToken
+_TOKENS_KEPT = 100_000
+# token -> (items digest, until, the answer), oldest first
+_tokens: OrderedDict[str, tuple[str, float, Any]] = OrderedDict()
 
 
 def install() -> None:
@@ -41,15 +54,61 @@ def install() -> None:
 
     @functools.wraps(original)
     def call_action(self: Any) -> Any:
-        with _lock:
-            return original(self)
+        return chaos.around(self, lambda: _serve(original, self))
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     from moto.dynamodb.models import DynamoDBBackend
 
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     _cache_condition_parsing()
+    install_route()
     _installed = True
+
+
+def _serve(original: Any, handler: Any) -> Any:
+    """One request, alone; a TransactWriteItems with a `ClientRequestToken` as AWS serves it."""
+    with _lock:
+        if handler._get_action() == "TransactWriteItems":
+            return _idempotent_transaction(original, handler)
+        return original(handler)
+
+
+def _idempotent_transaction(original: Any, handler: Any) -> Any:
+    """DynamoDB keeps a transaction's `ClientRequestToken` for 10 minutes after it succeeded:
+    the same token and items again answer success without writing a second time; the same
+    token with other items is refused. (botocore gives every call a token of its own and keeps
+    it across its retries; moto ignores tokens.) A transaction that failed leaves no token."""
+    token = handler.params.get("ClientRequestToken")
+    if not token:
+        return original(handler)
+    digest = hashlib.sha256(
+        json.dumps(handler.params.get("TransactItems"), sort_keys=True, default=repr).encode()
+    ).hexdigest()
+    now = time.monotonic()
+    known = _tokens.get(token)
+    if known is not None and known[1] > now:
+        if known[0] != digest:
+            return (
+                400,
+                {"Content-Type": "application/x-amz-json-1.0", "status": 400},
+                json.dumps(
+                    {
+                        "__type": "com.amazonaws.dynamodb.v20120810#"
+                        "IdempotentParameterMismatchException",
+                        "message": "The request uses the same client token as a previous, "
+                        "but non-identical request.",
+                    }
+                ),
+            )
+        chaos.note("token_replays")
+        return known[2]
+    answer = original(handler)
+    if answer[0] == 200:
+        # Oldest first: drop what has expired, and past a bound the oldest (memory stays small).
+        while _tokens and (len(_tokens) >= _TOKENS_KEPT or next(iter(_tokens.values()))[1] <= now):
+            _tokens.popitem(last=False)
+        _tokens[token] = (digest, now + TOKEN_WINDOW, answer)
+    return answer
 
 
 def _cache_condition_parsing() -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from crm_local import PROJECT_DIR, lambda_executor
+from crm_local.chaos import ROUTE as CHAOS_ROUTE
+from crm_local.chaos import chaos
 from crm_local.endpoint import Endpoint
 from crm_local.provision import (
     AppFunction,
@@ -49,8 +51,12 @@ class LocalStack:
         host: str = "127.0.0.1",
         project_dir: Path = PROJECT_DIR,
         scheduler_interval: float = 1.0,
+        chaos: float | None = None,
+        chaos_seed: int | None = None,
     ) -> None:
         self.stage = stage
+        # The share of DynamoDB calls that fail as AWS's may (None: CRM_LOCAL_DYNAMODB_CHAOS).
+        self.chaos, self.chaos_seed = chaos, chaos_seed
         self.project_dir = project_dir
         self.endpoint = Endpoint(aws_port, host)
         self.api = ApiServer(host, api_port, stage, project_dir)
@@ -91,6 +97,7 @@ class LocalStack:
 
         self.endpoint.start()
         os.environ.update(self.endpoint.environment())
+        self._start_chaos()
         client = self.endpoint.client
         self.provisioned = provision_data_resources(client, env)
         # os.environ: the stage's variables, and a CRM_SENDER_EMAIL the user may have set.
@@ -129,6 +136,20 @@ class LocalStack:
         self.scheduler = Scheduler(client, interval=self._scheduler_interval).start()
         self.api.start()
 
+    def _start_chaos(self) -> None:
+        if self.chaos is None:
+            chaos.configure_from_env()
+        else:
+            chaos.configure(self.chaos, self.chaos_seed)
+        if chaos.active():
+            log.warning(
+                "DynamoDB chaos: %g%% of data calls fail as AWS's may (seed %s); counts at %s%s",
+                chaos.rate * 100,
+                chaos.seed,
+                self.aws_url,
+                CHAOS_ROUTE,
+            )
+
     def _physical(self, name: str) -> str:
         return function_name(self.api.app.app_name, self.stage, name)
 
@@ -144,6 +165,7 @@ class LocalStack:
         for function in self.functions:
             lambda_executor.unregister(self._physical(function.name))
         self.endpoint.stop()
+        chaos.configure(0.0)
         if self._saved_environ is not None:
             os.environ.clear()
             os.environ.update(self._saved_environ)
@@ -177,6 +199,11 @@ class LocalStack:
             f"  Buckets             {buckets}",
             f"  Tables              {tables}",
         ]
+        if chaos.active():
+            lines.append(
+                f"  DynamoDB chaos      {chaos.rate:g} of data calls fail "
+                f"(counts: {self.aws_url}{CHAOS_ROUTE})"
+            )
         machines = self.provisioned.get("state_machines") or {}
         schedules = self.provisioned.get("schedules") or {}
         if machines:

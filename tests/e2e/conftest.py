@@ -64,7 +64,8 @@ class RunningStack:
             raise
 
 
-def start_stack(log_path: Path) -> RunningStack:
+def start_stack(log_path: Path, *args: str) -> RunningStack:
+    """`crm local [args]` on free ports, once it answers healthy."""
     api_port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "AWS_", "POWERTOOLS_"))}
     env.update(CRM_API_PORT=str(api_port), CRM_AWS_PORT=str(aws_port), PYTHONUNBUFFERED="1")
@@ -73,7 +74,7 @@ def start_stack(log_path: Path) -> RunningStack:
     began = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*command, "local"],
+            [*command, "local", *args],
             cwd=PROJECT_DIR,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -5,6 +5,7 @@ each on its own order."""
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,6 +118,37 @@ def test_a_fault_at_any_step_leaves_everything_consistent(http, stack: RunningSt
     finally:
         stack.client("ssm").delete_parameter(Name="/crm/local/faults")
     assert {name: p for name, p in found.items() if p} == {}
-    # The faults did fire: every scenario's order left the happy path.
+    # The faults did fire: every step each scenario broke failed with InjectedFault in one of
+    # its order's executions (without the fault, the scenario fails here).
+    with ThreadPoolExecutor(8) as pool:
+        evidence = pool.map(lambda o: injected(stack, shop, o), orders.values())
+        fired = dict(zip(orders, evidence, strict=True))
+    missing = {s.name: sorted(set(s.faults) - fired[s.name]) for s in SCENARIOS}
+    assert {name: m for name, m in missing.items() if m} == {}, fired
+    # And every scenario's order left the happy path.
     statuses = {name: shop.order(o)["status"] for name, o in orders.items()}
     assert "delivered" not in statuses.values(), statuses
+
+
+INJECTED = re.compile(r"fault injected at ([a-z_]+\.[a-z_]+)")
+
+
+def injected(stack: RunningStack, shop: Shop, order_id: str) -> set[str]:
+    """The steps that failed with `InjectedFault` in the order's executions, as the execution
+    histories record them (a Lambda task's LambdaFunctionFailed, a waiting task's TaskFailed)."""
+    sfn = stack.client("stepfunctions")
+    points = set()
+    for execution in shop.executions(order_id):
+        args = {"executionArn": execution["executionArn"], "maxResults": 1000}
+        while True:
+            page = sfn.get_execution_history(**args)
+            for event in page["events"]:
+                details = next(
+                    (v for k, v in event.items() if k.endswith("FailedEventDetails")), {}
+                )
+                if details.get("error") == "InjectedFault":
+                    points.update(INJECTED.findall(details.get("cause", "")))
+            if not page.get("nextToken"):
+                break
+            args["nextToken"] = page["nextToken"]
+    return points

@@ -90,14 +90,16 @@ def order_events(order: PlannedOrder, rng: random.Random) -> list[Delivery]:
 
 
 def plan_day(
-    seed: int = 20261123, customers: int = 100
+    seed: int = 20261123, customers: int = 100, scale: float = 1.0
 ) -> tuple[list[PlannedOrder], list[Delivery]]:
-    """300 orders and their 700 deliveries, plus 300 re-deliveries (30 %), shuffled."""
+    """300 orders and their 700 deliveries, plus 300 re-deliveries (30 %), shuffled; `scale`
+    makes every scenario's count (and the buyers) that much smaller or larger."""
     rng = random.Random(seed)
     orders: list[PlannedOrder] = []
     next_id = 5_000_001
+    customers = max(1, round(customers * scale))
     for scenario, count in MIX.items():
-        for _ in range(count):
+        for _ in range(max(1, round(count * scale))):
             events, final = SCENARIOS[scenario]
             orders.append(
                 PlannedOrder(

@@ -13,12 +13,12 @@ from typing import Any
 from pynamodb.attributes import JSONAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Conflict, NotFound
 from crm.store.errors import store_error
+from crm.store.retry import RetryingModel
 
 OPEN, RESOLVED = "open", "resolved"
 # Free texts a decision may carry (an operator's note); erasure removes them.
@@ -43,7 +43,7 @@ class CasesByCustomer(GlobalSecondaryIndex["CaseModel"]):
     opened_at = UnicodeAttribute(range_key=True)
 
 
-class CaseModel(Model):
+class CaseModel(RetryingModel):
     class Meta:
         table_name = "unbound-cases"
         region = "us-east-1"

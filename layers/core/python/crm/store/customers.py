@@ -21,6 +21,7 @@ from crm.config import get_settings
 from crm.domain.customers import Customer
 from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, IdentityModel, bind_models
+from crm.store.retry import RetryingConnection
 
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for one TransactWriteItems
 _CUSTOMER_FIELDS = [f.name for f in fields(Customer) if f.name != "version"]
@@ -232,7 +233,7 @@ class _Transaction:
 def get_customer_repository() -> CustomerRepository:
     settings = get_settings()
     bind_models(settings)
-    return CustomerRepository(Connection(region=CustomerModel.Meta.region))
+    return CustomerRepository(RetryingConnection(region=CustomerModel.Meta.region))
 
 
 def reset() -> None:

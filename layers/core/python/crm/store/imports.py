@@ -20,10 +20,10 @@ from typing import Any
 from pynamodb.attributes import JSONAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.models import Model
 
 from crm.config import get_settings
 from crm.domain.errors import Unavailable
+from crm.store.retry import RetryingModel
 
 RUNNING, FAILED, DONE = "running", "failed", "done"
 KEEP_DAYS = 30  # the record of a finished import, for reports and resumes
@@ -33,7 +33,7 @@ class Superseded(Exception):
     """Another run of the same content took the import over: this one stops."""
 
 
-class ImportModel(Model):
+class ImportModel(RetryingModel):
     class Meta:
         table_name = "unbound-imports"
         region = "us-east-1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from crm.config import get_settings
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.inventory import Allocation, StockLevel
 from crm.store.models import InventoryModel, bind_models
+from crm.store.retry import RetryingConnection
 
 ORDER_PREFIX = "order#"
 HEADER = "#order"
@@ -266,9 +268,19 @@ class InventoryStore:
             )
         else:
             condition = InventoryModel.alerted == True  # noqa: E712
+        # The change carries a token of its own: when it was written but its answer was lost
+        # (a 500 after the write, sent again by the SDK), the repeat finds its own token.
+        token = uuid.uuid4().hex
+        condition = condition | (
+            (InventoryModel.alerted == alerted) & (InventoryModel.alert_token == token)
+        )
         try:
             InventoryModel(sku, warehouse_id).update(
-                actions=[InventoryModel.alerted.set(alerted)], condition=condition
+                actions=[
+                    InventoryModel.alerted.set(alerted),
+                    InventoryModel.alert_token.set(token),
+                ],
+                condition=condition,
             )
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
@@ -487,7 +499,7 @@ class InventoryStore:
 def get_inventory_store() -> InventoryStore:
     settings = get_settings()
     bind_models(settings)
-    return InventoryStore(Connection(region=InventoryModel.Meta.region))
+    return InventoryStore(RetryingConnection(region=InventoryModel.Meta.region))
 
 
 def reset() -> None:

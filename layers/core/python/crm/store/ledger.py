@@ -22,6 +22,7 @@ from crm.domain import cursors
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
 from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, LedgerModel, bind_models
+from crm.store.retry import RetryingConnection
 
 ACCOUNT = "bal"
 LOT_PREFIX = "bal#lot#"
@@ -304,8 +305,10 @@ class LedgerStore:
         except TransactWriteError as error:
             if refused_as_invalid(error):
                 raise limit_exceeded() from error
-            if error.cancellation_reasons:
-                return False
+            reasons = [r.code if r else None for r in error.cancellation_reasons or []]
+            if "ConditionalCheckFailed" in reasons:
+                return False  # moved already, or changed meanwhile
+            # Conflicts that outlasted the retries: not moved; a retried merge finishes it.
             raise store_error(error, "the ledger did not accept the write") from error
         except PynamoDBException as error:
             raise store_error(error, "the ledger did not accept the write") from error
@@ -316,7 +319,7 @@ class LedgerStore:
 def get_ledger_store() -> LedgerStore:
     settings = get_settings()
     bind_models(settings)
-    return LedgerStore(Connection(region=LedgerModel.Meta.region))
+    return LedgerStore(RetryingConnection(region=LedgerModel.Meta.region))
 
 
 def reset() -> None:

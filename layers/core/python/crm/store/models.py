@@ -19,9 +19,10 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from crm.config import Settings
+from crm.store.retry import RetryingModel
 
 
-class CustomerModel(Model):
+class CustomerModel(RetryingModel):
     class Meta:
         table_name = "unbound-customers"
         region = "us-east-1"  # bind_models sets the stage's
@@ -52,7 +53,7 @@ class CustomerModel(Model):
     version = VersionAttribute()
 
 
-class IdentityModel(Model):
+class IdentityModel(RetryingModel):
     class Meta:
         table_name = "unbound-identities"
         region = "us-east-1"
@@ -79,7 +80,7 @@ class OrdersByPlatformId(GlobalSecondaryIndex["OrderModel"]):
     platform_order_id = UnicodeAttribute(hash_key=True)
 
 
-class OrderModel(Model):
+class OrderModel(RetryingModel):
     class Meta:
         table_name = "unbound-orders"
         region = "us-east-1"
@@ -123,7 +124,7 @@ class OrderModel(Model):
     by_platform_id = OrdersByPlatformId()
 
 
-class DeliveryModel(Model):
+class DeliveryModel(RetryingModel):
     class Meta:
         table_name = "unbound-deliveries"
         region = "us-east-1"
@@ -152,7 +153,7 @@ class ExpiringLots(GlobalSecondaryIndex["LedgerModel"]):
     expires_at = UnicodeAttribute(range_key=True)
 
 
-class LedgerModel(Model):
+class LedgerModel(RetryingModel):
     """One model for every item of a customer's ledger partition; `sk` says which."""
 
     class Meta:
@@ -184,7 +185,7 @@ class LedgerModel(Model):
     expiring = ExpiringLots()
 
 
-class NotificationModel(Model):
+class NotificationModel(RetryingModel):
     """A customer's message timeline (`sk` = `<at>#<notification id>`), and the dedup claims
     (`customer_id` = `dedup#<key>`, `sk` = `-`), which live in partitions of their own."""
 
@@ -209,7 +210,7 @@ class NotificationModel(Model):
     forgotten_at = UnicodeAttribute(null=True)
 
 
-class InventoryModel(Model):
+class InventoryModel(RetryingModel):
     """Stock (`sku` = the SKU, `sk` = the warehouse id) and each order's reservations
     (`sku` = `order#<order id>`: `sk` = `<sku>#<warehouse>` per reserved line, `#order` for the
     order's header, `#restock#<key>` per restock)."""
@@ -226,6 +227,7 @@ class InventoryModel(Model):
     available = NumberAttribute(null=True)  # kept = on_hand - reserved: conditions cannot subtract
     safety_stock = NumberAttribute(null=True)
     alerted = BooleanAttribute(null=True)
+    alert_token = UnicodeAttribute(null=True)  # the last `mark_alerted` change's own
     updated_at = UnicodeAttribute(null=True)
     version = NumberAttribute(null=True)  # counts writes; not a PynamoDB VersionAttribute
     # reservations, the order's header, restocks

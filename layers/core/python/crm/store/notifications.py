@@ -29,6 +29,7 @@ from pynamodb.transactions import TransactWrite
 from crm.config import get_settings
 from crm.domain.errors import Unavailable
 from crm.store.models import NotificationModel, bind_models
+from crm.store.retry import RetryingConnection
 
 DEDUP_PREFIX = "dedup#"
 CLAIM_SK = "-"
@@ -87,11 +88,18 @@ class NotificationStore:
             notification_id=notification_id,
             kind=kind or None,
         )
-        try:
-            item.save(
-                condition=NotificationModel.customer_id.does_not_exist()
-                | ((NotificationModel.status == SENDING) & (NotificationModel.at < stale_before))
+        condition = NotificationModel.customer_id.does_not_exist() | (
+            (NotificationModel.status == SENDING) & (NotificationModel.at < stale_before)
+        )
+        if notification_id:
+            # Ours already: this very claim was written and its answer lost (a 500 after the
+            # write, sent again by the SDK). Without it the message would never go.
+            condition = condition | (
+                (NotificationModel.status == SENDING)
+                & (NotificationModel.notification_id == notification_id)
             )
+        try:
+            item.save(condition=condition)
         except PutError as error:
             if _condition_failed(error):
                 return False
@@ -189,7 +197,7 @@ class NotificationStore:
 def get_notification_store() -> NotificationStore:
     settings = get_settings()
     bind_models(settings)
-    return NotificationStore(Connection(region=NotificationModel.Meta.region))
+    return NotificationStore(RetryingConnection(region=NotificationModel.Meta.region))
 
 
 def reset() -> None:

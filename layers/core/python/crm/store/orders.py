@@ -47,6 +47,7 @@ from crm.store.models import (
     OrderModel,
     bind_models,
 )
+from crm.store.retry import RetryingConnection
 
 DELIVERY_TTL = 7 * 24 * 3600  # at least the 24 h the contract asks, with room for late retries
 
@@ -280,10 +281,9 @@ class OrderStore:
 
     def _batch_get(self, request: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {table: [] for table in request}
-        client = self._connection.client
         for attempt in range(8):
             try:
-                answer = client.batch_get_item(RequestItems=request)
+                answer = self._connection.dispatch("BatchGetItem", {"RequestItems": request})
             except Exception as exc:
                 raise Unavailable("the order store could not be read") from exc
             for table, items in answer.get("Responses", {}).items():
@@ -640,7 +640,7 @@ def write_points(
 def get_order_store() -> OrderStore:
     settings = get_settings()
     bind_models(settings)
-    return OrderStore(Connection(region=OrderModel.Meta.region))
+    return OrderStore(RetryingConnection(region=OrderModel.Meta.region))
 
 
 def batching_order_store(redo: Any) -> BatchingOrderStore:
