@@ -81,6 +81,10 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        if os.environ.get("RECORD_AWS_CALLS"):  # `make permissions` (crm_local.aws_calls)
+            from crm_local import aws_calls
+
+            aws_calls.install_from_environment(self.project_dir)
         env = stage_environment(self.stage, self.project_dir)
         for name in _FOREIGN_AWS_SETTINGS:
             os.environ.pop(name, None)
