@@ -80,6 +80,31 @@ def secrets_path(env: dict[str, str], stage: str) -> str:
     return source.removeprefix("ssm:") if source.startswith("ssm:/") else f"/crm/{stage}/"
 
 
+class UnsafeStage(SystemExit):
+    """The stage may not be built for the cloud as configured."""
+
+
+def check_stage(stage: str, env: dict[str, str]) -> None:
+    """Refuse a cloud build that would serve a shop with a placeholder: the local stage, the
+    local payment provider or an example sender outside the test stages (`crm.config`, which
+    refuses the same at cold start)."""
+    from crm.adapters.payments import PROVIDERS
+    from crm.config import unsafe_outside_tests
+
+    problems = unsafe_outside_tests({**env, "CRM_STAGE": stage}, at_build=True)
+    payments = env.get("CRM_PAYMENTS", "").strip()
+    if payments and payments not in PROVIDERS:
+        problems.append(f"CRM_PAYMENTS={payments!r} is no payment provider ({sorted(PROVIDERS)})")
+    if problems:
+        raise UnsafeStage(
+            f"refusing to build stage {stage!r} for the cloud:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\n(.chalice/config.json, stages."
+            + stage
+            + ".environment_variables)"
+        )
+
+
 def _ignore(_dir: str, names: list[str]) -> set[str]:
     return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
 
@@ -308,10 +333,11 @@ def build(
         log(f"  {name}: {seconds[name]} s")
         return now
 
+    _, env = stage_config(stage, project_dir)
+    check_stage(stage, env)
     log(f"Building stage {stage} into {out}")
     if out.exists():
         shutil.rmtree(out)
-    _, env = stage_config(stage, project_dir)
     stage_project(stage, staging, project_dir)
     mark = step("staging", started)
     chalice_package(stage, staging, out, project_dir)
