@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import template as cfn
+from infra.permissions import load_map
 from infra.resources import all_resources
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -73,6 +74,11 @@ def stage_config(
     env = dict(config.get("environment_variables", {}))
     env.update(stages[stage].get("environment_variables", {}))
     return stages[stage], env
+
+
+def app_name(project_dir: Path = PROJECT_DIR) -> str:
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return str(config["app_name"])
 
 
 def secrets_path(env: dict[str, str], stage: str) -> str:
@@ -121,7 +127,7 @@ def stage_project(stage: str, staging: Path, project_dir: Path = PROJECT_DIR) ->
     shutil.copytree(project_dir / "functions", staging / "vendor" / "functions", ignore=_ignore)
     if not stage_section.get("autogen_policy", True):
         policy = stage_section.get("iam_policy_file", f"policy-{stage}.json")
-        document = cfn.function_policy(all_resources(), stage, env, secrets_path(env, stage))
+        document = cfn.function_policy(stage, secrets_path(env, stage))
         # Generated, never committed: it is a CloudFormation fragment (Fn::Sub, Fn::GetAtt),
         # which chalice copies verbatim into each function's role.
         (staging / ".chalice" / policy).write_text(json.dumps(document, indent=2))
@@ -371,6 +377,8 @@ def build(
         all_resources(),
         stage,
         env,
+        permissions=load_map(),
+        app_name=app_name(project_dir),
         layers=layers,
         every_function_layers=[CORE_LAYER],
         secrets_path=secrets_path(env, stage),
