@@ -15,6 +15,7 @@ from crm_local.provision import (
     app_functions,
     function_name,
     provision_data_resources,
+    provision_failure_destinations,
     provision_functions,
     provision_messaging,
     provision_notifications,
@@ -122,6 +123,9 @@ class LocalStack:
         self.provisioned["functions"] = {self._physical(n): arn for n, arn in arns.items()}
         self.provisioned["notifications"] = provision_notifications(
             client, env, arns, self.functions
+        )
+        self.provisioned["destinations"] = provision_failure_destinations(
+            client, self.functions, arns, env
         )
         self.provisioned["state_machines"] = provision_state_machines(
             client, env, arns, self.stage, app.app_name
