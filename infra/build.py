@@ -102,12 +102,10 @@ def check_stage(stage: str, env: dict[str, str]) -> None:
     if payments and payments not in PROVIDERS:
         problems.append(f"CRM_PAYMENTS={payments!r} is no payment provider ({sorted(PROVIDERS)})")
     if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
         raise UnsafeStage(
-            f"refusing to build stage {stage!r} for the cloud:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\n(.chalice/config.json, stages."
-            + stage
-            + ".environment_variables)"
+            f"refusing to build stage {stage!r} for the cloud:\n{listed}\n"
+            f"(see .chalice/config.json, stages.{stage}.environment_variables)"
         )
 
 
@@ -310,12 +308,14 @@ CAPABILITY_AUTO_EXPAND):
 aws cloudformation package --template-file {template} \\
     --s3-bucket <artifact-bucket> --output-template-file {packaged}
 aws cloudformation deploy --template-file {packaged} --stack-name shop-crm-{stage} \\
-    --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
+    --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \\
+    --parameter-overrides SenderEmail=<the shop's sending address> [OpsAlertEmail=<address>]
 aws cloudformation describe-stacks --stack-name shop-crm-{stage} --query 'Stacks[0].Outputs'
 ```
 
-The outputs give the API's URL (`EndpointURL`) and the cloud names of the tables, buckets,
-topics and queues. Buckets are named `<configured name>-<account>-<region>`; tables and
+`SenderEmail` must be an SES identity of the account (the address or its domain);
+`OpsAlertEmail` subscribes an address to the alarms. The outputs give the API's URL
+(`EndpointURL`) and the cloud names of the tables, buckets, topics and queues. Buckets are named `<configured name>-<account>-<region>`; tables and
 buckets are kept when the stack is deleted.
 """
 
