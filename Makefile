@@ -19,9 +19,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/crm local
 
-## Lint, then the whole test suite: unit, integration (moto) and end-to-end (the local stack).
+## Lint, then the whole test suite: unit, integration (moto) and end-to-end (the local stack),
+## with every AWS call recorded; then every call a function made must be in its IAM grants
+## (infra/permissions.json; `make permissions` rewrites it).
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	rm -rf build/aws-calls-test
+	RECORD_AWS_CALLS=$(CURDIR)/build/aws-calls-test \
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m infra.permissions --check build/aws-calls-test
 
 ## Benchmarks: figures as JSON under bench/results/.
 bench: $(STAMP)

@@ -300,6 +300,16 @@ def data_words(words: Iterable[str]) -> list[str]:
     return [w for w in words if not _SECRETS_WORD.match(w)]
 
 
+def missing_from(recorded: PermissionMap, checked_in: PermissionMap) -> list[str]:
+    """The grants a recording needs that the checked-in map lacks."""
+    missing = []
+    for function, actions in recorded.items():
+        for action, words in actions.items():
+            have = checked_in.get(function, {}).get(action, [])
+            missing += [f"{function}: {action} {w}" for w in words if w not in have]
+    return missing
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     from crm_local import aws_calls
     from crm_local.provision import stage_environment
@@ -311,6 +321,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("recordings", type=Path, help="the RECORD_AWS_CALLS directory")
     parser.add_argument("--stage", default="local", help="the stage the suites ran as")
     parser.add_argument("--out", type=Path, default=PERMISSIONS_FILE)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; fail if the recorded calls need a grant the map lacks "
+        "(what `make test` runs after the suites)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     calls = aws_calls.load(args.recordings)
@@ -325,6 +341,18 @@ def main(argv: Iterable[str] | None = None) -> int:
             print(f"  {line}", file=sys.stderr)
         print("some calls could not be placed: nothing written", file=sys.stderr)
         return 1
+    if args.check:
+        missing = missing_from(permissions, load_map(args.out))
+        for line in missing:
+            print(f"  {line}", file=sys.stderr)
+        if missing:
+            print(
+                f"{args.out} lacks what the suites just did: run `make permissions`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.out} grants every one of the {len(calls)} distinct calls recorded")
+        return 0
     args.out.write_text(dump_map(permissions))
     print(f"{args.out}: {len(calls)} distinct calls\n{summary(permissions)}")
     return 0

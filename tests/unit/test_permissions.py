@@ -129,3 +129,20 @@ def test_the_checked_in_map_is_sorted_and_has_no_timestamps() -> None:
     text = permissions.PERMISSIONS_FILE.read_text()
 
     assert text == permissions.dump_map(permissions.load_map())
+
+
+def test_the_check_after_the_suites_fails_on_a_call_the_map_does_not_grant(tmp_path, capsys):
+    import json
+
+    granted = call(
+        "low_stock", "dynamodb", "Scan", {"kind": "table", "name": "crm-local-inventory"}
+    )
+    new = call("low_stock", "dynamodb", "GetItem", {"kind": "table", "name": "crm-local-orders"})
+    (tmp_path / "calls-1.json").write_text(json.dumps({"calls": [granted]}))
+
+    assert permissions.main(["--check", str(tmp_path)]) == 0
+
+    (tmp_path / "calls-2.json").write_text(json.dumps({"calls": [new]}))
+
+    assert permissions.main(["--check", str(tmp_path)]) == 1
+    assert "low_stock: dynamodb:GetItem OrdersTable" in capsys.readouterr().err
