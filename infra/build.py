@@ -315,8 +315,9 @@ aws cloudformation describe-stacks --stack-name shop-crm-{stage} --query 'Stacks
 
 `SenderEmail` must be an SES identity of the account (the address or its domain);
 `OpsAlertEmail` subscribes an address to the alarms. The outputs give the API's URL
-(`EndpointURL`) and the cloud names of the tables, buckets, topics and queues. Buckets are named `<configured name>-<account>-<region>`; tables and
-buckets are kept when the stack is deleted.
+(`EndpointURL`) and the cloud names of the tables, buckets, topics and queues. Buckets are
+named `<configured name>-<account>-<region>`; tables and buckets are kept when the stack is
+deleted.
 """
 
 
