@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test bench package lint format clean install
+.PHONY: run test bench package permissions lint format clean install
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/crm local
 
-## Lint, then the whole test suite: unit, integration (moto) and end-to-end (the local stack).
+## Lint, then the whole test suite: unit, integration (moto) and end-to-end (the local stack),
+## with every AWS call recorded; then every call a function made must be in its IAM grants
+## (infra/permissions.json; `make permissions` rewrites it).
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	rm -rf build/aws-calls-test
+	RECORD_AWS_CALLS=$(CURDIR)/build/aws-calls-test \
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m infra.permissions --check build/aws-calls-test
 
 ## Benchmarks: figures as JSON under bench/results/.
 bench: $(STAMP)
@@ -30,6 +35,14 @@ bench: $(STAMP)
 ## The deployable artifact (template, code, layers) under build/, offline.
 package: $(STAMP)
 	$(BIN)/python -m infra.build --stage prod --out build/package
+
+## Rewrite infra/permissions.json (each function's IAM grants) from the AWS calls each function
+## makes while the integration and e2e suites run (crm_local/aws_calls.py records them).
+permissions: $(STAMP)
+	rm -rf build/aws-calls
+	RECORD_AWS_CALLS=$(CURDIR)/build/aws-calls $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) \
+		--dist loadfile tests/integration tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m infra.permissions build/aws-calls
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -184,7 +184,8 @@ def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         event = {}
     context = context_for(self)
     if _is_s3_notification(event):
-        _start_in_background(handler, _aws_encoded_keys(event), context)
+        destination = _on_failure_destination(self)
+        _start_in_background(handler, _aws_encoded_keys(event), context, destination)
         return "", False, ""
     payload, errored = run_handler(handler, event, context)
     return payload, errored, f"REPORT RequestId: {context.aws_request_id}"
@@ -207,9 +208,47 @@ def _aws_encoded_keys(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _start_in_background(handler: Handler, event: Any, context: LambdaContext) -> None:
+def _on_failure_destination(function: Any) -> str | None:
+    """The queue ARN of the function's `OnFailure` destination (its event invoke config)."""
+    for config in getattr(function, "event_invoke_config", None) or []:
+        destination = (config.config.get("DestinationConfig") or {}).get("OnFailure") or {}
+        if destination.get("Destination"):
+            return str(destination["Destination"])
+    return None
+
+
+def _send_to_destination(destination: str, event: Any, context: LambdaContext, error: Any) -> None:
+    """What Lambda sends an SQS destination after the last retry (locally there is one try)."""
+    import boto3  # in the stack's process: AWS_ENDPOINT_URL is the embedded endpoint
+
+    record = {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": context.aws_request_id,
+            "functionArn": f"{context.invoked_function_arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": event,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": error,
+    }
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+
+def _start_in_background(
+    handler: Handler, event: Any, context: LambdaContext, destination: str | None = None
+) -> None:
     """S3 invokes Lambda asynchronously; moto calls it inside PutObject, which would make the
-    uploader wait for the import. Run it on its own thread and let PutObject answer."""
+    uploader wait for the import. Run it on its own thread and let PutObject answer. A failure
+    goes to the function's on-failure destination, if it has one, as in the cloud."""
 
     def run() -> None:
         from crm.observability import mask_text  # not at import: Powertools reads the stage env
@@ -224,6 +263,13 @@ def _start_in_background(handler: Handler, event: Any, context: LambdaContext) -
                     error["errorType"],
                     mask_text(error["errorMessage"]),
                 )
+                if destination:
+                    try:
+                        _send_to_destination(destination, event, context, error)
+                    except Exception as exc:
+                        log.error(
+                            "the failure of %s was not sent on: %r", context.function_name, exc
+                        )
         finally:
             with _background_lock:
                 _background.discard(threading.current_thread())

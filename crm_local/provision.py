@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from infra.resources import (
+    ABORT_INCOMPLETE_UPLOADS_DAYS,
     BUCKETS,
+    FAILURES_QUEUE,
     QUEUES,
+    RETENTION,
     STAGE_SETTINGS,
     STATE_MACHINES,
     TABLES,
     TOPICS,
+    Bucket,
     StateMachine,
     Table,
 )
@@ -64,6 +68,12 @@ def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> d
         name = env[bucket.env_var]
         if name not in buckets:
             s3.create_bucket(Bucket=name)
+        # As in the cloud, with the default retention (the embedded S3 keeps the rules but
+        # deletes nothing). The TLS-only bucket policy is the cloud's alone: this endpoint
+        # speaks plain HTTP.
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration=lifecycle_configuration(bucket)
+        )
         made["buckets"].append(name)
     for topic in TOPICS:
         made["topics"][env[topic.env_var]] = sns.create_topic(Name=env[topic.env_var])["TopicArn"]
@@ -73,6 +83,30 @@ def provision_data_resources(client: ClientFactory, env: Mapping[str, str]) -> d
             Attributes={"VisibilityTimeout": str(queue.visibility_timeout)},
         )["QueueUrl"]
     return made
+
+
+def lifecycle_configuration(bucket: Bucket) -> dict[str, Any]:
+    """The bucket's expiry rules (`Bucket.expiries`, default days) in the S3 API's shape."""
+    rules: list[dict[str, Any]] = [
+        {
+            "ID": "expire-" + expiry.prefix.strip("/"),
+            "Status": "Enabled",
+            "Filter": {"Prefix": expiry.prefix},
+            "Expiration": {"Days": RETENTION[expiry.parameter][0]},
+        }
+        for expiry in bucket.expiries
+    ]
+    rules.append(
+        {
+            "ID": "abort-incomplete-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {
+                "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS
+            },
+        }
+    )
+    return {"Rules": rules}
 
 
 DEFAULT_SENDER_EMAIL = "orders@shop.example"  # as crm.adapters.messaging
@@ -236,6 +270,41 @@ def provision_functions(
             )["FunctionArn"]
         arns[function.name] = str(arn)
     return arns
+
+
+def provision_failure_destinations(
+    client: ClientFactory,
+    functions: Iterable[AppFunction],
+    function_arns: Mapping[str, str],
+    env: Mapping[str, str],
+) -> dict[str, str]:
+    """The on-failure destination (the failures queue) of every asynchronously invoked
+    function, as the template sets it: schedules, S3 event handlers and the functions infra
+    buckets notify. `crm_local.lambda_executor` sends a failed S3 invocation there. Returns
+    the destination by function name."""
+    queue = next((q for q in QUEUES if q.logical_id == FAILURES_QUEUE), None)
+    if queue is None:
+        return {}
+    notified = {n.function for b in BUCKETS for n in b.notifications}
+    asynchronous = [
+        f.name for f in functions if f.schedule or f.s3_source is not None or f.name in notified
+    ]
+    if not asynchronous:
+        return {}
+    sqs, lam = client("sqs"), client("lambda")
+    url = sqs.get_queue_url(QueueName=env[queue.env_var])["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    made: dict[str, str] = {}
+    for name in asynchronous:
+        lam.put_function_event_invoke_config(
+            FunctionName=_arn_of(function_arns, name, "the failures queue"),
+            MaximumRetryAttempts=2,
+            DestinationConfig={"OnFailure": {"Destination": arn}},
+        )
+        made[name] = arn
+    return made
 
 
 def _arn_of(function_arns: Mapping[str, str], name: str, wanted_by: str) -> str:

@@ -17,6 +17,7 @@ from crm_local.provision import (
     app_functions,
     function_name,
     provision_data_resources,
+    provision_failure_destinations,
     provision_functions,
     provision_messaging,
     provision_notifications,
@@ -87,6 +88,10 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        if os.environ.get("RECORD_AWS_CALLS"):  # `make permissions` (crm_local.aws_calls)
+            from crm_local import aws_calls
+
+            aws_calls.install_from_environment(self.project_dir)
         env = stage_environment(self.stage, self.project_dir)
         for name in _FOREIGN_AWS_SETTINGS:
             os.environ.pop(name, None)
@@ -125,6 +130,9 @@ class LocalStack:
         self.provisioned["functions"] = {self._physical(n): arn for n, arn in arns.items()}
         self.provisioned["notifications"] = provision_notifications(
             client, env, arns, self.functions
+        )
+        self.provisioned["destinations"] = provision_failure_destinations(
+            client, self.functions, arns, env
         )
         self.provisioned["state_machines"] = provision_state_machines(
             client, env, arns, self.stage, app.app_name

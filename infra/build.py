@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import template as cfn
+from infra.permissions import load_map
 from infra.resources import all_resources
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -75,9 +76,37 @@ def stage_config(
     return stages[stage], env
 
 
+def app_name(project_dir: Path = PROJECT_DIR) -> str:
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return str(config["app_name"])
+
+
 def secrets_path(env: dict[str, str], stage: str) -> str:
     source = env.get("CRM_SECRETS_SOURCE", "")
     return source.removeprefix("ssm:") if source.startswith("ssm:/") else f"/crm/{stage}/"
+
+
+class UnsafeStage(SystemExit):
+    """The stage may not be built for the cloud as configured."""
+
+
+def check_stage(stage: str, env: dict[str, str]) -> None:
+    """Refuse a cloud build that would serve a shop with a placeholder: the local stage, the
+    local payment provider or an example sender outside the test stages (`crm.config`, which
+    refuses the same at cold start)."""
+    from crm.adapters.payments import PROVIDERS
+    from crm.config import unsafe_outside_tests
+
+    problems = unsafe_outside_tests({**env, "CRM_STAGE": stage}, at_build=True)
+    payments = env.get("CRM_PAYMENTS", "").strip()
+    if payments and payments not in PROVIDERS:
+        problems.append(f"CRM_PAYMENTS={payments!r} is no payment provider ({sorted(PROVIDERS)})")
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise UnsafeStage(
+            f"refusing to build stage {stage!r} for the cloud:\n{listed}\n"
+            f"(see .chalice/config.json, stages.{stage}.environment_variables)"
+        )
 
 
 def _ignore(_dir: str, names: list[str]) -> set[str]:
@@ -96,7 +125,7 @@ def stage_project(stage: str, staging: Path, project_dir: Path = PROJECT_DIR) ->
     shutil.copytree(project_dir / "functions", staging / "vendor" / "functions", ignore=_ignore)
     if not stage_section.get("autogen_policy", True):
         policy = stage_section.get("iam_policy_file", f"policy-{stage}.json")
-        document = cfn.function_policy(all_resources(), stage, env, secrets_path(env, stage))
+        document = cfn.function_policy(stage, secrets_path(env, stage))
         # Generated, never committed: it is a CloudFormation fragment (Fn::Sub, Fn::GetAtt),
         # which chalice copies verbatim into each function's role.
         (staging / ".chalice" / policy).write_text(json.dumps(document, indent=2))
@@ -279,13 +308,16 @@ CAPABILITY_AUTO_EXPAND):
 aws cloudformation package --template-file {template} \\
     --s3-bucket <artifact-bucket> --output-template-file {packaged}
 aws cloudformation deploy --template-file {packaged} --stack-name shop-crm-{stage} \\
-    --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
+    --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \\
+    --parameter-overrides SenderEmail=<the shop's sending address> [OpsAlertEmail=<address>]
 aws cloudformation describe-stacks --stack-name shop-crm-{stage} --query 'Stacks[0].Outputs'
 ```
 
-The outputs give the API's URL (`EndpointURL`) and the cloud names of the tables, buckets,
-topics and queues. Buckets are named `<configured name>-<account>-<region>`; tables and
-buckets are kept when the stack is deleted.
+`SenderEmail` must be an SES identity of the account (the address or its domain);
+`OpsAlertEmail` subscribes an address to the alarms. The outputs give the API's URL
+(`EndpointURL`) and the cloud names of the tables, buckets, topics and queues. Buckets are
+named `<configured name>-<account>-<region>`; tables and buckets are kept when the stack is
+deleted.
 """
 
 
@@ -308,10 +340,11 @@ def build(
         log(f"  {name}: {seconds[name]} s")
         return now
 
+    _, env = stage_config(stage, project_dir)
+    check_stage(stage, env)
     log(f"Building stage {stage} into {out}")
     if out.exists():
         shutil.rmtree(out)
-    _, env = stage_config(stage, project_dir)
     stage_project(stage, staging, project_dir)
     mark = step("staging", started)
     chalice_package(stage, staging, out, project_dir)
@@ -345,6 +378,8 @@ def build(
         all_resources(),
         stage,
         env,
+        permissions=load_map(),
+        app_name=app_name(project_dir),
         layers=layers,
         every_function_layers=[CORE_LAYER],
         secrets_path=secrets_path(env, stage),

@@ -52,10 +52,20 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """Objects under `prefix` are deleted `RETENTION[parameter]` days after they were written
+    (an S3 lifecycle rule; the days are a parameter of the stack)."""
+
+    prefix: str
+    parameter: str
+
+
+@dataclass(frozen=True)
 class Bucket:
     logical_id: str
     env_var: str
     notifications: tuple[Notification, ...] = ()
+    expiries: tuple[Expiry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,20 +175,61 @@ TABLES = (
     ),
 )
 
+# How long objects holding personal data are kept, by CloudFormation parameter: (default days,
+# what it covers). docs/operations.md lists them; the local stack applies the defaults.
+RETENTION: dict[str, tuple[int, str]] = {
+    "ImportFilesRetentionDays": (
+        30,
+        "Days a dropped file (incoming/, archive/) and its report and error file (results/) "
+        "are kept; they hold personal data",
+    ),
+    "ImportWorkRetentionDays": (
+        30,
+        "Days the parts of an unfinished import's error file (work/) are kept, as long as its "
+        "checkpoint (the imports table's TTL)",
+    ),
+    "ExportsRetentionDays": (
+        30,
+        "Days a customer's data export (exports/) is kept for the platform to collect",
+    ),
+}
+# An upload that never completed is invisible but billed, and may hold personal data.
+ABORT_INCOMPLETE_UPLOADS_DAYS = 7
+
 BUCKETS: tuple[Bucket, ...] = (
     # A file under incoming/<kind>/ is imported by `import_file`; results/ and archive/ are
-    # written beside it (not under incoming/, so they trigger nothing).
+    # written beside it (not under incoming/, so they trigger nothing); work/ holds the parts of
+    # the error file while an import runs.
     Bucket(
         logical_id="DropBucket",
         env_var="CRM_DROP_BUCKET",
         notifications=(Notification(prefix="incoming/", function="import_file"),),
+        expiries=(
+            Expiry("incoming/", "ImportFilesRetentionDays"),
+            Expiry("archive/", "ImportFilesRetentionDays"),
+            Expiry("results/", "ImportFilesRetentionDays"),
+            Expiry("work/", "ImportWorkRetentionDays"),
+        ),
     ),
-    Bucket(logical_id="DataBucket", env_var="CRM_DATA_BUCKET"),
+    # exports/<customer id>/ (a platform's data request: personal data) and payments/<order
+    # id>/ (the local payment records: ids and amounts, no personal data, kept).
+    Bucket(
+        logical_id="DataBucket",
+        env_var="CRM_DATA_BUCKET",
+        expiries=(Expiry("exports/", "ExportsRetentionDays"),),
+    ),
 )
 
-TOPICS: tuple[Topic, ...] = (Topic(logical_id="OpsTopic", env_var="CRM_OPS_TOPIC"),)
+OPS_TOPIC = "OpsTopic"
+TOPICS: tuple[Topic, ...] = (Topic(logical_id=OPS_TOPIC, env_var="CRM_OPS_TOPIC"),)
 
-QUEUES: tuple[Queue, ...] = (Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE"),)
+# The on-failure destination of every asynchronously invoked function (the S3 notification,
+# the schedules): the event that failed every retry, with the error. An alarm watches it.
+FAILURES_QUEUE = "FailuresQueue"
+QUEUES: tuple[Queue, ...] = (
+    Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE"),
+    Queue(logical_id=FAILURES_QUEUE, env_var="CRM_FAILURES_QUEUE"),
+)
 
 _WAITS = {
     "RetryIntervalSeconds": "stage:retry_interval",

@@ -25,7 +25,12 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from infra import monitoring, policies
+from infra.permissions import PermissionMap
 from infra.resources import (
+    ABORT_INCOMPLETE_UPLOADS_DAYS,
+    FAILURES_QUEUE,
+    OPS_TOPIC,
     STAGE_SETTINGS,
     Bucket,
     Queue,
@@ -42,10 +47,8 @@ LAMBDA_FUNCTION = "AWS::Lambda::Function"
 FUNCTION_TYPES = (SERVERLESS_FUNCTION, LAMBDA_FUNCTION)
 REST_API = "RestAPI"  # the logical id chalice gives the API
 
-# Functions whose role gets less than every data resource: the env vars of the resources
-# each may touch. The authorizer only reads the operator token from SSM.
-FUNCTION_ACCESS: dict[str, frozenset[str]] = {"operator": frozenset()}
-
+# Lambda's limit on a function's name.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Bucket names are `<configured name>-<account>-<region>`: 12 + 14 (the longest region name
 # so far) + 2 dashes leave 35 characters of the 63 S3 allows.
 _BUCKET_BASE = re.compile(r"^[a-z0-9][a-z0-9-]{1,33}[a-z0-9]$")
@@ -223,13 +226,65 @@ def bucket_resources(
                 "SourceArn": bucket_arn(bucket, stage, names),
             },
         }
+    properties["LifecycleConfiguration"] = {"Rules": lifecycle_rules(bucket)}
+    resources[f"{bucket.logical_id}TlsPolicy"] = tls_only_policy(bucket, stage, names)
     body: Cfn = {"Type": "AWS::S3::Bucket", **_KEEP}
     if configurations:
         properties["NotificationConfiguration"] = {"LambdaConfigurations": configurations}
         # S3 checks it may invoke each function when the notification is set.
-        body["DependsOn"] = sorted(resources)
+        body["DependsOn"] = sorted(r for r in resources if r.endswith("Permission"))
     body["Properties"] = properties
     return {bucket.logical_id: body, **resources}
+
+
+def lifecycle_rules(bucket: Bucket) -> list[Cfn]:
+    """Expiry of each prefix that holds personal data (days: the stack's parameters), and of
+    uploads that never completed."""
+    rules: list[Cfn] = [
+        {
+            "Id": "expire-" + expiry.prefix.strip("/"),
+            "Status": "Enabled",
+            "Prefix": expiry.prefix,
+            "ExpirationInDays": {"Ref": expiry.parameter},
+        }
+        for expiry in bucket.expiries
+    ]
+    rules.append(
+        {
+            "Id": "abort-incomplete-uploads",
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {
+                "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS
+            },
+        }
+    )
+    return rules
+
+
+def tls_only_policy(bucket: Bucket, stage: str, names: Mapping[str, str]) -> Cfn:
+    """Refuse every request to the bucket that does not come over TLS."""
+    return {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {
+            "Bucket": {"Ref": bucket.logical_id},
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [
+                            bucket_arn(bucket, stage, names),
+                            bucket_arn(bucket, stage, names, "/*"),
+                        ],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    }
 
 
 def topic_resource(topic: Topic) -> Cfn:
@@ -437,55 +492,11 @@ def _data_statements(
     return statements
 
 
-def function_policy(
-    resources: Iterable[Resource],
-    stage: str,
-    names: Mapping[str, str],
-    secrets_path: str | None = None,
-    only: Iterable[str] | None = None,
-) -> Cfn:
-    """The policy of a function's role: its logs, traces, the stage's secrets in SSM, and the
-    data resources (all of them, or those whose env vars are in `only`)."""
-    path = "/" + (secrets_path or f"/crm/{stage}/").strip("/") + "/"
-    wanted = None if only is None else set(only)
-    statements: list[Cfn] = [
-        {
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": {
-                "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
-                ":log-group:/aws/lambda/*"
-            },
-        },
-        # X-Ray accepts no resource-level permissions.
-        {
-            "Effect": "Allow",
-            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-            "Resource": "*",
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-            "Resource": {
-                "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
-                ":parameter" + path + "*"
-            },
-        },
-        # SecureString parameters are decrypted with the account's SSM key, only through SSM.
-        {
-            "Effect": "Allow",
-            "Action": "kms:Decrypt",
-            "Resource": {
-                "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"
-            },
-            "Condition": {
-                "StringEquals": {"kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}}
-            },
-        },
-    ]
-    chosen = [r for r in resources if wanted is None or r.env_var in wanted]
-    statements += _data_statements(chosen, stage, names)
-    return {"Version": "2012-10-17", "Statement": statements}
+def function_policy(stage: str, secrets_path: str | None = None) -> Cfn:
+    """What every function may do whatever it does (logs, traces, the stage's secrets): the
+    policy `chalice package` is given. `merge` replaces it with each function's own."""
+    path = secrets_path or f"/crm/{stage}/"
+    return {"Version": "2012-10-17", "Statement": policies.base_statements(path)}
 
 
 # -- API Gateway ---------------------------------------------------------------------------------
@@ -617,21 +628,62 @@ def _role_of(template: Cfn, function_id: str) -> Cfn | None:
     return None
 
 
+def app_function_names(template: Cfn) -> dict[str, str]:
+    """`{logical id: name in app.py}` of the template's functions (the handler `app.<name>`;
+    the API handler, `app.app`, is `api_handler`)."""
+    names: dict[str, str] = {}
+    for function_id, function in functions_of(template).items():
+        handler = str(function["Properties"].get("Handler", ""))
+        names[function_id] = (
+            "api_handler" if function_id == "APIHandler" else handler.rpartition(".")[2]
+        )
+    return names
+
+
+def cloud_function_name(app_name: str, stage: str, name: str) -> str:
+    """The physical name of a function: chalice's `<app>-<stage>-<name>` (the local stack and
+    the `crm jobs` command use the same)."""
+    physical = f"{app_name}-{stage}-{name}"
+    if not _FUNCTION_NAME.match(physical):
+        raise ValueError(f"{physical!r} is not a valid Lambda function name (64 characters)")
+    return physical
+
+
+def _depends_on(body: Cfn, logical_id: str) -> None:
+    depends = body.get("DependsOn", [])
+    depends = [depends] if isinstance(depends, str) else list(depends)
+    if logical_id not in depends:
+        depends.append(logical_id)
+    body["DependsOn"] = depends
+
+
+def bucket_notified_functions(resources: Iterable[Resource]) -> set[str]:
+    return {
+        function_logical_id(n.function)
+        for r in resources
+        if isinstance(r, Bucket)
+        for n in r.notifications
+    }
+
+
 def merge(
     chalice_template: Cfn,
     resources: Iterable[Resource],
     stage: str,
     names: Mapping[str, str],
     *,
+    permissions: PermissionMap,
+    app_name: str = "shop-crm",
     layers: Mapping[str, tuple[str, str]] | None = None,
     every_function_layers: Iterable[str] = (),
     secrets_path: str | None = None,
     stage_settings: Mapping[str, Mapping[str, object]] = STAGE_SETTINGS,
-    function_access: Mapping[str, Iterable[str]] | None = None,
 ) -> Cfn:
     """The deployable template: chalice's, plus the infra resources, the environment bound to
-    them, narrowed roles, the layers (`{logical id: (zip path, description)}`, those named in
-    `every_function_layers` attached to every function) and the contract's gateway errors."""
+    them, each function's own role from `permissions` (see `infra.permissions`), its log group,
+    the alarms and on-failure destinations (`infra.monitoring`), the layers (`{logical id:
+    (zip path, description)}`, those named in `every_function_layers` attached to every
+    function) and the contract's gateway errors."""
     resources = list(resources)
     template = copy.deepcopy(chalice_template)
     all_resources = template.setdefault("Resources", {})
@@ -645,21 +697,37 @@ def merge(
     all_resources.update(added)
     bind_environment(template, resources, stage, names)
 
-    access = FUNCTION_ACCESS if function_access is None else function_access
-    for name, env_vars in access.items():
-        function_id = function_logical_id(name)
-        if function_id not in functions:
-            raise ValueError(f"FUNCTION_ACCESS names {name!r}, which app.py does not declare")
-        role = _role_of(template, function_id)
-        if role is not None:
-            role["Properties"]["Policies"] = [
-                {
-                    "PolicyName": f"{function_id}Policy",
-                    "PolicyDocument": function_policy(
-                        resources, stage, names, secrets_path, only=env_vars
-                    ),
-                }
-            ]
+    sender = names.get("CRM_SENDER_EMAIL", "").strip() or None
+    template.setdefault("Parameters", {}).update(monitoring.parameters(sender))
+    template.setdefault("Conditions", {}).update(monitoring.conditions())
+    by_id = {r.logical_id: r for r in resources}
+    app_names = app_function_names(template)
+    async_ids = sorted(
+        f
+        for f in functions
+        if monitoring.is_async(functions[f]) or f in bucket_notified_functions(resources)
+    )
+    failures = FAILURES_QUEUE if isinstance(by_id.get(FAILURES_QUEUE), Queue) else None
+    _apply_permissions(
+        template,
+        permissions,
+        resources,
+        stage,
+        names,
+        app_name=app_name,
+        secrets_path=secrets_path or f"/crm/{stage}/",
+        destination_ids=async_ids if failures else [],
+        failures_queue=failures,
+    )
+    if isinstance(by_id.get(OPS_TOPIC), Topic):
+        machines = [r.logical_id for r in resources if isinstance(r, StateMachine)]
+        monitored = monitoring.monitoring_resources(
+            app_names, async_ids, machines, OPS_TOPIC, failures, names
+        )
+        clash = sorted(set(monitored) & set(all_resources))
+        if clash:
+            raise ValueError(f"monitoring resources clash with others: {clash}")
+        all_resources.update(monitored)
 
     runtime = next(iter(functions.values()))["Properties"].get("Runtime", "python3.11")
     for layer_id, (content, description) in (layers or {}).items():
@@ -687,6 +755,68 @@ def merge(
             "Value": env_binding(resource, stage, names),
         }
     return template
+
+
+def _apply_permissions(
+    template: Cfn,
+    permissions: PermissionMap,
+    resources: list[Resource],
+    stage: str,
+    names: Mapping[str, str],
+    *,
+    app_name: str,
+    secrets_path: str,
+    destination_ids: Iterable[str],
+    failures_queue: str | None,
+) -> None:
+    """Name each function, give it its log group, and its role exactly its recorded grants."""
+    all_resources = template["Resources"]
+    app_names = app_function_names(template)
+    unknown = sorted(set(app_names.values()) - set(permissions))
+    stale = sorted(set(permissions) - set(app_names.values()))
+    if unknown or stale:
+        raise ValueError(
+            "infra/permissions.json does not match app.py (run `make permissions`): "
+            + "; ".join(
+                [f"no entry for {', '.join(unknown)}"] * bool(unknown)
+                + [f"no function {', '.join(stale)}"] * bool(stale)
+            )
+        )
+    resolver = policies.Resolver(resources, stage, names)
+    destinations = set(destination_ids)
+    for function_id, name in sorted(app_names.items()):
+        function = all_resources[function_id]
+        physical = cloud_function_name(app_name, stage, name)
+        function["Properties"]["FunctionName"] = physical
+        function["Properties"]["Environment"]["Variables"]["CRM_SENDER_EMAIL"] = {
+            "Ref": policies.SENDER_PARAMETER
+        }
+        log_id = f"{function_id}LogGroup"
+        if log_id in all_resources:
+            raise ValueError(f"{log_id} clashes with another resource")
+        all_resources[log_id] = monitoring.log_group(physical)
+        # The group exists before the function can run, so Lambda never creates it itself.
+        _depends_on(function, log_id)
+        role = _role_of(template, function_id)
+        if role is None:
+            raise ValueError(f"{function_id} has no role of its own in the template")
+        extra = (
+            [monitoring.destination_statement(failures_queue)]
+            if failures_queue and function_id in destinations
+            else []
+        )
+        role["Properties"]["Policies"] = [
+            {
+                "PolicyName": f"{function_id}Policy",
+                "PolicyDocument": policies.function_policy_document(
+                    permissions[name],
+                    resolver,
+                    secrets_path,
+                    monitoring.log_group_name(physical),
+                    extra,
+                ),
+            }
+        ]
 
 
 def dependencies(template: Cfn) -> dict[str, set[str]]:

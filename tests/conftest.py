@@ -17,6 +17,10 @@ from crm_local.provision import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+if os.environ.get("RECORD_AWS_CALLS"):  # `make permissions`: record each function's AWS calls
+    from crm_local import aws_calls
+
+    aws_calls.install_from_environment(PROJECT_DIR)
 LOCAL_ENV = stage_environment("local", PROJECT_DIR)
 OPERATOR = {"Authorization": "Bearer local-operator-token"}
 

@@ -342,3 +342,41 @@ def test_an_s3_put_under_a_notified_prefix_runs_the_handler_asynchronously(
     assert unquote_plus(record["s3"]["object"]["key"]) == "incoming/customers/May list+1 (ok).csv"
     assert calls.threads[0].startswith("lambda:")
     assert calls.contexts[0].function_name == "exec-drop"
+
+
+def test_an_asynchronous_invocation_that_fails_lands_in_its_on_failure_queue(
+    endpoint: Endpoint, make_function: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in endpoint.environment().items():
+        monkeypatch.setenv(key, value)
+
+    def broken_import(event: Any, context: Any) -> None:
+        raise OutOfStock("the file could not be read")
+
+    arn = make_function("exec-broken-drop", broken_import)
+    sqs, s3 = endpoint.client("sqs"), endpoint.client("s3")
+    url = sqs.create_queue(QueueName="exec-failures")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    endpoint.client("lambda").put_function_event_invoke_config(
+        FunctionName=arn,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn["Attributes"]["QueueArn"]}},
+    )
+    s3.create_bucket(Bucket="exec-broken-drop")
+    s3.put_bucket_notification_configuration(
+        Bucket="exec-broken-drop",
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [
+                {"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}
+            ]
+        },
+    )
+
+    s3.put_object(Bucket="exec-broken-drop", Key="incoming/a.csv", Body=b"a")
+
+    assert lambda_executor.wait_for_background(10)
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["functionArn"] == f"{arn}:$LATEST"
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == "incoming/a.csv"
+    assert record["responsePayload"]["errorType"] == "OutOfStock"

@@ -171,3 +171,177 @@ def test_every_handler_resolves_from_the_artifact_alone(
     assert report["data_libraries"] == []
     assert report["site_packages"] == []
     assert str(PROJECT_DIR) not in report["path"]
+
+
+# -- least privilege, from evidence (infra/permissions.json) ---------------------------------------
+
+SENDER = "orders@shop.com"
+
+
+@pytest.fixture(scope="module")
+def permissions() -> dict[str, dict[str, list[str]]]:
+    from infra.permissions import load_map
+
+    return load_map()
+
+
+@pytest.fixture(scope="module")
+def policies(template: dict[str, Any]) -> dict[str, Any]:
+    """Each function's statements (by its name in app.py), and the resolver they were read with."""
+    from infra.template import app_function_names
+    from tests.support import iam
+
+    resolver = iam.Resolver(template, {"SenderEmail": SENDER})
+    return {
+        name: iam.statements_of_function(template, function_id, resolver)
+        for function_id, name in app_function_names(template).items()
+    } | {"": resolver}
+
+
+def test_every_recorded_call_of_every_function_is_allowed_by_its_role(
+    template: dict[str, Any], permissions: dict, policies: dict
+) -> None:
+    from tests.support import iam
+
+    resolver = policies[""]
+    refused = []
+    for function, grants in permissions.items():
+        for action, words in grants.items():
+            for word in words:
+                request = iam.sample_request(action, word, template, resolver)
+                if request is not None and not iam.allowed(policies[function], request):
+                    refused.append((function, action, word))
+
+    assert refused == []
+    # What the template of issue 10 lacked: email, and an SMS straight to a phone number.
+    fulfilment = policies["fulfilment_step"]
+    identity = f"arn:aws:ses:us-east-1:123456789012:identity/{SENDER}"
+    assert iam.allowed(
+        fulfilment, iam.Request("ses:SendEmail", identity, {"ses:FromAddress": SENDER})
+    )
+    assert iam.allowed(fulfilment, iam.Request("sns:Publish", iam.SAMPLE_PHONE))
+
+
+def _universe(template: dict[str, Any], permissions: dict) -> list[tuple[str, str]]:
+    """Every (data action, resource word) a function could be granted: each action of the map
+    on each table and index, each bucket prefix (and one nobody uses), each topic, queue and
+    state machine, a phone number and the sender."""
+    from infra.resources import all_resources
+
+    actions = sorted({a for grants in permissions.values() for a in grants} | {"sqs:SendMessage"})
+    prefixes = sorted(
+        {
+            w.split("/", 1)[1]
+            for g in permissions.values()
+            for ws in g.values()
+            for w in ws
+            if "*" in w and "/" in w
+        }
+        | {"nobody-uses-this/*"}
+    )
+    words: list[str] = ["PhoneNumbers", "SenderIdentity"]
+    for resource in all_resources():
+        kind = template["Resources"][resource.logical_id]["Type"]
+        words.append(resource.logical_id)
+        if kind == "AWS::DynamoDB::Table":
+            words += [f"{resource.logical_id}/index/{i.name}" for i in resource.indexes]
+        elif kind == "AWS::S3::Bucket":
+            words += [f"{resource.logical_id}/{p}" for p in prefixes]
+            words += [f"{resource.logical_id}?prefix={p}" for p in prefixes if "?" not in p]
+        elif kind == "AWS::StepFunctions::StateMachine":
+            words.append(f"{resource.logical_id}/executions")
+    services = {
+        "AWS::DynamoDB::Table": "dynamodb",
+        "AWS::S3::Bucket": "s3",
+        "AWS::SNS::Topic": "sns",
+        "AWS::SQS::Queue": "sqs",
+        "AWS::StepFunctions::StateMachine": "states",
+    }
+
+    def service_of(word: str) -> str:
+        if word == "PhoneNumbers":
+            return "sns"
+        if word == "SenderIdentity":
+            return "ses"
+        head = word.split("/")[0].split("?")[0]
+        return services[template["Resources"][head]["Type"]]
+
+    return [(a, w) for a in actions for w in words if a.split(":")[0] == service_of(w)]
+
+
+def test_no_function_may_use_a_resource_it_was_never_seen_using(
+    template: dict[str, Any], permissions: dict, policies: dict
+) -> None:
+    from infra.monitoring import is_async
+    from infra.resources import FAILURES_QUEUE, all_resources
+    from infra.template import app_function_names, bucket_notified_functions
+    from tests.support import iam
+
+    resolver = policies[""]
+    asynchronous = {
+        app_function_names(template)[f]
+        for f, body in functions_of(template).items()
+        if is_async(body) or f in bucket_notified_functions(all_resources())
+    }
+    universe = _universe(template, permissions)
+    too_much = []
+    for function, grants in permissions.items():
+        expected = {(a, w) for a, words in grants.items() for w in words}
+        if function in asynchronous:  # Lambda sends what failed every retry there
+            expected.add(("sqs:SendMessage", FAILURES_QUEUE))
+        for action, word in universe:
+            request = iam.sample_request(action, word, template, resolver)
+            if request is None or (action, word) in expected:
+                continue
+            if iam.allowed(policies[function], request):
+                too_much.append((function, action, word))
+
+    assert too_much == []
+    assert {"import_file", "points_expiry", "low_stock"} <= asynchronous
+
+
+def test_every_function_of_app_py_has_its_grants_or_a_reason_for_none(permissions: dict) -> None:
+    from infra.permissions import NO_CALLS, declared_functions
+
+    declared = declared_functions()
+
+    assert sorted(permissions) == declared
+    for function in declared:
+        assert permissions[function] or NO_CALLS.get(function), function
+    assert {"api_handler", "operator", "fulfilment_step", "import_file", "low_stock"} <= set(
+        declared
+    )
+
+
+def test_a_role_s_inline_policies_fit_iam_s_size_limit(template: dict[str, Any]) -> None:
+    for function_id in functions_of(template):
+        role = template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+        policies = template["Resources"][role]["Properties"]["Policies"]
+        # IAM counts the policy without whitespace, after CloudFormation resolved it: names
+        # grow by ~40 characters per ARN; half the limit leaves room for that.
+        assert len(json.dumps(policies, separators=(",", ":"))) < 10_240 // 2, function_id
+
+
+# -- failures in the cloud are seen ----------------------------------------------------------------
+
+
+def test_every_function_is_watched_and_every_async_one_has_a_destination(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    alarms = {k for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    configs = {
+        v["Properties"]["FunctionName"]["Ref"]
+        for v in resources.values()
+        if v["Type"] == "AWS::Lambda::EventInvokeConfig"
+    }
+
+    for function_id in functions_of(template):
+        assert {f"{function_id}ErrorsAlarm", f"{function_id}ThrottlesAlarm"} <= alarms
+        assert f"{function_id}LogGroup" in resources
+    assert configs == {"ImportFile", "PointsExpiry", "LowStock"}
+    assert {"FailuresQueueAlarm", "ImportsFailedAlarm"} <= alarms
+    for machine in ("OrderFulfilment", "OrderException", "OrderRefund", "FileImport"):
+        assert f"{machine}FailedAlarm" in alarms
+    assert {"DropBucketTlsPolicy", "DataBucketTlsPolicy", "OpsAlertSubscription"} <= set(resources)
+    assert "Default" not in template["Parameters"]["SenderEmail"]

@@ -11,11 +11,22 @@ import pytest
 
 from crm_local.provision import table_request as local_table_request
 from infra import template as cfn
-from infra.resources import Bucket, Index, Notification, Queue, StateMachine, Table, Topic
+from infra.resources import (
+    Bucket,
+    Expiry,
+    Index,
+    Notification,
+    Queue,
+    StateMachine,
+    Table,
+    Topic,
+)
 
 STAGE = "prod"
 SETTINGS = {"prod": {"delivery_wait_seconds": 1209600}}
 NAMES = {
+    "POWERTOOLS_SERVICE_NAME": "crm",
+    "POWERTOOLS_METRICS_NAMESPACE": "ShopCRM",
     "CRM_ORDERS_TABLE": "crm-prod-orders",
     "CRM_DROP_BUCKET": "crm-prod-drop",
     "CRM_OPS_TOPIC": "crm-prod-ops",
@@ -50,8 +61,39 @@ DROP = Bucket(
     env_var="CRM_DROP_BUCKET",
     notifications=(Notification(prefix="incoming/orders/", suffix=".csv", function="import_file"),),
 )
+DATA = Bucket(
+    logical_id="DataBucket",
+    env_var="CRM_DATA_BUCKET",
+    expiries=(Expiry("exports/", "ExportsRetentionDays"),),
+)
 OPS = Topic(logical_id="OpsTopic", env_var="CRM_OPS_TOPIC")
 EVENTS = Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE", visibility_timeout=90)
+FAILURES = Queue(logical_id="FailuresQueue", env_var="CRM_FAILURES_QUEUE")
+# What each function of the synthetic app was "seen" doing (infra/permissions.json's shape).
+PERMISSIONS = {
+    "api_handler": {
+        "dynamodb:GetItem": ["OrdersTable"],
+        "dynamodb:Query": ["OrdersTable/index/by_customer"],
+        "s3:ListBucket": ["DataBucket?prefix=exports/*"],
+        "s3:PutObject": ["DataBucket/exports/*"],
+        "states:StartExecution": ["FulfilmentStateMachine"],
+    },
+    "operator": {},
+    "import_file": {
+        "s3:GetObject": ["DropBucket/incoming/*"],
+        "s3:PutObject": ["DropBucket/archive/*", "DropBucket/results/*"],
+        "sqs:SendMessage": ["EventsQueue"],
+    },
+    "allocate": {
+        "dynamodb:PutItem": ["OrdersTable"],
+        "ses:SendEmail": ["SenderIdentity"],
+        "sns:Publish": ["OpsTopic", "PhoneNumbers"],
+        "ssm:GetParameter": ["Secrets/faults"],
+        "states:DescribeExecution": ["FulfilmentStateMachine/executions"],
+        "states:SendTaskSuccess": ["FulfilmentStateMachine"],
+    },
+    "nightly": {"dynamodb:Scan": ["OrdersTable"]},
+}
 
 
 def _machine(definition: Path) -> StateMachine:
@@ -83,6 +125,13 @@ def _function(handler: str, role: str) -> dict:
             "Environment": {"Variables": {"CRM_STAGE": "prod", **NAMES}},
         },
     }
+
+
+def _scheduled(function: dict, expression: str) -> dict:
+    function["Properties"]["Events"] = {
+        "NightlyEvent": {"Type": "Schedule", "Properties": {"Schedule": expression}}
+    }
+    return function
 
 
 def _role() -> dict:
@@ -128,6 +177,8 @@ def chalice_like() -> dict:
             "ImportFileRole": _role(),
             "Allocate": _function("app.allocate", "AllocateRole"),
             "AllocateRole": _role(),
+            "Nightly": _scheduled(_function("app.nightly", "NightlyRole"), "cron(0 2 * * ? *)"),
+            "NightlyRole": _role(),
             "RestAPI": {
                 "Type": "AWS::Serverless::Api",
                 "Properties": {
@@ -153,17 +204,19 @@ def machine(tmp_path: Path) -> StateMachine:
 
 @pytest.fixture
 def resources(machine: StateMachine) -> list:
-    return [ORDERS, DROP, OPS, EVENTS, machine]
+    return [ORDERS, DROP, DATA, OPS, EVENTS, FAILURES, machine]
+
+
+def merge(template: dict, resources: list, **options) -> dict:
+    options.setdefault("permissions", PERMISSIONS)
+    return cfn.merge(template, resources, STAGE, NAMES, stage_settings=SETTINGS, **options)
 
 
 @pytest.fixture
 def merged(resources: list) -> dict:
-    return cfn.merge(
+    return merge(
         chalice_like(),
         resources,
-        STAGE,
-        NAMES,
-        stage_settings=SETTINGS,
         layers={"CoreLayer": ("./core-layer.zip", "core")},
         every_function_layers=["CoreLayer"],
     )
@@ -256,7 +309,7 @@ def test_a_notification_to_an_undeclared_function_is_refused(resources: list) ->
     )
 
     with pytest.raises(ValueError, match="nobody"):
-        cfn.merge(chalice_like(), [*resources, lost], STAGE, NAMES, stage_settings=SETTINGS)
+        merge(chalice_like(), [*resources, lost])
 
 
 def test_a_bucket_name_that_cannot_fit_is_refused() -> None:
@@ -324,7 +377,7 @@ def test_a_substitution_that_cannot_be_resolved_is_refused(
     )
 
     with pytest.raises(ValueError, match=message):
-        cfn.merge(chalice_like(), [ORDERS, broken], STAGE, NAMES, stage_settings=SETTINGS)
+        merge(chalice_like(), [ORDERS, broken])
 
 
 # -- functions -----------------------------------------------------------------------------------
@@ -392,27 +445,142 @@ def test_the_api_handler_has_chalice_s_logical_id() -> None:
 # -- IAM -----------------------------------------------------------------------------------------
 
 
-def test_the_function_policy_names_every_resource_and_nothing_more(resources: list) -> None:
-    policy = cfn.function_policy(resources, STAGE, NAMES)
-    statements = policy["Statement"]
+def test_the_base_policy_is_logs_traces_and_the_stage_secrets_only() -> None:
+    statements = cfn.function_policy(STAGE)["Statement"]
     by_action = {a: s for s in statements for a in actions(s)}
 
-    assert not any(a.endswith("*") for s in statements for a in actions(s))
-    assert [s["Resource"] for s in statements if s["Resource"] == "*"] == ["*"]  # X-Ray only
+    assert {a.split(":")[0] for a in by_action} == {"logs", "xray", "ssm", "kms"}
     assert by_action["ssm:GetParameter"]["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/crm/prod/*"
     }
     assert "kms:ViaService" in by_action["kms:Decrypt"]["Condition"]["StringEquals"]
-    assert {"Fn::Sub": "${OrdersTable.Arn}/index/*"} in by_action["dynamodb:Query"]["Resource"]
-    assert by_action["s3:PutObject"]["Resource"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:s3:::crm-prod-drop-${AWS::AccountId}-${AWS::Region}/*"}
-    ]
-    assert by_action["sns:Publish"]["Resource"] == [{"Ref": "OpsTopic"}]
-    assert by_action["sqs:SendMessage"]["Resource"] == [{"Fn::GetAtt": ["EventsQueue", "Arn"]}]
-    assert (
-        by_action["states:StartExecution"]["Resource"]
-        == by_action["states:SendTaskSuccess"]["Resource"]
+
+
+def evaluator(template: dict, sender: str = "orders@shop.com"):
+    from tests.support import iam
+
+    resolver = iam.Resolver(template, {"SenderEmail": sender})
+    return iam, resolver
+
+
+def test_each_function_may_do_exactly_what_it_was_seen_doing(merged: dict) -> None:
+    iam, resolver = evaluator(merged)
+    for name, grants in PERMISSIONS.items():
+        statements = iam.statements_of_function(merged, cfn.function_logical_id(name), resolver)
+        for action, words in grants.items():
+            for word in words:
+                request = iam.sample_request(action, word, merged, resolver)
+                if request is not None:
+                    assert iam.allowed(statements, request), (name, action, word)
+
+
+def test_a_function_may_not_touch_what_it_was_not_seen_touching(merged: dict) -> None:
+    iam, resolver = evaluator(merged)
+    import_file = iam.statements_of_function(merged, "ImportFile", resolver)
+    allocate = iam.statements_of_function(merged, "Allocate", resolver)
+    drop = "arn:aws:s3:::crm-prod-drop-123456789012-us-east-1"
+
+    # The same bucket, another prefix or another action.
+    assert not iam.allowed(import_file, iam.Request("s3:GetObject", f"{drop}/archive/x.csv"))
+    assert not iam.allowed(import_file, iam.Request("s3:DeleteObject", f"{drop}/incoming/x"))
+    # The same table, another action; another function's table.
+    orders = resolver.get_att("OrdersTable", "Arn")
+    assert not iam.allowed(allocate, iam.Request("dynamodb:DeleteItem", orders))
+    assert not iam.allowed(import_file, iam.Request("dynamodb:GetItem", orders))
+    # An index is not its table, nor another index.
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+    assert not iam.allowed(api, iam.Request("dynamodb:Query", orders))
+    assert not iam.allowed(api, iam.Request("dynamodb:Query", f"{orders}/index/other"))
+
+
+def test_sms_may_go_to_phone_numbers_but_the_same_grant_reaches_no_topic(merged: dict) -> None:
+    iam, resolver = evaluator(merged)
+    allocate = iam.statements_of_function(merged, "Allocate", resolver)
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+
+    assert iam.allowed(allocate, iam.Request("sns:Publish", "+8613800138000"))
+    assert iam.allowed(allocate, iam.Request("sns:Publish", resolver.ref("OpsTopic")))
+    other_topic = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
+    assert not iam.allowed(allocate, iam.Request("sns:Publish", other_topic))
+    assert not iam.allowed(allocate, iam.Request("sns:Publish", "arn:aws:sns:eu-west-1:1:x"))
+    assert not iam.allowed(api, iam.Request("sns:Publish", "+8613800138000"))
+
+
+def test_email_may_go_out_from_the_shop_s_address_only(merged: dict) -> None:
+    iam, resolver = evaluator(merged, sender="orders@shop.com")
+    allocate = iam.statements_of_function(merged, "Allocate", resolver)
+    identity = "arn:aws:ses:us-east-1:123456789012:identity/"
+
+    def send(resource: str, sender: str) -> object:
+        return iam.Request("ses:SendEmail", identity + resource, {"ses:FromAddress": sender})
+
+    assert iam.allowed(allocate, send("orders@shop.com", "orders@shop.com"))
+    assert iam.allowed(allocate, send("shop.com", "orders@shop.com"))  # a verified domain
+    assert not iam.allowed(allocate, send("shop.com", "ceo@shop.com"))
+    assert not iam.allowed(allocate, send("other.com", "orders@shop.com"))
+    assert not iam.allowed(
+        iam.statements_of_function(merged, "ImportFile", resolver),
+        send("orders@shop.com", "orders@shop.com"),
     )
+    variables = merged["Resources"]["Allocate"]["Properties"]["Environment"]["Variables"]
+    assert variables["CRM_SENDER_EMAIL"] == {"Ref": "SenderEmail"}
+    assert "Default" not in merged["Parameters"]["SenderEmail"]  # the shop's own, at deploy
+
+
+def test_listing_a_bucket_is_limited_to_the_prefixes_seen(merged: dict) -> None:
+    iam, resolver = evaluator(merged)
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+    data = "arn:aws:s3:::" + resolver.ref("DataBucket")
+
+    assert iam.allowed(api, iam.Request("s3:ListBucket", data, {"s3:prefix": "exports/c1/"}))
+    assert not iam.allowed(api, iam.Request("s3:ListBucket", data, {"s3:prefix": "payments/"}))
+    assert not iam.allowed(api, iam.Request("s3:ListBucket", data))
+
+
+def test_task_callbacks_and_executions_name_their_state_machine(merged: dict) -> None:
+    statements = statements_of(merged, "AllocateRole")
+    by_action = {a: s for s in statements for a in actions(s)}
+
+    assert by_action["states:SendTaskSuccess"]["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+            ":stateMachine:crm-prod-fulfilment"
+        }
+    ]
+    assert by_action["states:DescribeExecution"]["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+            ":execution:crm-prod-fulfilment:*"
+        }
+    ]
+
+
+def test_no_data_action_is_granted_by_wildcard(merged: dict) -> None:
+    for name in PERMISSIONS:
+        function_id = cfn.function_logical_id(name)
+        role = merged["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+        for statement in statements_of(merged, role):
+            assert not any(a.endswith("*") for a in actions(statement)), statement
+            data = [a for a in actions(statement) if not a.startswith(("logs:", "xray:"))]
+            if statement.get("Resource") == "*":
+                assert data == [], statement
+
+
+def test_a_function_missing_from_the_map_refuses_the_build(resources: list) -> None:
+    partial = {k: v for k, v in PERMISSIONS.items() if k != "nightly"}
+    stale = {**PERMISSIONS, "gone": {}}
+
+    with pytest.raises(ValueError, match="no entry for nightly"):
+        merge(chalice_like(), resources, permissions=partial)
+    with pytest.raises(ValueError, match="no function gone"):
+        merge(chalice_like(), resources, permissions=stale)
+
+
+def test_a_map_word_infra_does_not_declare_refuses_the_build(resources: list) -> None:
+    wrong = {**PERMISSIONS, "nightly": {"dynamodb:Scan": ["LostTable"]}}
+
+    with pytest.raises(ValueError, match="LostTable"):
+        merge(chalice_like(), resources, permissions=wrong)
 
 
 def test_the_authorizer_may_read_secrets_and_touch_no_data(merged: dict) -> None:
@@ -422,6 +590,154 @@ def test_the_authorizer_may_read_secrets_and_touch_no_data(merged: dict) -> None
     assert not {
         a for a in operator if a.split(":")[0] in ("dynamodb", "s3", "sns", "sqs", "states")
     }
+
+
+# -- failures are seen ---------------------------------------------------------------------------
+
+
+def test_each_asynchronous_function_sends_what_failed_every_retry_to_the_failures_queue(
+    merged: dict,
+) -> None:
+    resources = merged["Resources"]
+    configs = {
+        body["Properties"]["FunctionName"]["Ref"]: body
+        for body in resources.values()
+        if body["Type"] == "AWS::Lambda::EventInvokeConfig"
+    }
+
+    # The bucket's notification and the schedule; not the API, its authorizer or a step.
+    assert set(configs) == {"ImportFile", "Nightly"}
+    for function_id, config in configs.items():
+        destination = config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination == {"Fn::GetAtt": ["FailuresQueue", "Arn"]}
+        iam, resolver = evaluator(merged)
+        statements = iam.statements_of_function(merged, function_id, resolver)
+        queue = resolver.get_att("FailuresQueue", "Arn")
+        assert iam.allowed(statements, iam.Request("sqs:SendMessage", queue))
+    iam, resolver = evaluator(merged)
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+    assert not iam.allowed(
+        api, iam.Request("sqs:SendMessage", resolver.get_att("FailuresQueue", "Arn"))
+    )
+
+
+def _alarms(merged: dict) -> dict[str, dict]:
+    return {
+        k: v["Properties"]
+        for k, v in merged["Resources"].items()
+        if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_every_alarm_tells_the_ops_topic_when_anything_happens(merged: dict) -> None:
+    for name, alarm in _alarms(merged).items():
+        assert alarm["AlarmActions"] == [{"Ref": "OpsTopic"}], name
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+        assert alarm["Threshold"] == 0, name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+
+
+def test_each_function_has_an_errors_and_a_throttles_alarm(merged: dict) -> None:
+    alarms = _alarms(merged)
+    for function_id in ("APIHandler", "Operator", "ImportFile", "Allocate", "Nightly"):
+        for metric in ("Errors", "Throttles"):
+            alarm = alarms[f"{function_id}{metric}Alarm"]
+            assert alarm["Namespace"] == "AWS/Lambda"
+            assert alarm["MetricName"] == metric
+            assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+
+
+def test_a_failed_timed_out_or_aborted_execution_raises_its_machine_s_alarm(merged: dict) -> None:
+    metrics = _alarms(merged)["FulfilmentStateMachineFailedAlarm"]["Metrics"]
+    named = {m["MetricStat"]["Metric"]["MetricName"]: m for m in metrics if "MetricStat" in m}
+    [total] = [m for m in metrics if m.get("ReturnData")]
+
+    assert set(named) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    for metric in named.values():
+        assert metric["MetricStat"]["Metric"]["Dimensions"] == [
+            {"Name": "StateMachineArn", "Value": {"Ref": "FulfilmentStateMachine"}}
+        ]
+        assert metric["Id"] in total["Expression"]
+
+
+def test_a_message_in_the_failures_queue_and_a_failed_import_raise_alarms(merged: dict) -> None:
+    alarms = _alarms(merged)
+    queue = alarms["FailuresQueueAlarm"]
+    imports = alarms["ImportsFailedAlarm"]
+
+    assert queue["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queue["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailuresQueue", "QueueName"]}}
+    ]
+    # The metric functions/imports.py emits, where Powertools puts it.
+    assert imports["MetricName"] == "ImportsFailed"
+    assert imports["Namespace"] == NAMES["POWERTOOLS_METRICS_NAMESPACE"]
+    assert imports["Dimensions"] == [{"Name": "service", "Value": NAMES["POWERTOOLS_SERVICE_NAME"]}]
+
+
+def test_the_ops_topic_mails_an_address_only_when_one_is_given(merged: dict) -> None:
+    subscription = merged["Resources"]["OpsAlertSubscription"]
+    parameter = merged["Parameters"]["OpsAlertEmail"]
+
+    assert parameter["Default"] == ""
+    assert subscription["Condition"] == "HasOpsAlertEmail"
+    assert merged["Conditions"]["HasOpsAlertEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "OpsAlertEmail"}, ""]}]
+    }
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "OpsAlertEmail"}
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "OpsTopic"}
+
+
+def test_each_function_logs_to_its_own_group_which_exists_before_it(merged: dict) -> None:
+    resources = merged["Resources"]
+    for function_id, name in cfn.app_function_names(merged).items():
+        function = resources[function_id]
+        group = resources[f"{function_id}LogGroup"]
+        physical = f"shop-crm-prod-{name}"
+
+        assert function["Properties"]["FunctionName"] == physical
+        assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{physical}"
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        # Created first, so Lambda never creates the group itself (which would make this
+        # resource fail as "already exists").
+        assert f"{function_id}LogGroup" in function["DependsOn"]
+        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        [logs] = [s for s in statements_of(merged, role) if "logs:PutLogEvents" in actions(s)]
+        assert all(physical in r["Fn::Sub"] for r in logs["Resource"])
+    assert (
+        merged["Parameters"]["LogRetentionDays"]["Default"]
+        in (merged["Parameters"]["LogRetentionDays"]["AllowedValues"])
+    )
+
+
+def test_personal_data_in_buckets_expires_with_the_configured_retention(merged: dict) -> None:
+    drop = merged["Resources"]["DropBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    data = merged["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+
+    assert {r.get("Prefix"): r.get("ExpirationInDays") for r in data} == {
+        "exports/": {"Ref": "ExportsRetentionDays"},
+        None: None,
+    }
+    for rules in (drop, data):
+        [abort] = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+        assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+        assert all(r["Status"] == "Enabled" for r in rules)
+    parameter = merged["Parameters"]["ExportsRetentionDays"]
+    assert parameter["Type"] == "Number" and parameter["Default"] >= 1
+
+
+def test_a_bucket_refuses_every_request_not_made_over_tls(merged: dict) -> None:
+    for bucket in ("DropBucket", "DataBucket"):
+        policy = merged["Resources"][f"{bucket}TlsPolicy"]
+        [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+
+        assert policy["Type"] == "AWS::S3::BucketPolicy"
+        assert policy["Properties"]["Bucket"] == {"Ref": bucket}
+        assert statement["Effect"] == "Deny"
+        assert statement["Principal"] == "*"
+        assert statement["Action"] == "s3:*"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert len(statement["Resource"]) == 2  # the bucket and every object in it
 
 
 # -- API Gateway ---------------------------------------------------------------------------------
@@ -460,4 +776,4 @@ def test_an_infra_resource_may_not_take_a_chalice_name(resources: list) -> None:
     clash = Topic(logical_id="APIHandler", env_var="CRM_CLASH")
 
     with pytest.raises(ValueError, match="APIHandler"):
-        cfn.merge(chalice_like(), [*resources, clash], STAGE, NAMES, stage_settings=SETTINGS)
+        merge(chalice_like(), [*resources, clash])

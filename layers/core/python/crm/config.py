@@ -7,6 +7,7 @@ failing the first request that happens to need it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,17 @@ from functools import lru_cache
 class ConfigError(RuntimeError):
     """The environment does not describe a runnable stage."""
 
+
+# Stages that may run the placeholders (the local payment provider, the example sender) and
+# the fault switch: the local stack, and `test`, a cloud stage for fault drills that serves no
+# real customer (docs/decisions.md). Every other stage serves a shop.
+TEST_STAGES = frozenset({"local", "test"})
+LOCAL_STAGE = "local"
+PLACEHOLDER_PAYMENTS = "local"
+# RFC 2606 / 6761: names that can never receive mail.
+_EXAMPLE_DOMAINS = re.compile(
+    r"(^|\.)(example|invalid|test|localhost)$|(^|\.)example\.(com|net|org)$"
+)
 
 # Local-stack defaults from the public contract; never used outside the local stage.
 LOCAL_SECRET_DEFAULTS = {
@@ -114,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         problems.append("CRM_IMPORT_CHUNK_ROWS must be a positive integer")
         chunk_rows = 0
+    problems += unsafe_outside_tests(env)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return Settings(
@@ -124,6 +137,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         import_chunk_rows=chunk_rows,
         **values,  # type: ignore[arg-type]
     )
+
+
+def is_example_address(address: str) -> bool:
+    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
+    return not domain or bool(_EXAMPLE_DOMAINS.search(domain))
+
+
+def unsafe_outside_tests(env: Mapping[str, str], *, at_build: bool = False) -> list[str]:
+    """Why this environment may not serve a shop's customers: the local stage in the cloud,
+    or, outside the test stages, the placeholder payment provider or an example sender. A
+    missing sender only matters in Lambda: the build asks for it as a template parameter."""
+    stage = env.get("CRM_STAGE", "").strip()
+    problems: list[str] = []
+    in_lambda = env.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_")
+    if stage == LOCAL_STAGE and (at_build or in_lambda):
+        problems.append(
+            "the local stage is the local stack's (its secrets are public defaults): "
+            "build or run another stage in the cloud"
+        )
+    if stage in TEST_STAGES:
+        return problems
+    if env.get("CRM_PAYMENTS", PLACEHOLDER_PAYMENTS).strip() == PLACEHOLDER_PAYMENTS:
+        problems.append(
+            f"CRM_PAYMENTS={PLACEHOLDER_PAYMENTS} is the placeholder provider, which pays "
+            f"nothing back: stage {stage!r} needs a real one (manual: operations pay by hand)"
+        )
+    sender = env.get("CRM_SENDER_EMAIL", "").strip()
+    if sender and is_example_address(sender):
+        problems.append(f"CRM_SENDER_EMAIL {sender!r} is an example address")
+    elif not sender and in_lambda:
+        problems.append("CRM_SENDER_EMAIL is not set (the shop's sending address)")
+    return problems
 
 
 @lru_cache(maxsize=1)
@@ -208,17 +253,17 @@ def injected_faults() -> frozenset[str]:
     """Workflow steps told to fail, for fault-injection tests: the SSM parameter
     `/crm/<stage>/faults` holds a comma-separated list such as `fulfilment.allocate`. Kept for
     1 s locally and 60 s in the cloud, absence included (Powertools does not cache a missing
-    parameter, and every workflow step asks)."""
+    parameter, and every workflow step asks). Outside the test stages: none, never read."""
     global _faults_cache
-    import time
-
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
     settings = get_settings()
+    if settings.stage not in TEST_STAGES:
+        return frozenset()  # the switch does not exist outside the test stages: no SSM read
     now = time.monotonic()
     if _faults_cache is not None and _faults_cache[0] > now:
         return _faults_cache[1]
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     max_age = 1 if settings.is_local else 60
     try:
         value = parameters.get_parameter(f"/crm/{settings.stage}/faults", max_age=max_age)

@@ -1,18 +1,25 @@
 """The payment provider, behind one interface: refunds are recorded through it.
 
-`LocalPayments` (the default, and the only one until a provider is chosen) records each refund
-as a JSON object in the data bucket, `payments/<order id>/<refund id>.json`, idempotently: the
-same refund twice is one payout. A real provider implements `refund` with its own idempotency
-key set to the refund id. `CRM_PAYMENTS=local` selects it."""
+`CRM_PAYMENTS` chooses it:
+
+- `local` (the default, the placeholder of the test stages, refused elsewhere by
+  `crm.config`): records each refund as a JSON object in the data bucket,
+  `payments/<order id>/<refund id>.json`, idempotently, and pays nothing;
+- `manual` (a shop without a payment integration): operations are told, on the ops topic, to
+  pay the refund back by hand (ids and the amount, no personal data); a retried step may tell
+  them twice, with the same refund id.
+
+A real provider implements `refund` with its own idempotency key set to the refund id."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Protocol
 
-from crm.adapters import s3
-from crm.config import get_settings
+from crm.adapters import ops, s3
+from crm.config import PLACEHOLDER_PAYMENTS, get_settings
 from crm.domain.errors import CrmError
+from crm.domain.money import to_decimal_string
 
 
 class PaymentRefused(CrmError):
@@ -43,8 +50,31 @@ class LocalPayments:
         return f"local:{refund_id}"
 
 
+class ManualPayments:
+    def refund(self, order_id: str, refund_id: str, amount: int, currency: str) -> str:
+        if amount <= 0:
+            raise PaymentRefused("nothing to pay back")
+        ops.publish(
+            f"Refund {refund_id}: pay it back by hand",
+            {
+                "event": "manual_refund",
+                "order_id": order_id,
+                "refund_id": refund_id,
+                "amount": to_decimal_string(amount, currency),
+                "currency": currency,
+            },
+        )
+        return f"manual:{refund_id}"
+
+
+PROVIDERS: dict[str, type[Payments]] = {
+    PLACEHOLDER_PAYMENTS: LocalPayments,
+    "manual": ManualPayments,
+}
+
+
 def provider() -> Payments:
-    name = os.environ.get("CRM_PAYMENTS", "local")
-    if name != "local":
+    name = os.environ.get("CRM_PAYMENTS", PLACEHOLDER_PAYMENTS)
+    if name not in PROVIDERS:
         raise CrmError(f"no payment provider named {name!r} is built in")
-    return LocalPayments()
+    return PROVIDERS[name]()

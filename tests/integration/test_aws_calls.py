@@ -1,0 +1,142 @@
+"""The recorder behind `make permissions`: which function made which AWS call, on what."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from crm_local import aws_calls
+from tests.conftest import PROJECT_DIR
+
+HERE = str(Path(__file__).resolve())
+
+
+def job_entry(work):
+    """Stands for a function's entry point (as app.py's functions are)."""
+    return work()
+
+
+@pytest.fixture
+def recorder(tmp_path, monkeypatch):
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    attribution = aws_calls.Attribution({(HERE, "job_entry"): "the_job"})
+    installed = aws_calls.Recorder(tmp_path / "calls-1.json", attribution).install()
+    try:
+        with mock_aws():
+            yield installed
+    finally:
+        installed.uninstall()
+
+
+def test_a_call_inside_an_entry_is_recorded_with_what_it_touched(recorder) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="drop")  # the test's own set-up: no function made it
+
+    job_entry(lambda: s3.put_object(Bucket="drop", Key="incoming/customers/a.csv", Body=b"x"))
+
+    assert recorder.calls() == [
+        {
+            "function": "the_job",
+            "service": "s3",
+            "operation": "PutObject",
+            "resources": [{"kind": "object", "name": "drop", "prefix": "incoming/"}],
+        }
+    ]
+    on_disk = json.loads(recorder.path.read_text())["calls"]
+    assert on_disk == recorder.calls()  # written as soon as it was seen
+
+
+def test_a_thread_started_inside_an_entry_belongs_to_it(recorder) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+
+    def in_threads() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda i: sqs.send_message(QueueUrl=url, MessageBody=str(i)), [1, 2]))
+        worker = threading.Thread(target=lambda: sqs.get_queue_url(QueueName="q"))
+        worker.start()
+        worker.join()
+
+    job_entry(in_threads)
+    outside = threading.Thread(target=lambda: sqs.send_message(QueueUrl=url, MessageBody="x"))
+    outside.start()
+    outside.join()
+
+    assert [(c["function"], c["operation"]) for c in recorder.calls()] == [
+        ("the_job", "GetQueueUrl"),
+        ("the_job", "SendMessage"),
+    ]
+
+
+def test_pynamodb_calls_and_transaction_parts_are_seen(recorder) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    for name in ("a", "b"):
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+    def write() -> None:
+        from pynamodb.attributes import UnicodeAttribute
+        from pynamodb.models import Model
+
+        class A(Model):
+            class Meta:
+                table_name = "a"
+                region = "us-east-1"
+
+            k = UnicodeAttribute(hash_key=True)
+
+        A("1").save()
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "a", "Item": {"k": {"S": "2"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "b",
+                        "Key": {"k": {"S": "x"}},
+                        "ConditionExpression": "attribute_not_exists(k)",
+                    }
+                },
+            ]
+        )
+
+    job_entry(write)
+
+    by_operation = {c["operation"]: c["resources"] for c in recorder.calls()}
+    assert by_operation["PutItem"] == [{"kind": "table", "name": "a"}]  # PynamoDB's own client
+    assert by_operation["TransactWriteItems"] == [
+        {"kind": "table", "name": "a", "item": "Put"},
+        {"kind": "table", "name": "b", "item": "ConditionCheck"},
+    ]
+
+
+def test_the_entry_points_are_every_function_app_py_declares(local_env) -> None:
+    from app import app
+
+    entries = aws_calls.entry_points(PROJECT_DIR)
+    declared = (
+        {"api_handler"}
+        | {f.name for f in [*app.pure_lambda_functions, *app.event_sources]}
+        | {a.name for a in app.builtin_auth_handlers}
+    )
+
+    assert set(entries.values()) == declared
+    # Each route's view is the API Lambda, and so is what it delegates to.
+    app_py = str(PROJECT_DIR / "app.py")
+    assert entries[(app_py, "upsert_customer")] == "api_handler"
+    assert entries[(str(PROJECT_DIR / "functions" / "profiles.py"), "upsert")] == "api_handler"
+    assert entries[(str(PROJECT_DIR / "functions" / "inventory.py"), "low_stock_job")] == (
+        "low_stock"
+    )

@@ -1,0 +1,148 @@
+"""From recorded AWS calls to `infra/permissions.json`: IAM actions on the template's words."""
+
+from __future__ import annotations
+
+import random
+
+from crm_local.provision import stage_environment
+from infra import permissions
+
+ENV = stage_environment("local")
+FUNCTIONS = ["api_handler", "operator", "refund_step", "import_step"]
+
+
+def call(function: str, service: str, operation: str, *resources: dict) -> dict:
+    return {
+        "function": function,
+        "service": service,
+        "operation": operation,
+        "resources": list(resources),
+    }
+
+
+CALLS = [
+    call(
+        "api_handler",
+        "dynamodb",
+        "TransactWriteItems",
+        {"kind": "table", "name": "crm-local-customers", "item": "Put"},
+        {"kind": "table", "name": "crm-local-identities", "item": "ConditionCheck"},
+    ),
+    call(
+        "api_handler",
+        "dynamodb",
+        "Query",
+        {"kind": "table", "name": "crm-local-orders", "index": "by_customer"},
+    ),
+    call(
+        "api_handler",
+        "s3",
+        "ListObjectsV2",
+        {"kind": "bucket", "name": "crm-local-data", "prefix": "exports/"},
+    ),
+    call("api_handler", "stepfunctions", "SendTaskSuccess", {"kind": "task_token", "name": "*"}),
+    call("api_handler", "sts", "GetCallerIdentity"),
+    call(
+        "import_step",
+        "s3",
+        "CopyObject",
+        {"kind": "object", "name": "crm-local-drop", "prefix": "archive/"},
+        {"kind": "object", "name": "crm-local-drop", "prefix": "incoming/", "role": "source"},
+    ),
+    call(
+        "import_step",
+        "s3",
+        "HeadObject",
+        {"kind": "object", "name": "crm-local-drop", "prefix": "incoming/"},
+    ),
+    call(
+        "import_step",
+        "ssm",
+        "GetParameter",
+        {"kind": "parameter", "name": "/crm/local/faults"},
+    ),
+    call("refund_step", "ses", "SendEmail", {"kind": "sender", "name": "orders@shop.example"}),
+    call(
+        "refund_step",
+        "s3",
+        "PutObject",
+        {"kind": "object", "name": "crm-local-data", "prefix": "payments/"},
+    ),
+    call(
+        "refund_step",
+        "sns",
+        "Publish",
+        {"kind": "topic", "name": "arn:aws:sns:us-east-1:123456789012:crm-local-ops"},
+    ),
+]
+
+
+def test_calls_become_iam_actions_on_the_template_s_resources() -> None:
+    built, problems = permissions.build_map(CALLS, ENV, FUNCTIONS)
+
+    assert problems == []
+    assert built["operator"] == {}  # declared, never seen calling AWS
+    assert built["api_handler"] == {
+        # A transaction is authorised as its parts.
+        "dynamodb:ConditionCheckItem": ["IdentitiesTable"],
+        "dynamodb:PutItem": ["CustomersTable"],
+        "dynamodb:Query": ["OrdersTable/index/by_customer"],
+        "s3:ListBucket": ["DataBucket?prefix=exports/*"],
+        # A task token names no workflow: every one that hands tokens out.
+        "states:SendTaskSuccess": ["OrderException", "OrderFulfilment"],
+    }
+    assert built["import_step"] == {
+        "s3:GetObject": ["DropBucket/incoming/*"],  # HeadObject, and the copy's source
+        "s3:PutObject": ["DropBucket/archive/*"],
+        "ssm:GetParameter": ["Secrets/faults"],
+    }
+
+
+def test_what_the_same_code_needs_in_another_case_is_granted_too() -> None:
+    built, _ = permissions.build_map(CALLS, ENV, FUNCTIONS)
+
+    # Email seen: the same message may go by SMS; a local payout seen: a manual one publishes.
+    assert built["refund_step"]["sns:Publish"] == ["OpsTopic", "PhoneNumbers"]
+    assert built["refund_step"]["ses:SendEmail"] == ["SenderIdentity"]
+
+
+def test_the_map_does_not_depend_on_the_order_calls_were_seen_in() -> None:
+    shuffled = CALLS[:]
+    random.Random(7).shuffle(shuffled)
+
+    first = permissions.dump_map(permissions.build_map(CALLS, ENV, FUNCTIONS)[0])
+    second = permissions.dump_map(permissions.build_map(shuffled, ENV, FUNCTIONS)[0])
+
+    assert first == second
+
+
+def test_a_call_on_something_infra_does_not_declare_is_reported_not_granted() -> None:
+    stray = call("api_handler", "dynamodb", "GetItem", {"kind": "table", "name": "elsewhere"})
+
+    built, problems = permissions.build_map([stray], ENV, FUNCTIONS)
+
+    assert built["api_handler"] == {}
+    assert problems == ["api_handler: dynamodb.GetItem: table 'elsewhere'"]
+
+
+def test_the_checked_in_map_is_sorted_and_has_no_timestamps() -> None:
+    text = permissions.PERMISSIONS_FILE.read_text()
+
+    assert text == permissions.dump_map(permissions.load_map())
+
+
+def test_the_check_after_the_suites_fails_on_a_call_the_map_does_not_grant(tmp_path, capsys):
+    import json
+
+    granted = call(
+        "low_stock", "dynamodb", "Scan", {"kind": "table", "name": "crm-local-inventory"}
+    )
+    new = call("low_stock", "dynamodb", "GetItem", {"kind": "table", "name": "crm-local-orders"})
+    (tmp_path / "calls-1.json").write_text(json.dumps({"calls": [granted]}))
+
+    assert permissions.main(["--check", str(tmp_path)]) == 0
+
+    (tmp_path / "calls-2.json").write_text(json.dumps({"calls": [new]}))
+
+    assert permissions.main(["--check", str(tmp_path)]) == 1
+    assert "low_stock: dynamodb:GetItem OrdersTable" in capsys.readouterr().err
