@@ -51,14 +51,18 @@ def test_twenty_orders_race_for_five_units(shop: Shop) -> None:
 
     def settled(order_id: str) -> dict:
         # Held orders may already have been cancelled by the default decision (30 s locally).
-        return shop.wait_for(
-            order_id,
-            lambda o: (
-                (o.get("workflow") or {}).get("state")
-                in ("awaiting_shipped", "on_hold", "cancelled", "exception")
-            ),
-            timeout=90,
-        )
+        # A held order's case is opened by the exception workflow after the hold: wait for it.
+        def done(o: dict) -> bool:
+            workflow = o.get("workflow") or {}
+            if workflow.get("state") == "awaiting_shipped":
+                return True
+            return bool(workflow.get("case_id")) and workflow.get("state") in (
+                "on_hold",
+                "cancelled",
+                "exception",
+            )
+
+        return shop.wait_for(order_id, done, timeout=90)
 
     with ThreadPoolExecutor(10) as pool:
         final = list(pool.map(settled, orders))
