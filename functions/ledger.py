@@ -20,6 +20,7 @@ from chalice.app import Request
 from crm.api import endpoint, json_response, page_limit, query, read_json_object
 from crm.config import get_settings
 from crm.domain.customers import ACTIVE as ACTIVE_CUSTOMER
+from crm.domain.customers import refuse_if_erased
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from crm.domain.loyalty import (
     ACTIVE,
@@ -308,6 +309,7 @@ def get_points(request: Request, customer_id: str) -> Response:
     customer = get_customer_repository().get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
     store = get_ledger_store()
     account = store.account(customer_id)
     entries, cursor = store.entries(customer_id, limit, params.get("cursor"))

@@ -24,7 +24,7 @@ from chalice.app import Request
 from crm.adapters import messaging
 from crm.api import endpoint, json_response, page_limit, query
 from crm.config import get_settings
-from crm.domain.customers import ERASED, MERGED, Customer
+from crm.domain.customers import ERASED, MERGED, Customer, refuse_if_erased
 from crm.domain.errors import NotFound, Unavailable, ValidationFailed
 from crm.domain.messages import EMAIL, channel_for, locale_for, render
 from crm.observability import logger, metrics
@@ -214,7 +214,9 @@ def send(
 def list_notifications(request: Request, customer_id: str) -> Response:
     params = query(request)
     limit = page_limit(params)
-    if get_customer_repository().get(customer_id) is None:
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
     records, cursor = get_notification_store().list(customer_id, limit, params.get("cursor"))
     return json_response({"items": [notification_view(r) for r in records], "next_cursor": cursor})

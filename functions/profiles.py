@@ -34,6 +34,7 @@ from crm.domain.customers import (
     parse_profile,
     profile_state,
     profile_view,
+    refuse_if_erased,
     stats_view,
 )
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
@@ -176,7 +177,12 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
         target = _active(repo, target_id)
         source = repo.get(source_id)
         if source is None:
-            raise NotFound(f"customer {source_id} does not exist")
+            # The route's own resource (the target) exists: what is missing is named in the
+            # body, so the request is refused as content (422), not as a missing resource.
+            raise ValidationFailed(
+                f"customer {source_id} does not exist",
+                details=[{"field": "source_id", "issue": "source_not_found"}],
+            )
         if source.status == MERGED and source.merged_into == target_id:
             move_history(source_id, target_id)  # finish what an interrupted merge started
             return target  # already done: a retried merge answers the same
@@ -398,6 +404,7 @@ def get_customer(customer_id: str) -> Response:
         return json_response(
             {"customer_id": customer_id, "status": MERGED, "merged_into": customer.merged_into}
         )
+    refuse_if_erased(customer)
     return json_response(customer_360(customer))
 
 
@@ -459,6 +466,7 @@ def export(customer_id: str) -> Response:
     customer = get_customer_repository().get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
     return json_response(export_view(customer))
 
 

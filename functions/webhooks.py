@@ -22,7 +22,7 @@ from crm.api import endpoint, json_response, parse_json, raw_body
 from crm.config import get_secrets, get_settings
 from crm.domain import generic_orders, shopify
 from crm.domain.customers import ProfileInput, dropped_external_ids, is_stale, parse_profile
-from crm.domain.errors import ValidationFailed
+from crm.domain.errors import MalformedRequest, ValidationFailed
 from crm.domain.identity import MAX_EXTERNAL_IDS
 from crm.domain.signatures import verify_generic, verify_shopify
 from crm.observability import logger, metrics
@@ -47,6 +47,11 @@ def shopify_webhook(request: Request) -> Response:
     verify_shopify(raw, _header(request, "X-Shopify-Hmac-Sha256"), get_secrets("shopify_secret"))
     payload = parse_json(raw)
     topic = (_header(request, "X-Shopify-Topic") or "").lower()
+    if not topic:
+        raise MalformedRequest(
+            "X-Shopify-Topic is required",
+            details=[{"field": "X-Shopify-Topic", "issue": "missing"}],
+        )
     # The signature covers the body only: the body must be what the claimed topic sends.
     shopify.check_shape(topic, payload, _header(request, "X-Shopify-Shop-Domain"))
     delivery = (

@@ -270,8 +270,9 @@ def test_merge_moves_identities_and_leaves_a_tombstone(api):
         422,
     )
     assert_error(post(api, f"/customers/{target['customer_id']}/merge", {}), 422)
+    # The target exists; a source that does not is wrong content, not a missing resource
     assert_error(
-        post(api, f"/customers/{target['customer_id']}/merge", {"source_id": "cus_missing"}), 404
+        post(api, f"/customers/{target['customer_id']}/merge", {"source_id": "cus_missing"}), 422
     )
     assert_error(
         post(

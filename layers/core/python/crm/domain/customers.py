@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from crm.domain.errors import ValidationFailed
+from crm.domain.errors import Gone, ValidationFailed
 from crm.domain.identity import (
     MAX_EXTERNAL_IDS,
     IdentityKeys,
@@ -130,10 +130,11 @@ def _problem(field_name: str, issue: str, message: str) -> ValidationFailed:
 
 
 def _text(name: str, value: Any, max_len: int) -> str:
+    """Trimmed text; the limit applies to the text as sent, as the published schema says."""
     if not isinstance(value, str):
         raise _problem(name, "wrong_type", f"{name} must be a string")
     text = value.strip()
-    if not text or len(text) > max_len:
+    if not text or len(value) > max_len:
         raise _problem(name, "invalid_length", f"{name} must be 1 to {max_len} characters")
     return text
 
@@ -194,7 +195,7 @@ def _address(value: Any) -> dict[str, str]:
         result[key] = _text(f"address.{key}", item, 200)
     if "country_code" in result:
         code = result["country_code"].upper()
-        if len(code) != 2 or not code.isalpha():
+        if len(code) != 2 or not (code.isascii() and code.isalpha()):
             raise _problem(
                 "address.country_code",
                 "invalid_country",
@@ -279,7 +280,7 @@ def parse_profile(
     ]
     parsers = {
         "external_ids": lambda v: normalise_external_ids(v, drop_excess=drop_excess_ids),
-        "email": lambda v: normalise_email(_text("email", v, 320)),
+        "email": lambda v: normalise_email(_text("email", v, 254)),
         "phone": lambda v: normalise_phone(_text("phone", v, 32), default_country),
         "first_name": lambda v: _text("first_name", v, MAX_NAME),
         "last_name": lambda v: _text("last_name", v, MAX_NAME),
@@ -597,3 +598,14 @@ def stats_view(stats: dict[str, Any], currency: str) -> dict[str, Any]:
         "first_order_at": stats.get("first_order_at"),
         "last_order_at": stats.get("last_order_at"),
     }
+
+
+def refuse_if_erased(customer: Customer) -> None:
+    """An erased person is gone for every read about them (410, decision 57); their orders
+    and ledger entries stay, anonymised, for the books."""
+    if customer.status == ERASED:
+        raise Gone(
+            f"customer {customer.customer_id} was erased",
+            code="erased",
+            extra={"customer_id": customer.customer_id, "erased_at": customer.erased_at},
+        )

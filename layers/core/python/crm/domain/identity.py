@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from crm.domain.errors import ValidationFailed
 
+# The local part is dot-separated atoms (no leading, trailing or double dot, as RFC 5322 says);
+# the published OpenAPI document carries the same pattern.
 _EMAIL = re.compile(
-    r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 )
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_EXTERNAL_ID = 128

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 MAX_INT_DIGITS = 18  # below 2**63: every id, count and limit we read fits
@@ -68,12 +69,23 @@ def _constant(name: str) -> Any:
     raise JsonRefused("not_finite", f"{name} is not a JSON value")
 
 
-def _float(text: str) -> float:
+# Integral values up to DynamoDB's 38 digits become ints; larger ones stay floats (and are
+# refused where an integer is required).
+_INTEGRAL_LIMIT = Decimal(10) ** 38
+
+
+def _float(text: str) -> float | int:
+    """A fraction, or an integer written with a point or an exponent (`5.0`, `1e3`): JSON
+    Schema, and so the published document, counts those as integers, and so does this reader
+    (the exact value, from the decimal text, never through a binary float)."""
     if len(text) > MAX_NUMBER_CHARS:
         raise JsonRefused("number_too_long", "a number is too long")
     value = float(text)
     if not math.isfinite(value):
         raise JsonRefused("not_finite", "a number is too large to be finite")
+    exact = Decimal(text)
+    if exact == exact.to_integral_value() and abs(exact) < _INTEGRAL_LIMIT:
+        return int(exact)
     return value
 
 

@@ -27,6 +27,7 @@ from pynamodb.exceptions import (
 from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
+from crm.domain import cursors
 from crm.domain.errors import Unavailable
 from crm.store.models import NotificationModel, bind_models
 from crm.store.retry import RetryingConnection
@@ -152,8 +153,9 @@ class NotificationStore:
     def list(
         self, customer_id: str, limit: int, cursor: str | None = None
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        """Records newest first; `cursor` is what the previous page returned."""
-        condition = NotificationModel.sk < cursor if cursor else None
+        """Records newest first; `cursor` is what the previous page returned (opaque and
+        URL-safe, like every list's: crm.domain.cursors)."""
+        condition = NotificationModel.sk < cursors.decode(cursor, 1)[0] if cursor else None
         try:
             page = NotificationModel.query(
                 customer_id, condition, scan_index_forward=False, limit=limit
@@ -161,7 +163,8 @@ class NotificationStore:
             items = list(page)
         except PynamoDBException as exc:
             raise Unavailable("the notifications could not be read") from exc
-        next_cursor = items[-1].sk if len(items) == limit and page.last_evaluated_key else None
+        more = len(items) == limit and page.last_evaluated_key
+        next_cursor = cursors.encode(items[-1].sk) if more else None
         return [record_view(item) for item in items], next_cursor
 
     def forget(self, customer_id: str, now: str | None = None) -> int:
