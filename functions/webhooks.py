@@ -2,10 +2,13 @@
 
 Order of checks, so that nothing is stored for a request that fails one: size (413), signature
 over the raw bytes (401), JSON (400), content (422). Then the delivery is recorded exactly once
-(`functions.orders.record_order_event`). Deduplication is our own conditional write rather than
-Powertools' idempotency utility: the "done" mark goes into the same transaction as the order and
-the points, which the utility cannot do (it would add a call and a window in which the effects
-are written but the delivery is still "in progress"); see docs/decisions.md.
+(`functions.orders.record_order_event`). The generic endpoint's secret depends on the body's
+`source` (a source may have its own, `crm.config.get_source_secrets`): its body is parsed before
+the signature is checked, but a JSON error is answered only after (see `generic_webhook`).
+Deduplication is our own conditional write rather than Powertools' idempotency utility: the
+"done" mark goes into the same transaction as the order and the points, which the utility
+cannot do (it would add a call and a window in which the effects are written but the delivery
+is still "in progress"); see docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from chalice import Response
 from chalice.app import Request
 
 from crm.api import endpoint, json_response, parse_json, raw_body
-from crm.config import get_secrets, get_settings
+from crm.config import get_secrets, get_settings, get_source_secrets
 from crm.domain import generic_orders, shopify
 from crm.domain.customers import ProfileInput, dropped_external_ids, is_stale, parse_profile
-from crm.domain.errors import MalformedRequest, ValidationFailed
+from crm.domain.errors import MalformedRequest, Unauthenticated, ValidationFailed
 from crm.domain.identity import MAX_EXTERNAL_IDS
-from crm.domain.signatures import verify_generic, verify_shopify
+from crm.domain.signatures import check_generic_header, verify_generic, verify_shopify
 from crm.observability import logger, metrics
 from functions import orders, profiles
 
@@ -79,19 +82,39 @@ def shopify_webhook(request: Request) -> Response:
 @endpoint
 def generic_webhook(request: Request) -> Response:
     raw = raw_body(request, MAX_WEBHOOK_BYTES)
-    verify_generic(
-        raw, _header(request, "X-Signature"), get_secrets("webhook_secret"), now=time.time()
-    )
-    payload = parse_json(raw)
+    header, now = _header(request, "X-Signature"), time.time()
+    # The secret depends on the body's `source`, so the body is read before it is verified,
+    # and nothing read is used until it is: a header no secret could make valid is refused
+    # before any secret is looked up, a body that is not JSON is verified under the shared
+    # secret and refused (400) only once it is, and the source that chose the secret is the
+    # one the event is recorded under (both read by `generic_orders`).
+    check_generic_header(header, now)
+    try:
+        payload, malformed = parse_json(raw), None
+    except MalformedRequest as error:
+        payload, malformed = None, error
+    source = generic_orders.claimed_source(payload)
+    verify_generic(raw, header, _generic_secrets(source), now=now)
+    if malformed is not None:
+        raise malformed
     if not generic_orders.is_known_type(payload):
         kind = payload.get("type") if isinstance(payload, dict) else None
         logger.info("webhook type ignored", extra={"type": str(kind)[:64], "source": "generic"})
         metrics.add_metric(name="IgnoredWebhooks", unit="Count", value=1)
         return _answer("ignored", type=kind if isinstance(kind, str) else None)
     event_id, event = generic_orders.parse(payload)
+    if event.source != source:  # cannot differ (one reader); never record under another's
+        raise Unauthenticated("the event's source is not the one its signature was checked for")
     recorded = orders.record_order_event(event, f"{event.source}:{event_id}")
     metrics.add_metric(name="OrderWebhooks", unit="Count", value=1)
     return _answer(recorded.outcome, order_id=recorded.order_id, order_status=recorded.status)
+
+
+def _generic_secrets(source: str | None) -> list[str]:
+    """A source with a secret of its own is verified with it alone (a leaked shared secret
+    cannot forge its orders); any other body with the shared webhook secret."""
+    own = get_source_secrets("webhook_secret", source) if source else None
+    return own or get_secrets("webhook_secret")
 
 
 # -- customer topics ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import OPERATOR
 from tests.support.shopify import (
+    WEBHOOK_SECRET,
     Delivery,
     deliver,
     generic_headers,
@@ -243,6 +244,98 @@ def test_a_generic_event_signed_now_is_recorded_and_one_signed_301_s_ago_is_401(
         "/webhooks/orders", headers=generic_headers(body, int(time.time())), body=body
     )
     assert json.loads(again.body)["status"] == "duplicate"
+
+
+# -- a secret per generic source ----------------------------------------------------------------
+
+WOO_SECRET, MAGENTO_SECRET = "woo-own-secret", "magento-own-secret"
+
+
+def post_generic(api, body: bytes, secret: str = WEBHOOK_SECRET):
+    headers = generic_headers(body, int(time.time()), secret)
+    return api.http.post("/webhooks/orders", headers=headers, body=body)
+
+
+def for_source(body: bytes, source: str) -> bytes:
+    return body.replace(b'"source": "woocommerce"', f'"source": "{source}"'.encode())
+
+
+def test_a_source_with_its_own_secret_is_verified_with_it_alone(api, monkeypatch):
+    # Given woocommerce and magento with secrets of their own, prestashop without
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET_WOOCOMMERCE", WOO_SECRET)
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET_MAGENTO", MAGENTO_SECRET)
+    body = generic_event("evt-own-1", "order.paid", paid_at="2026-11-20T10:01:00+00:00")
+    # When a woocommerce order is signed with the shared secret, or with magento's
+    for secret in (WEBHOOK_SECRET, MAGENTO_SECRET):
+        answer = post_generic(api, body, secret)
+        # Then it is refused as unauthenticated, and nothing is stored
+        assert answer.status_code == 401, answer.body
+        assert json.loads(answer.body)["error"]["code"] == "unauthenticated"
+    # Even when it breaks a rule: a wrong secret is 401, whatever the content
+    invalid = generic_event("evt-own-2", "order.paid", subtotal=300)  # money as a number
+    assert post_generic(api, invalid).status_code == 401
+    assert post_generic(api, invalid, WOO_SECRET).status_code == 422
+    assert count_items("crm-local-orders") == 0 and count_items("crm-local-deliveries") == 0
+    # When it is signed with its own secret, Then it is recorded
+    accepted = post_generic(api, body, WOO_SECRET)
+    assert accepted.status_code == 200, accepted.body
+    assert get(api, "/orders/ord_woocommerce_W-1")[1]["status"] == "paid"
+    # And a source without a secret of its own keeps the shared one, and only it
+    presta = for_source(generic_event("evt-own-3", "order.created"), "prestashop")
+    assert post_generic(api, presta, WOO_SECRET).status_code == 401
+    assert post_generic(api, presta).status_code == 200
+    assert get(api, "/orders/ord_prestashop_W-1")[0] == 200
+
+
+def test_each_source_rotates_its_own_secret(api, monkeypatch):
+    # Given woocommerce rotating its secret, and the shared secret rotating too
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET_WOOCOMMERCE", "woo-new")
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET_WOOCOMMERCE_PREVIOUS", "woo-old")
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET_PREVIOUS", "shared-old")
+    bodies = [generic_event(f"evt-rot-{n}", "order.created") for n in range(3)]
+    # Then its new and previous secrets are accepted, the shared previous one is not
+    assert post_generic(api, bodies[0], "woo-old").status_code == 200
+    assert post_generic(api, bodies[1], "woo-new").status_code == 200
+    assert post_generic(api, bodies[2], "shared-old").status_code == 401
+
+
+def test_in_the_cloud_secrets_are_read_after_the_header_and_absence_is_cached(api, monkeypatch):
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters import base
+
+    import crm.config
+    from bench.calls import CallCounter
+
+    # Given the secrets in SSM, woocommerce with its own, and a cold start in that environment
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    for name, value in (("webhook_secret", "cloud-shared"), ("webhook_secret_woocommerce", "w")):
+        ssm.put_parameter(Name=f"/crm/local/{name}", Value=value, Type="SecureString")
+    monkeypatch.setenv("CRM_SECRETS_SOURCE", "ssm:/crm/local/")
+    crm.config.get_settings.cache_clear()
+    assert crm.config.get_settings().secrets_source == "ssm:/crm/local/"
+    parameters.clear_caches()
+    monkeypatch.setattr(base, "DEFAULT_PROVIDERS", {})  # a client the counter sees
+    monkeypatch.setattr(crm.config, "_previous_absent_until", {})
+    woo = generic_event("evt-cloud-1", "order.created")
+    magento = [
+        for_source(generic_event(f"evt-cloud-{n}", "order.created"), "magento") for n in (2, 3)
+    ]
+    with CallCounter() as counter:
+        # When a body comes unsigned, Then it is refused before any secret is read
+        with counter.measure() as unsigned:
+            answer = api.http.post("/webhooks/orders", body=woo)
+        # When two magento orders come (no secret of its own), Then SSM is asked once per name
+        with counter.measure() as first:
+            assert post_generic(api, magento[0], "cloud-shared").status_code == 200
+        with counter.measure() as second:
+            assert post_generic(api, magento[1], "cloud-shared").status_code == 200
+        # And woocommerce's own secret is the one its orders need
+        assert post_generic(api, woo, "cloud-shared").status_code == 401
+        assert post_generic(api, woo, "w").status_code == 200
+    assert answer.status_code == 401 and unsigned.total == 0
+    ssm_reads = {k: v for k, v in first.breakdown().items() if k.startswith("ssm.")}
+    assert ssm_reads == {"ssm.GetParameter": 3}  # its own (absent), the shared, its previous
+    assert not any(k.startswith("ssm.") for k in second.breakdown())
 
 
 # -- customer topics ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from crm.domain.errors import ValidationFailed
-from crm.domain.generic_orders import TYPES, is_known_type, parse
+from crm.domain.generic_orders import TYPES, claimed_source, is_known_type, parse
 from crm.domain.order_events import KINDS, Line, OrderEvent, Refund, RefundLine
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -358,6 +358,22 @@ def test_money_follows_the_currency():
 )  # fmt: skip
 def test_the_source_is_a_short_lower_case_name_and_not_shopify(source, issue):
     assert issue_of(event(source=source), "source") == issue
+
+
+@pytest.mark.parametrize(
+    "claimed", [" woocommerce ", "woocommerce", "shopify", "Woo", 7, None, "../ssm"]
+)
+def test_the_claimed_source_is_the_one_the_event_is_recorded_under(claimed):
+    # Given a payload's source as a sender wrote it (the secret is chosen by it),
+    # When it is read before the signature is checked, and parsed after,
+    # Then both say the same: a source that would be recorded is claimed, nothing else is.
+    payload = event(source=claimed)
+    try:
+        recorded: str | None = parse(payload)[1].source
+    except ValidationFailed:
+        recorded = None
+    assert claimed_source(payload) == recorded
+    assert claimed_source([payload]) is None
 
 
 @pytest.mark.parametrize("order_id", ["#5120", "a b", "-5120", "x" * 65, "", -1, 1.5])

@@ -5,7 +5,13 @@ import hmac
 import pytest
 
 from crm.domain.errors import Unauthenticated
-from crm.domain.signatures import sign_generic, sign_shopify, verify_generic, verify_shopify
+from crm.domain.signatures import (
+    check_generic_header,
+    sign_generic,
+    sign_shopify,
+    verify_generic,
+    verify_shopify,
+)
 
 BODY = b'{"id": 820982911946154508, "email": "jon@example.com", "total_price": "199.00"}'
 CURRENT = "new-secret"
@@ -211,3 +217,14 @@ def test_generic_refuses_t_abc_even_with_the_right_mac_for_that_text():
 def test_generic_never_accepts_without_a_secret(secrets):
     with refused("no webhook secret"):
         verify_generic(BODY, sign_generic(BODY, "", NOW), secrets, now=NOW)
+
+
+def test_a_generic_header_no_secret_could_make_valid_is_refused_before_any_secret_is_read():
+    # Given headers that are missing, malformed or stale, When checked with no secret at all,
+    # Then each is refused; a well-formed, timely one passes whatever secret signed it.
+    for header in (None, f"t={NOW}", "v1=" + "0" * 64, f"t=x,v1={'0' * 64}"):
+        with pytest.raises(Unauthenticated):
+            check_generic_header(header, now=NOW)
+    with refused("outside the tolerance"):
+        check_generic_header(sign_generic(BODY, "anyone", NOW - 301), now=NOW)
+    check_generic_header(sign_generic(BODY, "anyone", NOW - 300), now=NOW)

@@ -227,7 +227,7 @@ def _get_previous_secret(name: str) -> str | None:
     settings = get_settings()
     previous_name = f"{name}_previous"
     if settings.secrets_source == "env":
-        return os.environ.get(f"CRM_{previous_name.upper()}") or None
+        return os.environ.get(_env_name(previous_name)) or None
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
@@ -240,10 +240,92 @@ def _get_previous_secret(name: str) -> str | None:
     except GetParameterError:
         # Powertools wraps every failure (ParameterNotFound included) in GetParameterError.
         # Without a previous secret only the current one is accepted, which is the safe side.
-        _previous_absent_until[key] = time.monotonic() + _PREVIOUS_MAX_AGE
+        _remember_absent(key)
         return None
     _previous_absent_until.pop(key, None)
     return str(value) or None
+
+
+# Keys remembered as absent, at most: source names come from unauthenticated bodies, so the
+# memory of what is absent must not grow with whatever a caller invents.
+_MAX_ABSENT_KEYS = 1024
+
+
+def _remember_absent(key: str) -> None:
+    now = time.monotonic()
+    if len(_previous_absent_until) >= _MAX_ABSENT_KEYS:
+        for stale in [k for k, until in _previous_absent_until.items() if until <= now]:
+            del _previous_absent_until[stale]
+        if len(_previous_absent_until) >= _MAX_ABSENT_KEYS:
+            _previous_absent_until.clear()  # forgetting an absence costs one more lookup only
+    _previous_absent_until[key] = now + _PREVIOUS_MAX_AGE
+
+
+# A webhook source (crm.domain.identity's external id sources): safe in an environment
+# variable's name (after `-` -> `_`) and in an SSM parameter's.
+_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def get_source_secrets(name: str, source: str) -> list[str] | None:
+    """The secrets of one source, when it has its own: `<name>_<source>`, then its
+    `_previous` (rotation as in `get_secrets`); None when it has none, and then the caller
+    uses `get_secrets(name)`.
+
+    Locally `CRM_<NAME>_<SOURCE>` (upper-cased, `-` -> `_`) and `..._PREVIOUS`, no defaults; in
+    the cloud the SSM parameter `<prefix><name>_<source>`, whose absence is remembered for five
+    minutes: a source without a secret of its own costs one SSM read per warm function every
+    five minutes, not one per request. Any other failure to read it raises `Unavailable`:
+    falling back to the shared secret then would accept what the source's own secret forbids.
+
+    A source whose name could be read as a rotation's `_previous` (`previous`, `..._previous`)
+    cannot have a secret of its own: its name would be another secret's previous one.
+    """
+    if not _SOURCE_NAME.fullmatch(source) or _env_name(source).endswith("_PREVIOUS"):
+        return None
+    own_name = f"{name}_{source}"
+    own = _get_optional_secret(own_name)
+    if own is None:
+        return None
+    previous = _get_previous_secret(own_name)
+    return [own, previous] if previous and previous != own else [own]
+
+
+def _env_name(name: str) -> str:
+    return "CRM_" + name.upper().replace("-", "_")
+
+
+def _get_optional_secret(name: str) -> str | None:
+    settings = get_settings()
+    if settings.secrets_source == "env":
+        return os.environ.get(_env_name(name)) or None
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    key = settings.secrets_source.removeprefix("ssm:") + name
+    if _previous_absent_until.get(key, 0.0) > time.monotonic():
+        return None
+    try:
+        value = parameters.get_parameter(key, decrypt=True, max_age=int(_PREVIOUS_MAX_AGE))
+    except GetParameterError as error:
+        if not _parameter_not_found(error):
+            from crm.domain.errors import Unavailable
+
+            raise Unavailable("the secrets store could not be read; retry later") from error
+        _remember_absent(key)
+        return None
+    _previous_absent_until.pop(key, None)
+    return str(value) or None
+
+
+def _parameter_not_found(error: Exception) -> bool:
+    """Powertools re-raises every SSM failure as GetParameterError inside its `except`, so
+    the SSM error is the context; only `ParameterNotFound` means absent."""
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__ or error.__context__
+    return isinstance(cause, ClientError) and (
+        cause.response.get("Error", {}).get("Code") == "ParameterNotFound"
+    )
 
 
 _faults_cache: tuple[float, frozenset[str]] | None = None

@@ -85,6 +85,15 @@ def is_known_type(payload: Any) -> bool:
     return not isinstance(kind, str) or kind.strip() in TYPES
 
 
+def claimed_source(payload: Any) -> str | None:
+    """The `source` that `parse` would record for this payload, read the same way (so the
+    secret chosen for it is the one of the source the event is recorded under); None when the
+    payload has no valid source, which `parse` then reports."""
+    if not isinstance(payload, dict):
+        return None
+    return _read_source(Reader(), payload)
+
+
 def parse(payload: Any) -> tuple[str, OrderEvent]:
     """(`event_id`, the event) from a generic webhook payload; `ValidationFailed` listing every
     problem otherwise. See the module's rules."""

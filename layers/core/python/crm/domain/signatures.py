@@ -117,6 +117,22 @@ def _parse_generic(header: str | None) -> tuple[str, list[bytes]]:
     return timestamp, candidates
 
 
+def check_generic_header(
+    header: str | None, now: float, tolerance: int = DEFAULT_TOLERANCE_SECONDS
+) -> None:
+    """Refuse an `X-Signature` that no secret could make valid: missing, malformed, or with a
+    timestamp outside the tolerance. Needs no secret, so it runs before any is looked up."""
+    timestamp, _ = _parse_generic(header)
+    _check_timestamp(int(timestamp), now, tolerance)
+
+
+def _check_timestamp(t: int, now: float, tolerance: int) -> None:
+    if abs(now - t) > tolerance:
+        raise Unauthenticated(
+            f"the {GENERIC_HEADER} timestamp is outside the tolerance of {tolerance} seconds"
+        )
+
+
 def verify_generic(
     raw_body: bytes,
     header: str | None,
@@ -135,8 +151,5 @@ def verify_generic(
     if not _matches_any(candidates, usable, timestamp.encode("ascii") + b"." + raw_body):
         raise Unauthenticated("the webhook signature does not match")
     t = int(timestamp)
-    if abs(now - t) > tolerance:
-        raise Unauthenticated(
-            f"the {GENERIC_HEADER} timestamp is outside the tolerance of {tolerance} seconds"
-        )
+    _check_timestamp(t, now, tolerance)
     return t
