@@ -55,6 +55,10 @@ def shopify_webhook(request: Request) -> Response:
             "X-Shopify-Topic is required",
             details=[{"field": "X-Shopify-Topic", "issue": "missing"}],
         )
+    if not isinstance(payload, dict):  # every Shopify topic sends an object, known or not
+        raise ValidationFailed(
+            "the body must be a JSON object", details=[{"field": "", "issue": "wrong_type"}]
+        )
     # The signature covers the body only: the body must be what the claimed topic sends.
     shopify.check_shape(topic, payload, _header(request, "X-Shopify-Shop-Domain"))
     delivery = (

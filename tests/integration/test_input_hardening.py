@@ -117,9 +117,9 @@ def test_shopifys_privacy_payloads_are_accepted_under_their_own_topics(api):
     # Then both are processed: the export was written, then the person erased with it
     assert redacted.status_code == 200, redacted.body
     assert json.loads(redacted.body)["customer_id"] == customer_id
-    # (an erased person is gone: 410 `erased`, decision 57)
+    # (an erased person is gone: 404 `erased`, decision 58)
     status, body = get(api, f"/customers/{customer_id}")
-    assert (status, body["error"]["code"]) == (410, "erased")
+    assert (status, body["error"]["code"]) == (404, "erased")
     assert data_keys() == []
 
 
@@ -420,7 +420,7 @@ def test_a_profile_with_120_external_ids_is_still_erased_with_every_identity(api
     assert json.loads(answer.body)["identities_removed"] == 121
     assert count("crm-local-identities") == 0
     status, body = get(api, "/customers/cus_legacy")
-    assert (status, body["error"]["code"]) == (410, "erased")
+    assert (status, body["error"]["code"]) == (404, "erased")
 
 
 def test_an_order_too_large_for_one_dynamodb_item_is_422_not_503(api):

@@ -294,9 +294,9 @@ def test_erasure_leaves_no_text_or_address_in_the_notifications_table(api):
         assert {"kind", "channel", "status", "at"} <= set(item)
     kinds = sorted(i["kind"]["S"] for i in records if i["customer_id"]["S"] == email_customer)
     assert kinds == ["order_confirmed", "order_shipped"]  # what happened stays, for the books
-    # ... but nothing about an erased person is served any more (decision 57)
+    # ... but nothing about an erased person is served any more (decision 58)
     status, body = timeline(api, email_customer)
-    assert (status, body["error"]["code"]) == (410, "erased")
+    assert (status, body["error"]["code"]) == (404, "erased")
 
     # A message for an erased customer is not sent, and holds nothing personal.
     later = notifications.send(email_customer, "order_delivered", {"order_name": "#2"}, "e:4")

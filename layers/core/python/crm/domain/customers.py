@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from crm.domain.errors import Gone, ValidationFailed
+from crm.domain.errors import NotFound, ValidationFailed
 from crm.domain.identity import (
     MAX_EXTERNAL_IDS,
     IdentityKeys,
@@ -601,10 +601,10 @@ def stats_view(stats: dict[str, Any], currency: str) -> dict[str, Any]:
 
 
 def refuse_if_erased(customer: Customer) -> None:
-    """An erased person is gone for every read about them (410, decision 57); their orders
-    and ledger entries stay, anonymised, for the books."""
+    """An erased person is gone for every read about them (404 `erased`, decision 58); their
+    orders and ledger entries stay, anonymised, for the books."""
     if customer.status == ERASED:
-        raise Gone(
+        raise NotFound(
             f"customer {customer.customer_id} was erased",
             code="erased",
             extra={"customer_id": customer.customer_id, "erased_at": customer.erased_at},

@@ -57,12 +57,6 @@ class NotFound(CrmError):
     code = "not_found"
 
 
-class Gone(CrmError):
-    """It existed and was removed for good (an erased customer): 410, so a client stops asking."""
-
-    code = "gone"
-
-
 class Conflict(CrmError):
     code = "conflict"
 

@@ -186,10 +186,8 @@ def _read_id(
             return None
         return str(value)
     text = value.strip()
-    if not text and required:
-        r.fail(at(path, key), "missing")
-        return None
-    if not text:
+    if not text:  # a blank id is neither an id nor absent (null is absent): the schema says so
+        r.fail(at(path, key), "missing" if required else "invalid_id")
         return None
     if not pattern.fullmatch(text):
         r.fail(at(path, key), "invalid_id")

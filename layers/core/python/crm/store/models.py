@@ -40,7 +40,9 @@ class CustomerModel(RetryingModel):
     address = MapAttribute(null=True)  # type: ignore[var-annotated]
     tags = ListAttribute(null=True)  # type: ignore[var-annotated]
     consents = MapAttribute(null=True)  # type: ignore[var-annotated]
-    attributes = MapAttribute(null=True)  # type: ignore[var-annotated]
+    # The shop's own free-form data, kept as JSON text: a nested map whose keys happen to be
+    # DynamoDB's type names (`L`, `M`, `S`...) came back mangled as a map (decision 58).
+    attributes = JSONAttribute(null=True)
     external_ids = MapAttribute(null=True)  # type: ignore[var-annotated]
     possible_duplicates = ListAttribute(null=True)  # type: ignore[var-annotated]
     merged_into = UnicodeAttribute(null=True)
