@@ -196,5 +196,6 @@ def test_export_then_erasure_leaves_nothing_in_any_table_or_bucket(http, stack):
     held = everything_held(stack)
     assert [value for value in HELD if value in held] == []
     assert lookup(http, stack, email=PERSON["email"]) == []
+    # An erased person is gone for every read (decision 58)
     view = http.get(f"{stack.api_url}/customers/{customer_id}", headers=OPERATOR, timeout=10)
-    assert view.status_code == 200 and view.json()["email"] is None
+    assert view.status_code == 404 and view.json()["error"]["code"] == "erased"
