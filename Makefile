@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test bench package permissions lint format clean install
+.PHONY: run test test-fast bench package permissions lint format clean install
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ run: $(STAMP)
 test: lint
 	rm -rf build/aws-calls-test
 	RECORD_AWS_CALLS=$(CURDIR)/build/aws-calls-test \
-		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 	$(BIN)/python -m infra.permissions --check build/aws-calls-test
+
+## The inner loop: lint, unit and integration tests (no local stack).
+test-fast: lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/integration
 
 ## Benchmarks: figures as JSON under bench/results/.
 bench: $(STAMP)
