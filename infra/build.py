@@ -285,7 +285,7 @@ def deploy_instructions(stage: str, out: Path, env: dict[str, str]) -> str:
     packaged = out / "packaged.yaml"
     secrets = "\n".join(
         f"aws ssm put-parameter --name {path}{name} --type SecureString --value '<{name}>'"
-        for name in ("operator_token", "shopify_secret", "webhook_secret")
+        for name in ("operator_token", "shopify_secret", "webhook_secret", "logistics_secret")
     )
     return f"""# Deploying stage `{stage}`
 
