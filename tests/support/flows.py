@@ -116,8 +116,8 @@ class Shop:
         sfn = self.stack.client("stepfunctions")
         found = []
         for machine in sfn.list_state_machines()["stateMachines"]:
-            for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
-                if ex["name"].startswith(order_id.replace("_", "_")) or order_id in ex["name"]:
+            for ex in all_executions(sfn, machine["stateMachineArn"]):
+                if order_id in ex["name"]:
                     found.append({**ex, "machine": machine["name"]})
         return found
 
@@ -135,6 +135,13 @@ class Shop:
         return {
             w["warehouse_id"]: w["available"] for w in self.get(f"/inventory/{sku}")["warehouses"]
         }
+
+
+def all_executions(sfn, machine_arn: str) -> list[dict]:
+    """Every execution of the machine: a page holds at most 100 (moto's and AWS's), and the
+    shared stack of an e2e run starts far more."""
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn)
+    return [ex for page in pages for ex in page["executions"]]
 
 
 def waiting_for(event: str):
