@@ -52,7 +52,10 @@ def allocate(event: dict[str, Any]) -> dict[str, Any]:
     def record(o: Order) -> Order:
         o.progress = ALLOCATED if o.progress in (None, ON_HOLD, ALLOCATED) else o.progress
         o.fulfilment = {**o.fulfilment, **_fulfilment_of(allocation)}
-        o.workflow = {**o.workflow, "state": "allocated", "attempt": event.get("attempt", 1)}
+        # The attempt is the order's: an exception's retry numbers it before starting the
+        # new execution, whose input the state machine does not pass to this step.
+        attempt = event.get("attempt") or o.workflow.get("attempt") or 1
+        o.workflow = {**o.workflow, "state": "allocated", "attempt": int(attempt)}
         return o
 
     change_order(order.order_id, record)

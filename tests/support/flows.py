@@ -97,14 +97,20 @@ class Shop:
             time.sleep(0.3)
 
     def logistics(
-        self, order_id: str, event: str, secret: str | None = None, at: str | None = None
+        self,
+        order_id: str,
+        event: str,
+        secret: str | None = None,
+        at: str | None = None,
+        tracking_number: str | None = None,
     ) -> Any:
-        """A carrier callback, signed with the carrier secret (or `secret`)."""
+        """A carrier callback, signed with the carrier secret (or `secret`); the parcel is
+        `tracking_number` (default: one per order)."""
         payload = {
             "order_id": order_id,
             "event": event,
             "carrier": "SF Express",
-            "tracking_number": f"SF{order_id[-6:]}",
+            "tracking_number": tracking_number or f"SF{order_id[-6:]}",
         }
         if at is not None:
             payload["at"] = at
@@ -148,8 +154,12 @@ def waiting_for(event: str):
     return lambda o: (o.get("workflow") or {}).get("state") == f"awaiting_{event}"
 
 
-def open_case_of(shop: Shop, order_id: str) -> dict:
-    order = shop.wait_for(order_id, lambda o: (o.get("workflow") or {}).get("case_id"))
+def open_case_of(shop: Shop, order_id: str, other_than: str | None = None) -> dict:
+    """The order's open case once it waits for a decision (`other_than`: a later one)."""
+    order = shop.wait_for(
+        order_id,
+        lambda o: (o.get("workflow") or {}).get("case_id") not in (None, other_than),
+    )
     case_id = order["workflow"]["case_id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
