@@ -248,6 +248,33 @@ def test_a_refund_without_a_usable_idempotency_key_is_422_and_a_retry_with_one_i
     assert len(get(api, "/orders/3101")[1]["refunds"]) == 1
 
 
+def test_a_line_refund_retried_after_its_workflow_did_not_start_is_the_same_refund_and_starts(
+    api,
+):
+    from tests.support.stepfunctions import StepFunctionsCalls
+
+    # Given a paid order of one unit, and Step Functions unreachable
+    send(api, deliver("orders/paid", order_payload(3102, lines=[("TEA-1", 1, "100.00")], **PAID)))
+    starts = StepFunctionsCalls("StartExecution")
+    starts.down = True
+    body = {"lines": [{"sku": "TEA-1", "quantity": 1}], "idempotency_key": "whole-order"}
+
+    # When the refund of the unit is asked for: recorded, but its workflow cannot start (503)
+    first = post(api, "/orders/3102/refunds", body)
+    assert first.status_code == 503, first.body
+    # And the client retries it with the same key once Step Functions answers again
+    starts.down = False
+    second = post(api, "/orders/3102/refunds", body)
+
+    # Then the retry is that refund (not 422 "more than left": the unit is its own), and its
+    # workflow starts, so it will be paid
+    assert second.status_code == 202, second.body
+    refunds = get(api, "/orders/3102")[1]["refunds"]
+    assert [r["refund_id"] for r in refunds] == [json.loads(second.body)["refund_id"]]
+    assert [call for call, _ in starts.calls] == ["StartExecution"] * 2
+    assert starts.calls[0][1] == starts.calls[1][1]
+
+
 # -- 4. numbers and JSON ------------------------------------------------------------------------
 
 
