@@ -513,6 +513,60 @@ def test_erasure_removes_what_cases_say_about_the_customer(api):
     assert "West Lake" not in text and "Ms Case" not in text and "case.person" not in text
 
 
+def test_erasure_after_a_merge_reaches_the_cases_and_messages_of_the_merged_profile(api):
+    # Given a customer A with an exception case and a message that name them
+    from crm.store.cases import get_case_store
+    from crm.store.notifications import get_notification_store
+
+    a = post(api, "/customers", {"email": "merged.away@example.com"}).json_body["customer_id"]
+    b = post(api, "/customers", {"email": "survivor@example.com"}).json_body["customer_id"]
+    cases = get_case_store()
+    cases.open(
+        {
+            "case_id": "case-merged-1",
+            "order_id": "ord_shopify_2",
+            "customer_id": a,
+            "reason": "delivery_failed",
+            "cause": "nobody home at 3 Lake Lane for merged.away@example.com",
+            "opened_at": "2026-11-20T10:00:00+00:00",
+            "attempt": "1",
+        }
+    )
+    message = {
+        "notification_id": "n-merged-1",
+        "kind": "order_shipped",
+        "channel": "email",
+        "to": "merged.away@example.com",
+        "status": "sent",
+        "subject": "Your parcel to 3 Lake Lane",
+        "text": "Dear Ms Away",
+        "at": "2026-11-20T10:00:00.000+00:00",
+    }
+    get_notification_store().record(a, message)
+
+    # When A is merged into B
+    merged = post(api, f"/customers/{b}/merge", {"source_id": a})
+    assert merged.status_code == 200, merged.body
+
+    # Then B's export lists A's case and message
+    exported = get(api, f"/customers/{b}/export")[1]
+    assert [c["case_id"] for c in exported["cases"]] == ["case-merged-1"]
+    assert [n["notification_id"] for n in exported["notifications"]] == ["n-merged-1"]
+    # And erasing B removes their texts
+    erased = api.http.delete(f"/customers/{b}", headers=OPERATOR)
+    assert erased.status_code == 200, erased.body
+    assert json.loads(erased.body)["cases_forgotten"] == 1
+    assert json.loads(erased.body)["notifications_forgotten"] == 1
+    case = cases.get("case-merged-1")
+    assert case["reason"] == "delivery_failed" and case["cause"] is None
+    [kept] = get_notification_store().list(b, 10)[0]
+    assert (kept["kind"], kept["to"], kept["subject"], kept["text"]) == (
+        "order_shipped",
+        *[None] * 3,
+    )
+    assert get_notification_store().list(a, 10)[0] == []
+
+
 def test_ledger_pages_return_every_entry_once_when_entries_share_a_timestamp(api):
     # Given 25 ledger entries recorded at the very same time
     from crm.domain.loyalty import Entry
