@@ -567,6 +567,37 @@ def test_erasure_after_a_merge_reaches_the_cases_and_messages_of_the_merged_prof
     assert get_notification_store().list(a, 10)[0] == []
 
 
+def test_erasure_removes_the_carrier_tracking_numbers_from_the_customer_s_orders(api):
+    # Given a customer's order shipped under a tracking number the carrier reported
+    from crm.store.orders import get_order_store
+    from functions.fulfilment import shipped
+    from tests.support.shopify import LOGISTICS_SECRET
+
+    _, customer_id = paid_buyer(api, 3201, 4343)
+    order_id = "ord_shopify_3201"
+    for event in ("shipped", "in_transit"):
+        report = json.dumps(
+            {"order_id": order_id, "event": event, "carrier": "SF", "tracking_number": "SF3201X"}
+        )
+        headers = generic_headers(report.encode(), int(time.time()), LOGISTICS_SECRET)
+        assert api.http.post("/logistics/events", headers=headers, body=report).status_code == 202
+    shipped({"order_id": order_id, "logistics": {}})
+    assert get(api, f"/orders/{order_id}")[1]["fulfilment"]["tracking"] == "SF3201X"
+
+    # When the customer is erased
+    erased = api.http.delete(f"/customers/{customer_id}", headers=OPERATOR)
+    assert erased.status_code == 200, erased.body
+
+    # Then no tracking number is left on the order (a carrier's site shows the recipient);
+    # what happened, and through which carrier, stays
+    order = get_order_store().get(order_id)
+    assert order is not None and "SF3201X" not in json.dumps(order.fulfilment)
+    assert order.fulfilment["carrier"] == "SF"
+    events = order.fulfilment["tracking_events"]
+    assert [e["event"] for e in events] == ["shipped", "in_transit"]
+    assert all("tracking_number" not in e for e in events)
+
+
 def test_ledger_pages_return_every_entry_once_when_entries_share_a_timestamp(api):
     # Given 25 ledger entries recorded at the very same time
     from crm.domain.loyalty import Entry
