@@ -19,7 +19,13 @@ from crm.domain.orders import ALLOCATED, ON_HOLD, SHIPPED, Order
 from crm.observability import logger
 from functions import inventory, notifications
 from functions.orders import answer_due, change_order, now_iso, record_order_event
-from functions.workflow_steps import OrderCancelled, check_fault, internal_event, order_of
+from functions.workflow_steps import (
+    DeliveryFailed,
+    OrderCancelled,
+    check_fault,
+    internal_event,
+    order_of,
+)
 
 # The error a step failed with -> the case's reason.
 REASONS = {
@@ -52,7 +58,10 @@ def allocate(event: dict[str, Any]) -> dict[str, Any]:
     def record(o: Order) -> Order:
         o.progress = ALLOCATED if o.progress in (None, ON_HOLD, ALLOCATED) else o.progress
         o.fulfilment = {**o.fulfilment, **_fulfilment_of(allocation)}
-        o.workflow = {**o.workflow, "state": "allocated", "attempt": event.get("attempt", 1)}
+        # The attempt is the order's: an exception's retry numbers it before starting the
+        # new execution, whose input the state machine does not pass to this step.
+        attempt = event.get("attempt") or o.workflow.get("attempt") or 1
+        o.workflow = {**o.workflow, "state": "allocated", "attempt": int(attempt)}
         return o
 
     change_order(order.order_id, record)
@@ -119,6 +128,23 @@ def shipped(event: dict[str, Any]) -> dict[str, Any]:
 
     order = change_order(order.order_id, record)
     return _notify(order, "order_shipped", f"order_shipped:{order.order_id}")
+
+
+def recheck_delivery(event: dict[str, Any]) -> dict[str, Any]:
+    """After the delivery wait was answered and a short window passed (`ConfirmDelivery`):
+    decide from every report recorded by now, by their times (decision 39). A `delivered`
+    answers its report (`event`, `at`) for MarkDelivered; a failed delivery raises
+    `DeliveryFailed`, which hands the order over."""
+    order = _live(order_of(event))
+    outcome = carrier_events.awaited_outcome(
+        order.fulfilment.get("tracking_events") or [],
+        "delivered",
+        int(order.workflow.get("attempt") or 1),
+        order.fulfilled_at,
+    )
+    if outcome is None or outcome.error or outcome.output is None:
+        raise DeliveryFailed(outcome.cause if outcome else "no delivery report is recorded")
+    return outcome.output
 
 
 def delivered(event: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +259,7 @@ STEPS = {
     "confirm": confirm,
     "await_logistics": await_logistics,
     "shipped": shipped,
+    "recheck_delivery": recheck_delivery,
     "delivered": delivered,
     "release": release,
     "hand_over": hand_over,

@@ -88,9 +88,11 @@ def record_order_event(
 ) -> Recorded:
     """Record `event` once per `delivery_id` (None: an internal event, not deduplicated).
 
-    `start_workflows`: start fulfilment when the order becomes paid, and the refund workflow for a
-    platform's refund (history imports say False). `refund_limit`: refuse (409) a refund that
-    would take the refunded total above what was paid (refunds asked for through the API).
+    `start_workflows`: start fulfilment when the order becomes paid, the refund workflow for a
+    platform's refund, and answer or stop the fulfilment step waiting on the order (history
+    imports say False: they never touch a live workflow). `refund_limit`: refuse (409) a
+    refund that would take the refunded total above what was paid (refunds asked for through
+    the API).
     `history`: the order comes from a history import; it earns points only if it was delivered
     in the last 12 months (decision 34, `loyalty.order_points`)."""
     store = store or get_order_store()
@@ -149,6 +151,8 @@ def _record(
     if seen:
         if start_workflows and stored is not None:
             resume_start(stored, settings)  # a start that failed after the write, retried
+            if stored.waiting:  # an answer that failed after the write (503), retried
+                answer_due(stored, strict=True)
         raise DuplicateDelivery()
     before = stored or new_order(event, now)
     after = apply_event(before, event)
@@ -213,13 +217,17 @@ def _record(
     # fails answers 503: the platform's retry is a duplicate, which resumes the start.
     for machine, name, payload in starts:
         workflows.start(machine, name, payload)
-    if before.waiting and after.cancelled_at and not before.cancelled_at:
+    # History (an import: no start_workflows) never answers or stops a live workflow; the
+    # carrier's events and the platform's webhooks do (docs/imports.md).
+    waiting = start_workflows and before.waiting
+    if waiting and after.cancelled_at and not before.cancelled_at:
         stop_waiting(before, "OrderCancelled", "the order was cancelled")
-    elif before.waiting and after.fulfilled_at and not before.fulfilled_at:
+    elif waiting and after.fulfilled_at and not before.fulfilled_at:
         # Fulfilled on the platform while our workflow waited for the carrier: let it finish
         # (stock shipped, messages sent) as if the carrier had said delivered. A step that
-        # starts waiting later sees `fulfilled_at` itself.
-        answer_due(after)
+        # starts waiting later sees `fulfilled_at` itself. Strict: if Step Functions cannot be
+        # reached, 503, and the platform's retry (a duplicate, above) answers again.
+        answer_due(after, strict=True)
     logger.info(
         "order event recorded",
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},

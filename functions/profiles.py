@@ -203,9 +203,13 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
 
 
 def move_history(source_id: str, target_id: str) -> dict[str, int]:
-    """After a merge: the source's orders and what is left of its points go to the target.
-    Each move is conditional and idempotent, so a retried merge finishes an interrupted one.
-    The stats were already merged with the profiles."""
+    """After a merge: the source's orders, what is left of its points, its cases and its
+    messages go to the target (so the target's export and erasure reach them). Each move is
+    conditional and idempotent, so a retried merge finishes an interrupted one. The stats were
+    already merged with the profiles."""
+    from crm.store.cases import get_case_store
+    from crm.store.notifications import get_notification_store
+
     orders = get_order_store()
     moved_orders = sum(
         orders.reassign(o, source_id, target_id) for o in list(orders.for_customer(source_id))
@@ -216,8 +220,14 @@ def move_history(source_id: str, target_id: str) -> dict[str, int]:
     for lot in ledger.account(source_id).lots:
         if lot.remaining > 0 and lot.status in ("active", "pending"):
             moved_lots += ledger.move_lot(source_id, target_id, lot, now)
-    logger.info("customer history moved", extra={"orders": moved_orders, "lots": moved_lots})
-    return {"orders": moved_orders, "lots": moved_lots}
+    moved = {
+        "orders": moved_orders,
+        "lots": moved_lots,
+        "cases": get_case_store().move_customer(source_id, target_id),
+        "notifications": get_notification_store().move(source_id, target_id),
+    }
+    logger.info("customer history moved", extra=moved)
+    return moved
 
 
 def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:

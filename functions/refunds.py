@@ -131,6 +131,15 @@ STEPS = {
 MAX_KEY = 128  # characters of a refund's idempotency_key
 
 
+def _usable_key(key: Any) -> bool:
+    return isinstance(key, str) and bool(key.strip()) and len(key) <= MAX_KEY
+
+
+def refund_id_of(order: Order, key: str) -> str:
+    """The same key on the same order is the same refund."""
+    return "rf-" + hashlib.sha256(f"{order.order_id}\n{key}".encode()).hexdigest()[:16]
+
+
 def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
     currency = order.currency or get_settings().currency
     reason = body.get("reason")
@@ -143,7 +152,7 @@ def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
     key = body.get("idempotency_key")
     if key is None:  # required: without it a client's retry would be a second refund
         problems.append({"field": "idempotency_key", "issue": "missing"})
-    elif not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
+    elif not _usable_key(key):
         problems.append({"field": "idempotency_key", "issue": "wrong_type"})
     lines: tuple[RefundLine, ...] = ()
     amount = goods = 0
@@ -166,9 +175,8 @@ def _refund_request(order: Order, body: dict[str, Any]) -> Refund:
         problems.extend(line_problems)
     if problems:
         raise ValidationFailed("the refund is not valid", details=problems)
-    refund_id = "rf-" + hashlib.sha256(f"{order.order_id}\n{key}".encode()).hexdigest()[:16]
     return Refund(
-        refund_id=refund_id,
+        refund_id=refund_id_of(order, str(key)),
         at=now_iso(),
         amount=amount,
         goods_amount=goods,
@@ -222,15 +230,21 @@ def post_refund(request: Request, order_id: str) -> Response:
     order = find_order(order_id)
     if not order.paid_at:
         raise Conflict(f"order {order.order_id} is not paid; nothing to refund", code="not_paid")
-    refund = _refund_request(order, body)
-    existing = next((r for r in order.refunds if r.refund_id == refund.refund_id), None)
+    # The key first: a retry of a refund already recorded (its first answer lost, or a 503
+    # from the workflow's start) is that refund, whatever is left to refund now that it is
+    # counted; only its workflow is (re)started.
+    key = body.get("idempotency_key")
+    existing = None
+    if _usable_key(key):
+        refund_id = refund_id_of(order, str(key))
+        existing = next((r for r in order.refunds if r.refund_id == refund_id), None)
+    chosen = existing or _refund_request(order, body)
     if existing is None:
         record_order_event(
-            internal_event(order, "refund", refund.at, refunds=(refund,)), None, refund_limit=True
+            internal_event(order, "refund", chosen.at, refunds=(chosen,)), None, refund_limit=True
         )
-    start_refund_workflow(order.order_id, refund.refund_id)
+    start_refund_workflow(order.order_id, chosen.refund_id)
     currency = order.currency or get_settings().currency
-    chosen = existing or refund
     return json_response(
         {
             "refund_id": chosen.refund_id,

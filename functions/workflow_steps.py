@@ -24,6 +24,13 @@ class OrderCancelled(CrmError):
     code = "order_cancelled"
 
 
+class DeliveryFailed(CrmError):
+    """The carrier's latest report (by its time) says the delivery failed: the order goes to
+    the exception workflow."""
+
+    code = "delivery_failed"
+
+
 def check_fault(workflow: str, step: str, order_id: Any = None) -> None:
     """Fail if configuration says so: `<workflow>.<step>` for every order, or
     `<workflow>.<step>@<order id>` for one (so fault tests can run side by side)."""

@@ -21,7 +21,8 @@ Two derivations complete what the suites can show:
   are granted on every state machine whose definition waits for a task token;
 - `IMPLIED`: a grant that the same code path needs in another case than the one the suites
   ran (the channel of a message is the customer's, not the code's; the payment provider is
-  the stage's).
+  the stage's; a waiting task is answered with success or failure, whichever the recorded
+  facts say, so `SendTaskSuccess` and `SendTaskFailure` go together on the same machines).
 """
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ IMPLIED: dict[tuple[str, str], tuple[list[tuple[str, str]], str]] = {
         "bucket); a stage with CRM_PAYMENTS=manual asks operations on the ops topic instead",
     ),
 }
+
+# A step that answers a waiting task answers success or failure, whichever the recorded facts
+# say (functions.orders.answer_due, stop_waiting): a suite that saw one saw the same code.
+_CALLBACKS = ("states:SendTaskSuccess", "states:SendTaskFailure")
+
+
+def _callback_rules(
+    machines: Iterable[str],
+) -> dict[tuple[str, str], tuple[list[tuple[str, str]], str]]:
+    return {
+        (action, machine): (
+            [(other, machine)],
+            "functions.orders.answer_due: a waiting task is answered with success or failure "
+            "from what is recorded (a carrier's delivered or delivery_failed)",
+        )
+        for machine in machines
+        for action in _CALLBACKS
+        for other in _CALLBACKS
+        if other != action
+    }
+
 
 # IAM needs nothing for these.
 NO_PERMISSION_NEEDED = frozenset({"sts.GetCallerIdentity"})
@@ -249,8 +271,9 @@ def build_map(
             continue
         for action, word in pairs:
             grants.setdefault(call["function"], {}).setdefault(action, set()).add(word)
+    rules = {**IMPLIED, **_callback_rules(machines)}
     for by_action in grants.values():
-        for (action, word), (implied, _why) in IMPLIED.items():
+        for (action, word), (implied, _why) in rules.items():
             if word in by_action.get(action, set()):
                 for more_action, more_word in implied:
                     by_action.setdefault(more_action, set()).add(more_word)

@@ -236,6 +236,7 @@ _WAITS = {
     "DecisionTimeoutSeconds": "stage:decision_timeout",
     "ShipmentTimeoutSeconds": "stage:shipment_timeout",
     "DeliveryTimeoutSeconds": "stage:delivery_timeout",
+    "DeliveryRecheckSeconds": "stage:delivery_recheck",
 }
 
 STATE_MACHINES: tuple[StateMachine, ...] = (
@@ -278,12 +279,15 @@ STAGE_SETTINGS: dict[str, dict[str, object]] = {
         "decision_timeout": 30,
         "shipment_timeout": 3600,
         "delivery_timeout": 3600,
+        "delivery_recheck": 5,
     },
     "prod": {
         "retry_interval": 2,
         "decision_timeout": 3 * 24 * 3600,
         "shipment_timeout": 7 * 24 * 3600,
         "delivery_timeout": 21 * 24 * 3600,
+        # How long a delivery report waits for a contradicting one sent back to back.
+        "delivery_recheck": 300,
     },
 }
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.flows import Shop, waiting_for
+from tests.support.flows import Shop, open_case_of, waiting_for
 
 pytestmark = pytest.mark.e2e
 
@@ -146,3 +146,73 @@ def test_carriers_sign_with_their_own_secret(shop: Shop):
     # The generic order webhook's secret is not the carrier's
     assert shop.logistics(order_id, "shipped", secret="local-webhook-secret").status_code == 401
     assert shop.logistics(order_id, "shipped").status_code == 202
+
+
+# (event, minutes after a time T) in the order they arrive, back to back -> how the order ends
+DELIVERY_RACES = {
+    "failed at T, then delivered at T+1": (
+        (("delivery_failed", 0), ("delivered", 1)),
+        "delivered",
+    ),
+    "delivered at T+1, then failed at T": (
+        (("delivered", 1), ("delivery_failed", 0)),
+        "delivered",
+    ),
+    "delivered at T, then failed at T+1": (
+        (("delivered", 0), ("delivery_failed", 1)),
+        "on_hold",
+    ),
+}
+
+
+def test_a_delivery_and_a_failed_delivery_are_decided_by_their_times_not_their_arrival(
+    shop: Shop,
+):
+    # Given orders waiting for their delivery
+    shop.stock("TEA-DUEL", wh_shanghai=len(DELIVERY_RACES))
+    orders = {name: shop.paid_order("TEA-DUEL") for name in DELIVERY_RACES}
+    for order_id in orders.values():
+        shop.wait_for(order_id, waiting_for("shipped"))
+        assert shop.logistics(order_id, "shipped", at=_at("shipped")).status_code == 202
+    for order_id in orders.values():
+        shop.wait_for(order_id, waiting_for("delivered"))
+
+    # When each gets a delivered and a delivery_failed back to back, a minute apart by `at`
+    t = datetime.now(UTC) - timedelta(minutes=5)
+    sent: dict[str, dict[str, str]] = {}
+    for name, (arrivals, _) in DELIVERY_RACES.items():
+        for event, minutes in arrivals:
+            at = (t + timedelta(minutes=minutes)).isoformat(timespec="seconds")
+            assert shop.logistics(orders[name], event, at=at).status_code == 202
+            sent.setdefault(name, {})[event] = at
+
+    # Then the later report by `at` decides, whichever arrived first
+    for name, (_, ending) in DELIVERY_RACES.items():
+        order_id = orders[name]
+        if ending == "delivered":
+            order = shop.wait_for(order_id, lambda o: o["status"] == "delivered")
+            delivered = datetime.fromisoformat(sent[name]["delivered"])
+            assert datetime.fromisoformat(order["fulfilment"]["delivered_at"]) == delivered
+            assert order["points"]["status"] == "active", name
+            assert [r["status"] for r in shop.wait_settled(order_id)] == ["SUCCEEDED"], name
+        else:
+            case = open_case_of(shop, order_id)
+            assert case["reason"] == "delivery_failed", name
+            assert shop.order(order_id)["status"] == "on_hold", name
+
+
+def test_a_failed_delivery_recorded_before_the_delivery_wait_puts_the_order_on_hold(shop: Shop):
+    # Given an order waiting for its shipment
+    shop.stock("TEA-EARLYFAIL", wh_shanghai=1)
+    order_id = shop.paid_order("TEA-EARLYFAIL")
+    shop.wait_for(order_id, waiting_for("shipped"))
+
+    # When the carrier reports the failed delivery first and the shipment right after, so the
+    # failure is recorded before the workflow waits for the delivery
+    assert shop.logistics(order_id, "delivery_failed", at=_at("delivered")).status_code == 202
+    assert shop.logistics(order_id, "shipped", at=_at("shipped")).status_code == 202
+
+    # Then the delivery wait, answered by its own step, hands the order to a delivery_failed case
+    case = open_case_of(shop, order_id)
+    assert case["reason"] == "delivery_failed"
+    assert shop.order(order_id)["status"] == "on_hold"

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import RunningStack
-from tests.support.flows import Shop, waiting_for
+from tests.support.flows import Shop, all_executions, waiting_for
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,7 @@ def refund_run(stack: RunningStack, refund_id: str) -> dict | None:
         for m in sfn.list_state_machines()["stateMachines"]
         if "refund" in m["name"]
     )
-    for run in sfn.list_executions(stateMachineArn=machine)["executions"]:
+    for run in all_executions(sfn, machine):
         described = sfn.describe_execution(executionArn=run["executionArn"])
         if json.loads(described["input"]).get("refund_id") == refund_id:
             return described if described["status"] != "RUNNING" else None

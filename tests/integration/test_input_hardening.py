@@ -248,6 +248,33 @@ def test_a_refund_without_a_usable_idempotency_key_is_422_and_a_retry_with_one_i
     assert len(get(api, "/orders/3101")[1]["refunds"]) == 1
 
 
+def test_a_line_refund_retried_after_its_workflow_did_not_start_is_the_same_refund_and_starts(
+    api,
+):
+    from tests.support.stepfunctions import StepFunctionsCalls
+
+    # Given a paid order of one unit, and Step Functions unreachable
+    send(api, deliver("orders/paid", order_payload(3102, lines=[("TEA-1", 1, "100.00")], **PAID)))
+    starts = StepFunctionsCalls("StartExecution")
+    starts.down = True
+    body = {"lines": [{"sku": "TEA-1", "quantity": 1}], "idempotency_key": "whole-order"}
+
+    # When the refund of the unit is asked for: recorded, but its workflow cannot start (503)
+    first = post(api, "/orders/3102/refunds", body)
+    assert first.status_code == 503, first.body
+    # And the client retries it with the same key once Step Functions answers again
+    starts.down = False
+    second = post(api, "/orders/3102/refunds", body)
+
+    # Then the retry is that refund (not 422 "more than left": the unit is its own), and its
+    # workflow starts, so it will be paid
+    assert second.status_code == 202, second.body
+    refunds = get(api, "/orders/3102")[1]["refunds"]
+    assert [r["refund_id"] for r in refunds] == [json.loads(second.body)["refund_id"]]
+    assert [call for call, _ in starts.calls] == ["StartExecution"] * 2
+    assert starts.calls[0][1] == starts.calls[1][1]
+
+
 # -- 4. numbers and JSON ------------------------------------------------------------------------
 
 
@@ -484,6 +511,91 @@ def test_erasure_removes_what_cases_say_about_the_customer(api):
     assert case["reason"] == "address_not_routable" and case["decision"]["action"] == "cancel"
     text = json.dumps(case)
     assert "West Lake" not in text and "Ms Case" not in text and "case.person" not in text
+
+
+def test_erasure_after_a_merge_reaches_the_cases_and_messages_of_the_merged_profile(api):
+    # Given a customer A with an exception case and a message that name them
+    from crm.store.cases import get_case_store
+    from crm.store.notifications import get_notification_store
+
+    a = post(api, "/customers", {"email": "merged.away@example.com"}).json_body["customer_id"]
+    b = post(api, "/customers", {"email": "survivor@example.com"}).json_body["customer_id"]
+    cases = get_case_store()
+    cases.open(
+        {
+            "case_id": "case-merged-1",
+            "order_id": "ord_shopify_2",
+            "customer_id": a,
+            "reason": "delivery_failed",
+            "cause": "nobody home at 3 Lake Lane for merged.away@example.com",
+            "opened_at": "2026-11-20T10:00:00+00:00",
+            "attempt": "1",
+        }
+    )
+    message = {
+        "notification_id": "n-merged-1",
+        "kind": "order_shipped",
+        "channel": "email",
+        "to": "merged.away@example.com",
+        "status": "sent",
+        "subject": "Your parcel to 3 Lake Lane",
+        "text": "Dear Ms Away",
+        "at": "2026-11-20T10:00:00.000+00:00",
+    }
+    get_notification_store().record(a, message)
+
+    # When A is merged into B
+    merged = post(api, f"/customers/{b}/merge", {"source_id": a})
+    assert merged.status_code == 200, merged.body
+
+    # Then B's export lists A's case and message
+    exported = get(api, f"/customers/{b}/export")[1]
+    assert [c["case_id"] for c in exported["cases"]] == ["case-merged-1"]
+    assert [n["notification_id"] for n in exported["notifications"]] == ["n-merged-1"]
+    # And erasing B removes their texts
+    erased = api.http.delete(f"/customers/{b}", headers=OPERATOR)
+    assert erased.status_code == 200, erased.body
+    assert json.loads(erased.body)["cases_forgotten"] == 1
+    assert json.loads(erased.body)["notifications_forgotten"] == 1
+    case = cases.get("case-merged-1")
+    assert case["reason"] == "delivery_failed" and case["cause"] is None
+    [kept] = get_notification_store().list(b, 10)[0]
+    assert (kept["kind"], kept["to"], kept["subject"], kept["text"]) == (
+        "order_shipped",
+        *[None] * 3,
+    )
+    assert get_notification_store().list(a, 10)[0] == []
+
+
+def test_erasure_removes_the_carrier_tracking_numbers_from_the_customer_s_orders(api):
+    # Given a customer's order shipped under a tracking number the carrier reported
+    from crm.store.orders import get_order_store
+    from functions.fulfilment import shipped
+    from tests.support.shopify import LOGISTICS_SECRET
+
+    _, customer_id = paid_buyer(api, 3201, 4343)
+    order_id = "ord_shopify_3201"
+    for event in ("shipped", "in_transit"):
+        report = json.dumps(
+            {"order_id": order_id, "event": event, "carrier": "SF", "tracking_number": "SF3201X"}
+        )
+        headers = generic_headers(report.encode(), int(time.time()), LOGISTICS_SECRET)
+        assert api.http.post("/logistics/events", headers=headers, body=report).status_code == 202
+    shipped({"order_id": order_id, "logistics": {}})
+    assert get(api, f"/orders/{order_id}")[1]["fulfilment"]["tracking"] == "SF3201X"
+
+    # When the customer is erased
+    erased = api.http.delete(f"/customers/{customer_id}", headers=OPERATOR)
+    assert erased.status_code == 200, erased.body
+
+    # Then no tracking number is left on the order (a carrier's site shows the recipient);
+    # what happened, and through which carrier, stays
+    order = get_order_store().get(order_id)
+    assert order is not None and "SF3201X" not in json.dumps(order.fulfilment)
+    assert order.fulfilment["carrier"] == "SF"
+    events = order.fulfilment["tracking_events"]
+    assert [e["event"] for e in events] == ["shipped", "in_transit"]
+    assert all("tracking_number" not in e for e in events)
 
 
 def test_ledger_pages_return_every_entry_once_when_entries_share_a_timestamp(api):

@@ -315,3 +315,36 @@ def test_an_order_that_cannot_be_recorded_fails_alone(api):
     assert [r for i, r in enumerate(results[:-1]) if i != 2] == [("created", None)] * 7
     # The next attempt records it, and only it.
     assert [r[0] for r in run()[:-1]] == ["unchanged"] * 2 + ["created"] + ["unchanged"] * 5
+
+
+def test_a_history_import_never_answers_a_live_workflow(api):
+    from functions.fulfilment import await_logistics
+    from tests.support.stepfunctions import StepFunctionsCalls
+
+    # Given a paid order whose workflow waits for the delivery
+    paid = ago(3)
+    webhook(
+        api,
+        "orders/paid",
+        order_payload(
+            881001,
+            email=A,
+            lines=[("TEA-1", 1, "100.00")],
+            financial_status="paid",
+            created_at=utc(paid - timedelta(minutes=3)),
+            processed_at=utc(paid),
+            updated_at=utc(paid),
+        ),
+    )
+    order_id = get(api, "/orders/881001")["order_id"]
+    await_logistics({"order_id": order_id, "token": "delivery-wait", "for": "delivered"})
+    answers = StepFunctionsCalls()
+
+    # When a history file lists the same order as fulfilled
+    history = order(881001, A, [line("TEA-1", 1, "100.00")], paid=paid, fulfilled=ago(1))
+    assert run(export_csv([history])) == [("updated", None)]
+
+    # Then the order records it, and the import answered no workflow (it may not: the
+    # workflow finishes on its own events; docs/imports.md)
+    assert get(api, "/orders/881001")["fulfilled_at"] == utc(ago(1))
+    assert answers.calls == []

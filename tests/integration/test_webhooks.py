@@ -377,3 +377,31 @@ def test_customer_topics_upsert_export_and_redact(api):
 @pytest.mark.parametrize("topic", ["customers/create", "customers/redact"])
 def test_customer_topics_without_an_identity_are_422(api, topic):
     assert send(api, deliver(topic, {"note": "no id"})).status_code == 422
+
+
+def test_a_fulfilment_the_waiting_workflow_could_not_hear_is_answered_by_the_platform_retry(api):
+    from functions.fulfilment import await_logistics
+    from tests.support.stepfunctions import StepFunctionsCalls
+
+    # Given a paid order whose workflow waits for the delivery
+    order = order_payload(1301, **PAID)
+    send(api, deliver("orders/paid", order))
+    order_id = get(api, "/orders/1301")[1]["order_id"]
+    await_logistics({"order_id": order_id, "token": "delivery-wait", "for": "delivered"})
+    answers = StepFunctionsCalls()
+
+    # When the platform reports it fulfilled while Step Functions cannot be reached
+    answers.down = True
+    fulfilled = deliver(
+        "orders/fulfilled",
+        dict(order, fulfillment_status="fulfilled", updated_at="2026-11-21T10:00:00+08:00"),
+    )
+    first = send(api, fulfilled)
+
+    # Then the delivery is answered 503, so the platform sends it again
+    assert first.status_code == 503, first.body
+    # And that retry, a duplicate, answers the waiting step
+    answers.down = False
+    second = send(api, fulfilled)
+    assert second.status_code == 200 and json.loads(second.body)["status"] == "duplicate"
+    assert answers.calls == [("SendTaskSuccess", "delivery-wait")] * 2

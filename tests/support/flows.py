@@ -97,14 +97,20 @@ class Shop:
             time.sleep(0.3)
 
     def logistics(
-        self, order_id: str, event: str, secret: str | None = None, at: str | None = None
+        self,
+        order_id: str,
+        event: str,
+        secret: str | None = None,
+        at: str | None = None,
+        tracking_number: str | None = None,
     ) -> Any:
-        """A carrier callback, signed with the carrier secret (or `secret`)."""
+        """A carrier callback, signed with the carrier secret (or `secret`); the parcel is
+        `tracking_number` (default: one per order)."""
         payload = {
             "order_id": order_id,
             "event": event,
             "carrier": "SF Express",
-            "tracking_number": f"SF{order_id[-6:]}",
+            "tracking_number": tracking_number or f"SF{order_id[-6:]}",
         }
         if at is not None:
             payload["at"] = at
@@ -116,8 +122,8 @@ class Shop:
         sfn = self.stack.client("stepfunctions")
         found = []
         for machine in sfn.list_state_machines()["stateMachines"]:
-            for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
-                if ex["name"].startswith(order_id.replace("_", "_")) or order_id in ex["name"]:
+            for ex in all_executions(sfn, machine["stateMachineArn"]):
+                if order_id in ex["name"]:
                     found.append({**ex, "machine": machine["name"]})
         return found
 
@@ -137,12 +143,23 @@ class Shop:
         }
 
 
+def all_executions(sfn, machine_arn: str) -> list[dict]:
+    """Every execution of the machine: a page holds at most 100 (moto's and AWS's), and the
+    shared stack of an e2e run starts far more."""
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn)
+    return [ex for page in pages for ex in page["executions"]]
+
+
 def waiting_for(event: str):
     return lambda o: (o.get("workflow") or {}).get("state") == f"awaiting_{event}"
 
 
-def open_case_of(shop: Shop, order_id: str) -> dict:
-    order = shop.wait_for(order_id, lambda o: (o.get("workflow") or {}).get("case_id"))
+def open_case_of(shop: Shop, order_id: str, other_than: str | None = None) -> dict:
+    """The order's open case once it waits for a decision (`other_than`: a later one)."""
+    order = shop.wait_for(
+        order_id,
+        lambda o: (o.get("workflow") or {}).get("case_id") not in (None, other_than),
+    )
     case_id = order["workflow"]["case_id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -88,7 +88,9 @@ def test_calls_become_iam_actions_on_the_template_s_resources() -> None:
         "dynamodb:PutItem": ["CustomersTable"],
         "dynamodb:Query": ["OrdersTable/index/by_customer"],
         "s3:ListBucket": ["DataBucket?prefix=exports/*"],
-        # A task token names no workflow: every one that hands tokens out.
+        # A task token names no workflow: every one that hands tokens out; and the code that
+        # answers one with success answers it with failure in another case.
+        "states:SendTaskFailure": ["OrderException", "OrderFulfilment"],
         "states:SendTaskSuccess": ["OrderException", "OrderFulfilment"],
     }
     assert built["import_step"] == {
@@ -104,6 +106,22 @@ def test_what_the_same_code_needs_in_another_case_is_granted_too() -> None:
     # Email seen: the same message may go by SMS; a local payout seen: a manual one publishes.
     assert built["refund_step"]["sns:Publish"] == ["OpsTopic", "PhoneNumbers"]
     assert built["refund_step"]["ses:SendEmail"] == ["SenderIdentity"]
+
+
+def test_a_task_answered_one_way_may_be_answered_the_other_way_on_the_same_machines() -> None:
+    # Given a step seen only failing a waiting task (the carrier said delivery_failed)
+    failing = call(
+        "fulfilment_step", "stepfunctions", "SendTaskFailure", {"kind": "task_token", "name": "*"}
+    )
+
+    built, _ = permissions.build_map([failing], ENV, ["fulfilment_step"])
+
+    # Then it may succeed one too (the carrier says delivered), on the same machines
+    machines = ["OrderException", "OrderFulfilment"]
+    assert built["fulfilment_step"] == {
+        "states:SendTaskFailure": machines,
+        "states:SendTaskSuccess": machines,
+    }
 
 
 def test_the_map_does_not_depend_on_the_order_calls_were_seen_in() -> None:

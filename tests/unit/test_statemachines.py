@@ -148,3 +148,31 @@ def test_the_endpoints_asl_parser_refuses_a_broken_definition() -> None:
 
     with pytest.raises(Exception):  # noqa: B017 - the parser's own error types vary
         AmazonStateLanguageParser.parse('{"StartAt": "A", "States": {"A": {"Type": "Nope"}}}')
+
+
+def test_a_delivery_report_is_final_only_after_the_recheck_window() -> None:
+    # Given the fulfilment workflow as the local stage renders it
+    fulfilment = next(m for m in STATE_MACHINES if m.logical_id == "OrderFulfilment")
+    states = rendered(fulfilment, "local")["States"]
+
+    # Then the only way to MarkDelivered is RecheckDelivery, after the ConfirmDelivery wait
+    into_mark = {
+        name
+        for name, state in states.items()
+        if "MarkDelivered"
+        in [
+            state.get("Next"),
+            *(c["Next"] for c in [*state.get("Choices", []), *state.get("Catch", [])]),
+        ]
+    }
+    assert into_mark == {"RecheckDelivery"}
+    assert states["RecheckDelivery"]["Parameters"]["step"] == "recheck_delivery"
+    assert states["ConfirmDelivery"]["Type"] == "Wait"
+    assert states["ConfirmDelivery"]["Seconds"] == STAGE_SETTINGS["local"]["delivery_recheck"]
+    assert states["ConfirmDelivery"]["Next"] == "RecheckDelivery"
+    # And both answers of the delivery wait go through it: a delivery, and a failed delivery
+    # (which a later delivery by `at` may still overturn)
+    await_delivery = states["AwaitDelivery"]
+    assert await_delivery["Next"] == "ConfirmDelivery"
+    failed = [c for c in await_delivery["Catch"] if c["ErrorEquals"] == ["DeliveryFailed"]]
+    assert [(c["Next"], c["ResultPath"]) for c in failed] == [("ConfirmDelivery", "$.error")]

@@ -185,6 +185,26 @@ class CaseStore:
         except PynamoDBException as exc:
             raise store_error(exc, "the cases could not be read") from exc
 
+    def move_customer(self, source_id: str, target_id: str) -> int:
+        """A merge: the source's cases name the target (each only while it still names the
+        source, so a retried merge finishes an interrupted one). How many moved."""
+        moved = 0
+        try:
+            for item in CaseModel.by_customer.query(source_id):
+                try:
+                    CaseModel(item.case_id).update(
+                        actions=[CaseModel.customer_id.set(target_id)],
+                        condition=CaseModel.customer_id == source_id,
+                    )
+                except UpdateError as exc:
+                    if exc.cause_response_code != "ConditionalCheckFailedException":
+                        raise
+                    continue
+                moved += 1
+        except PynamoDBException as exc:
+            raise store_error(exc, "the cases could not be moved") from exc
+        return moved
+
     def forget_customer(self, customer_id: str, now: str) -> int:
         """Erasure: every case of the customer keeps its facts (order, reason, status, the
         decision's action) but loses its free texts (the cause, the decision's note), which

@@ -167,6 +167,30 @@ class NotificationStore:
         next_cursor = cursors.encode(items[-1].sk) if more else None
         return [record_view(item) for item in items], next_cursor
 
+    def move(self, source_id: str, target_id: str) -> int:
+        """A merge: the source's records join the target's timeline (same `sk`, so in their
+        place), each copied and deleted in one transaction; a record already moved is left
+        alone, so a retried merge finishes an interrupted one. How many moved."""
+        moved = 0
+        try:
+            for item in NotificationModel.query(source_id, consistent_read=True):
+                copy = NotificationModel(target_id, item.sk)
+                for name in (*_FIELDS, "forgotten_at"):
+                    setattr(copy, name, getattr(item, name))
+                try:
+                    with TransactWrite(connection=self._connection) as tx:
+                        tx.save(copy, condition=NotificationModel.customer_id.does_not_exist())
+                        tx.delete(item, condition=NotificationModel.sk.exists())
+                except TransactWriteError as error:
+                    reasons = getattr(error, "cancellation_reasons", None) or []
+                    if not any(r and r.code == "ConditionalCheckFailed" for r in reasons):
+                        raise
+                    continue
+                moved += 1
+        except PynamoDBException as error:
+            raise Unavailable("the notifications could not be moved") from error
+        return moved
+
     def forget(self, customer_id: str, now: str | None = None) -> int:
         """Erasure: remove the text and the address from every record of the customer, keeping
         what happened (kind, channel, status, reason, when). How many records changed."""

@@ -147,22 +147,37 @@ class OrderChange:
     save_order: bool = True  # False: only the delivery is recorded (an event with no news)
 
 
+def _without_tracking_numbers(fulfilment: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in (fulfilment or {}).items() if k != "tracking_number"}
+    if "tracking_events" in kept:
+        kept["tracking_events"] = [
+            {k: v for k, v in event.items() if k != "tracking_number"}
+            for event in kept["tracking_events"] or []
+        ]
+    return kept
+
+
 class OrderStore:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
     def anonymise(self, order: Order) -> int:
         """Remove what locates the person from the order (erasure); 1 if it changed. The
-        country and province stay, for the books and the reports."""
+        country and province stay, for the books and the reports; so do the carrier and what
+        it reported, without the tracking numbers (a carrier's site shows the recipient)."""
         for _ in range(10):
             address = order.shipping_address or {}
             kept = {k: address[k] for k in ("country_code", "province") if address.get(k)}
-            if address == kept:
+            fulfilment = _without_tracking_numbers(order.fulfilment)
+            if address == kept and fulfilment == order.fulfilment:
                 return 0
             item = OrderModel(order.order_id)
             item.version = order.version  # PynamoDB conditions the update on it, and bumps it
+            actions: list[Any] = [OrderModel.shipping_address.set(kept)]
+            if fulfilment != order.fulfilment:
+                actions.append(OrderModel.fulfilment.set(fulfilment))
             try:
-                item.update(actions=[OrderModel.shipping_address.set(kept)])
+                item.update(actions=actions)
                 return 1
             except UpdateError as exc:
                 if exc.cause_response_code != "ConditionalCheckFailedException":
