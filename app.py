@@ -10,20 +10,6 @@ from chalice import AuthResponse, Chalice, ConvertToMiddleware
 from crm.api import check_operator_token, contract_errors
 from crm.config import get_settings
 from crm.observability import logger, metrics
-from functions import (
-    cases,
-    fulfilment,
-    imports,
-    inventory,
-    ledger,
-    logistics,
-    notifications,
-    orders,
-    profiles,
-    refunds,
-    system,
-    webhooks,
-)
 
 settings = get_settings()  # a stage with a missing variable fails here, at cold start
 app = Chalice(app_name="shop-crm")
@@ -46,11 +32,15 @@ def operator(auth_request):
 
 @app.route("/health", methods=["GET"])
 def health():
+    from functions import system
+
     return system.health()
 
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
+    from functions import system
+
     return system.openapi()
 
 
@@ -59,16 +49,22 @@ def openapi():
 
 @app.route("/customers", methods=["POST"], authorizer=operator, content_types=ANY_BODY)
 def upsert_customer():
+    from functions import profiles
+
     return profiles.upsert(app.current_request)
 
 
 @app.route("/customers", methods=["GET"], authorizer=operator)
 def find_customers():
+    from functions import profiles
+
     return profiles.find(app.current_request)
 
 
 @app.route("/customers/{customer_id}", methods=["GET"], authorizer=operator)
 def get_customer(customer_id):
+    from functions import profiles
+
     return profiles.get_customer(customer_id)
 
 
@@ -76,11 +72,15 @@ def get_customer(customer_id):
     "/customers/{customer_id}", methods=["PATCH"], authorizer=operator, content_types=ANY_BODY
 )
 def patch_customer(customer_id):
+    from functions import profiles
+
     return profiles.patch(app.current_request, customer_id)
 
 
 @app.route("/customers/{customer_id}", methods=["DELETE"], authorizer=operator)
 def erase_customer(customer_id):
+    from functions import profiles
+
     return profiles.delete(customer_id)
 
 
@@ -88,11 +88,15 @@ def erase_customer(customer_id):
     "/customers/{customer_id}/merge", methods=["POST"], authorizer=operator, content_types=ANY_BODY
 )
 def merge_customer(customer_id):
+    from functions import profiles
+
     return profiles.merge(app.current_request, customer_id)
 
 
 @app.route("/customers/{customer_id}/export", methods=["GET"], authorizer=operator)
 def export_customer(customer_id):
+    from functions import profiles
+
     return profiles.export(customer_id)
 
 
@@ -101,16 +105,22 @@ def export_customer(customer_id):
 
 @app.route("/webhooks/shopify", methods=["POST"], content_types=ANY_BODY)
 def shopify_webhook():
+    from functions import webhooks
+
     return webhooks.shopify_webhook(app.current_request)
 
 
 @app.route("/webhooks/orders", methods=["POST"], content_types=ANY_BODY)
 def generic_webhook():
+    from functions import webhooks
+
     return webhooks.generic_webhook(app.current_request)
 
 
 @app.route("/orders/{order_id}", methods=["GET"], authorizer=operator)
 def get_order(order_id):
+    from functions import orders
+
     return orders.get_order(order_id)
 
 
@@ -118,6 +128,8 @@ def get_order(order_id):
     "/orders/{order_id}/refunds", methods=["POST"], authorizer=operator, content_types=ANY_BODY
 )
 def refund_order(order_id):
+    from functions import refunds
+
     return refunds.post_refund(app.current_request, order_id)
 
 
@@ -125,16 +137,22 @@ def refund_order(order_id):
     "/orders/{order_id}/cancel", methods=["POST"], authorizer=operator, content_types=ANY_BODY
 )
 def cancel_order(order_id):
+    from functions import refunds
+
     return refunds.post_cancel(app.current_request, order_id)
 
 
 @app.route("/logistics/events", methods=["POST"], content_types=ANY_BODY)
 def logistics_event():
+    from functions import logistics
+
     return logistics.post_event(app.current_request)
 
 
 @app.route("/cases", methods=["GET"], authorizer=operator)
 def list_cases():
+    from functions import cases
+
     return cases.list_cases(app.current_request)
 
 
@@ -142,6 +160,8 @@ def list_cases():
     "/cases/{case_id}/resolve", methods=["POST"], authorizer=operator, content_types=ANY_BODY
 )
 def resolve_case(case_id):
+    from functions import cases
+
     return cases.resolve_case(app.current_request, case_id)
 
 
@@ -150,16 +170,22 @@ def resolve_case(case_id):
 
 @app.lambda_function(name="fulfilment_step")
 def fulfilment_step(event, context):
+    from functions import fulfilment
+
     return fulfilment.fulfilment_step(event, context)
 
 
 @app.lambda_function(name="exception_step")
 def exception_step(event, context):
+    from functions import cases
+
     return cases.exception_step(event, context)
 
 
 @app.lambda_function(name="refund_step")
 def refund_step(event, context):
+    from functions import refunds
+
     return refunds.refund_step(event, context)
 
 
@@ -168,11 +194,15 @@ def refund_step(event, context):
 
 @app.lambda_function(name="import_file")
 def import_file(event, context):
+    from functions import imports
+
     return imports.import_file(event, context)
 
 
 @app.lambda_function(name="import_step")
 def import_step(event, context):
+    from functions import imports
+
     return imports.import_step(event, context)
 
 
@@ -181,11 +211,15 @@ def import_step(event, context):
 
 @app.route("/loyalty/program", methods=["GET"], authorizer=operator)
 def loyalty_program():
+    from functions import ledger
+
     return ledger.get_program()
 
 
 @app.route("/customers/{customer_id}/points", methods=["GET"], authorizer=operator)
 def customer_points(customer_id):
+    from functions import ledger
+
     return ledger.get_points(app.current_request, customer_id)
 
 
@@ -196,6 +230,8 @@ def customer_points(customer_id):
     content_types=ANY_BODY,
 )
 def redeem_points(customer_id):
+    from functions import ledger
+
     return ledger.post_redemption(app.current_request, customer_id)
 
 
@@ -206,6 +242,8 @@ def redeem_points(customer_id):
     content_types=ANY_BODY,
 )
 def adjust_points(customer_id):
+    from functions import ledger
+
     return ledger.post_adjustment(app.current_request, customer_id)
 
 
@@ -214,21 +252,29 @@ def adjust_points(customer_id):
 
 @app.route("/inventory/{sku}", methods=["GET"], authorizer=operator)
 def get_inventory(sku):
+    from functions import inventory
+
     return inventory.get_inventory(sku)
 
 
 @app.route("/inventory/{sku}", methods=["PUT"], authorizer=operator, content_types=ANY_BODY)
 def put_inventory(sku):
+    from functions import inventory
+
     return inventory.put_inventory(app.current_request, sku)
 
 
 @app.route("/warehouses", methods=["GET"], authorizer=operator)
 def list_warehouses():
+    from functions import inventory
+
     return inventory.get_warehouses()
 
 
 @app.route("/customers/{customer_id}/notifications", methods=["GET"], authorizer=operator)
 def customer_notifications(customer_id):
+    from functions import notifications
+
     return notifications.list_notifications(app.current_request, customer_id)
 
 
@@ -237,9 +283,13 @@ def customer_notifications(customer_id):
 
 @app.schedule("cron(15 2 * * ? *)", name="points_expiry")
 def points_expiry(event):
+    from functions import ledger
+
     return ledger.points_expiry_job(event.to_dict(), event.context)
 
 
 @app.schedule("rate(1 hour)", name="low_stock")
 def low_stock(event):
+    from functions import inventory
+
     return inventory.low_stock_job(event.to_dict(), event.context)

@@ -401,7 +401,7 @@ def _in_process(rows: int) -> dict[str, Any]:
             provision_data_resources(lambda s: boto3.client(s, region_name=REGION), env)
             reset_caches()
             from crm.config import get_settings
-            from functions import import_customers, imports
+            from crm.services import import_customers, imports
 
             bucket = get_settings().drop_bucket
             out["chunk_rows_setting"] = get_settings().import_chunk_rows
@@ -552,8 +552,8 @@ def child_main(bucket: str, key: str) -> None:
 
     from bench.calls import CallCounter
     from crm.config import get_settings
-    from functions import import_customers, imports
-    from functions.import_kinds import CREATED, Outcome, Unit
+    from crm.services import import_customers, imports
+    from crm.services.import_kinds import CREATED, Outcome, Unit
 
     imports_s = time.perf_counter() - start
     baseline_rss, baseline_peak = _rss_now_mb(), _peak_mb()
@@ -805,7 +805,7 @@ def _orders_in_process() -> dict[str, Any]:
             provision_data_resources(lambda s: boto3.client(s, region_name=REGION), env)
             reset_caches()
             from crm.config import get_settings
-            from functions import imports
+            from crm.services import imports
 
             bucket = get_settings().drop_bucket
             boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)

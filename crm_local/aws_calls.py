@@ -64,7 +64,8 @@ def entry_points(project_dir: Path = PROJECT_DIR) -> dict[tuple[str, str], str]:
     app_file = project_dir / "app.py"
     tree = ast.parse(app_file.read_text(encoding="utf-8"))
     modules: dict[str, Path] = {}
-    for node in tree.body:
+    # Each handler imports its entry module itself (lazily: a Lambda loads only its own).
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "functions":
             for alias in node.names:
                 modules[alias.asname or alias.name] = project_dir / "functions" / f"{alias.name}.py"

@@ -1,2 +1,4 @@
-"""One module per capability. Each handler parses its event into a typed value, calls the
-domain through the store and adapters, and returns a result; app.py only delegates here."""
+"""The entry points, one module per capability. Each one parses its trigger (an HTTP request, a
+workflow step's input, an S3 notification, a schedule), calls one service of `crm.services`,
+and answers. No business decisions here, and no imports between these modules: `app.py`
+imports each lazily, inside the handler, so that a Lambda loads only what its trigger needs."""

@@ -35,7 +35,7 @@ def error_rows(key: str) -> list[list[str]]:
 @pytest.fixture
 def small_chunks(monkeypatch, api):
     from crm.config import get_settings
-    from functions import imports
+    from crm.services import imports
 
     # Checkpoints every 100 rows and chunks of 100 rows: the same code paths as 1,000 and
     # 200,000, on files ten times smaller.
@@ -60,7 +60,7 @@ def mixed_rows(good: int, every: int) -> tuple[list[list[str]], list[int]]:
 
 
 def test_a_file_larger_than_a_chunk_goes_on_where_the_last_chunk_stopped(small_chunks):
-    from functions import imports
+    from crm.services import imports
 
     rows, bad = mixed_rows(340, 97)
     key = "incoming/customers/big.csv"
@@ -94,8 +94,8 @@ def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
     small_chunks, monkeypatch
 ):
     from crm.config import get_settings
-    from functions import imports
-    from functions.workflow_steps import InjectedFault
+    from crm.services import imports
+    from crm.services.workflow_steps import InjectedFault
 
     monkeypatch.setenv("CRM_IMPORT_CHUNK_ROWS", "500")
     get_settings.cache_clear()
@@ -135,7 +135,7 @@ def test_a_crash_mid_file_then_the_same_file_again_completes_without_duplicates(
 
 
 def test_a_newer_drop_of_the_same_content_takes_over_an_older_run(small_chunks):
-    from functions import imports
+    from crm.services import imports
 
     key = "incoming/customers/twice.csv"
     etag = put(key, csv_bytes(good_rows(250)))
@@ -153,7 +153,7 @@ def test_a_newer_drop_of_the_same_content_takes_over_an_older_run(small_chunks):
 
 
 def test_the_drop_starts_one_workflow_per_drop(aws):
-    from functions import imports
+    from functions.imports import import_file
 
     key = "incoming/customers/one+file.csv"
     etag = put(key, csv_bytes(good_rows(2)))
@@ -166,8 +166,8 @@ def test_the_drop_starts_one_workflow_per_drop(aws):
     }
     folder = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "incoming/customers/"}}}
     other = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "x"}}}
-    first = imports.import_file({"Records": [record, folder, other]}, None)
-    again = imports.import_file({"Records": [record]}, None)  # S3 delivers at least once
+    first = import_file({"Records": [record, folder, other]}, None)
+    again = import_file({"Records": [record]}, None)  # S3 delivers at least once
     assert len(first["started"]) == 1 and again["started"] == first["started"]
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     machine = aws["state_machines"]["crm-local-file-import"]
@@ -183,7 +183,7 @@ def test_the_drop_starts_one_workflow_per_drop(aws):
 
 
 def test_an_unknown_kind_or_format_is_refused_in_the_report(aws):
-    from functions import imports
+    from crm.services import imports
 
     for key in ("incoming/suppliers/a.csv", "incoming/customers/a.xlsx"):
         put(key, b"a,b\n1,2\n")
@@ -195,8 +195,8 @@ def test_an_unknown_kind_or_format_is_refused_in_the_report(aws):
 
 def test_stock_levels_import_keeps_reservations_and_reports_bad_rows(api):
     from crm.domain.inventory import Allocation, AllocationPart
+    from crm.services import imports
     from crm.store.inventory import get_inventory_store
-    from functions import imports
 
     store = get_inventory_store()
     store.set_stock("TEA-1", "wh-shanghai", 10)
@@ -228,7 +228,7 @@ def test_stock_levels_import_keeps_reservations_and_reports_bad_rows(api):
 
 
 def test_a_file_replaced_before_it_was_read_ends_without_a_report(small_chunks):
-    from functions import imports
+    from crm.services import imports
 
     key = "incoming/customers/replaced.csv"
     etag = put(key, csv_bytes(good_rows(150)))
@@ -244,13 +244,13 @@ def test_a_file_replaced_before_it_was_read_ends_without_a_report(small_chunks):
 
 
 def test_a_notification_without_an_etag_asks_s3(aws):
-    from functions import imports
+    from functions.imports import import_file
 
     key = "incoming/customers/no-etag.csv"
     etag = put(key, csv_bytes(good_rows(1)))
     record = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}
     missing = {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "incoming/customers/gone.csv"}}}
-    started = imports.import_file({"Records": [record, missing]}, None)["started"]
+    started = import_file({"Records": [record, missing]}, None)["started"]
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     machine = aws["state_machines"]["crm-local-file-import"]
     (execution,) = sfn.list_executions(stateMachineArn=machine)["executions"]

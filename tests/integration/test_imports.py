@@ -49,7 +49,7 @@ def csv_bytes(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
 
 
 def run_import(key: str, body: bytes) -> dict:
-    from functions import imports
+    from crm.services import imports
 
     boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=key, Body=body)
     return imports.import_object(BUCKET, key)

@@ -321,7 +321,7 @@ def test_a_webhook_with_nan_is_refused_before_anything_is_recorded(api):
 
 
 def run_import(key: str, body: bytes) -> dict[str, Any]:
-    from functions import imports
+    from crm.services import imports
 
     boto3.client("s3", region_name="us-east-1").put_object(Bucket=DROP, Key=key, Body=body)
     return imports.import_object(DROP, key)
@@ -569,8 +569,8 @@ def test_erasure_after_a_merge_reaches_the_cases_and_messages_of_the_merged_prof
 
 def test_erasure_removes_the_carrier_tracking_numbers_from_the_customer_s_orders(api):
     # Given a customer's order shipped under a tracking number the carrier reported
+    from crm.services.fulfilment import shipped
     from crm.store.orders import get_order_store
-    from functions.fulfilment import shipped
     from tests.support.shopify import LOGISTICS_SECRET
 
     _, customer_id = paid_buyer(api, 3201, 4343)

@@ -184,7 +184,7 @@ def test_a_put_that_is_not_an_object_or_not_json(api):
 
 
 def test_on_hand_below_reserved_is_409(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "TEA-004", shanghai=(3, 0))
     inventory.allocate_and_reserve("o-409", [("TEA-004", 2)], HANGZHOU)
@@ -201,7 +201,7 @@ def test_on_hand_below_reserved_is_409(api):
 
 
 def test_warehouses_can_be_replaced_by_configuration(api, monkeypatch):
-    from functions import inventory
+    from crm.services import inventory
 
     monkeypatch.setenv(
         "CRM_WAREHOUSES",
@@ -219,7 +219,7 @@ def test_warehouses_can_be_replaced_by_configuration(api, monkeypatch):
 
 
 def test_twenty_concurrent_orders_for_five_units_reserve_exactly_five(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "LAST-UNITS", shanghai=(5, 0))
     done = threading.Event()
@@ -263,7 +263,7 @@ def test_twenty_concurrent_orders_for_five_units_reserve_exactly_five(api):
 
 
 def test_a_reservation_made_twice_for_the_same_order_reserves_once(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "TWICE", shanghai=(5, 0), beijing=(5, 0))
     first = inventory.allocate_and_reserve("o-twice", [("TWICE", 2)], HANGZHOU)
@@ -290,7 +290,7 @@ def test_a_reservation_made_twice_for_the_same_order_reserves_once(api):
 
 
 def test_a_split_order_reserves_in_each_warehouse(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "SPLIT-A", shanghai=(1, 0))
     set_stock(api, "SPLIT-B", guangzhou=(1, 0))
@@ -307,7 +307,7 @@ def test_a_split_order_reserves_in_each_warehouse(api):
 
 
 def test_out_of_stock_and_unroutable_orders_reserve_nothing(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "SHORT", beijing=(1, 0))
     with pytest.raises(OutOfStock) as caught:
@@ -323,7 +323,7 @@ def test_out_of_stock_and_unroutable_orders_reserve_nothing(api):
 
 
 def test_release_ship_and_restock_move_the_numbers_right(api):
-    from functions import inventory
+    from crm.services import inventory
 
     set_stock(api, "FLOW", shanghai=(10, 0))
     inventory.allocate_and_reserve("o-cancel", [("FLOW", 3)], HANGZHOU)
@@ -397,16 +397,17 @@ def ops_queue(aws):
 
 
 def test_low_stock_alerts_once_per_breach(api, ops_queue):
-    from functions import inventory
+    from crm.services import inventory
+    from functions.inventory import low_stock_job
 
     set_stock(api, "LOW", shanghai=(10, 3), beijing=(10, 3))
-    counts = inventory.low_stock_job({}, None)
+    counts = low_stock_job({}, None)
     assert counts["alerted"] == 0 and counts["below_safety"] == 0
     assert ops_queue() == []
 
     # Reservations eat into available: 10 - 8 = 2 < 3.
     inventory.allocate_and_reserve("o-low", [("LOW", 8)], HANGZHOU)
-    counts = inventory.low_stock_job({}, None)
+    counts = low_stock_job({}, None)
     assert counts["alerted"] == 1 and counts["below_safety"] == 1
     assert counts["checked"] == 2  # the two stock items; the order's items are not stock
     alerts = ops_queue()
@@ -425,25 +426,25 @@ def test_low_stock_alerts_once_per_breach(api, ops_queue):
     ]
     # Every hour after: still below, no new alert.
     for _ in range(3):
-        counts = inventory.low_stock_job({}, None)
+        counts = low_stock_job({}, None)
         assert counts["alerted"] == 0 and counts["already_alerted"] == 1
     assert ops_queue() == []
 
     # Recovery clears the mark without an alert...
     set_stock(api, "LOW", shanghai=(20, 3))
-    counts = inventory.low_stock_job({}, None)
+    counts = low_stock_job({}, None)
     assert counts["cleared"] == 1 and counts["alerted"] == 0
     assert ops_queue() == []
     # ...so the next breach alerts again.
     set_stock(api, "LOW", shanghai=(9, 3))
-    counts = inventory.low_stock_job({}, None)
+    counts = low_stock_job({}, None)
     assert counts["alerted"] == 1
     assert [(a["sku"], a["available"]) for a in ops_queue()] == [("LOW", 1)]
 
 
 def test_a_failed_alert_is_tried_again_next_run(api, ops_queue, monkeypatch):
     from crm.adapters import ops
-    from functions import inventory
+    from functions.inventory import low_stock_job
 
     set_stock(api, "FLAKY", shanghai=(1, 5))
     publish, down = ops.publish, [True]
@@ -454,17 +455,17 @@ def test_a_failed_alert_is_tried_again_next_run(api, ops_queue, monkeypatch):
         publish(subject, message)
 
     monkeypatch.setattr(ops, "publish", flaky)
-    assert inventory.low_stock_job({}, None)["failed"] == 1
+    assert low_stock_job({}, None)["failed"] == 1
     down[0] = False
-    assert inventory.low_stock_job({}, None)["alerted"] == 1
+    assert low_stock_job({}, None)["alerted"] == 1
     assert [a["sku"] for a in ops_queue()] == ["FLAKY"]
 
 
 def test_concurrent_job_runs_alert_a_breach_once(api, ops_queue):
-    from functions import inventory
+    from functions.inventory import low_stock_job
 
     set_stock(api, "BUSY", shanghai=(0, 1))
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda _: inventory.low_stock_job({}, None), range(4)))
+        runs = list(pool.map(lambda _: low_stock_job({}, None), range(4)))
     assert sum(r["alerted"] for r in runs) == 1
     assert len(ops_queue()) == 1

@@ -68,7 +68,7 @@ def test_the_program_is_the_contracts(api):
 
 
 def test_fifty_concurrent_redemptions_of_1000_against_10000_make_exactly_ten_coupons(api):
-    from functions import ledger
+    from crm.services import ledger
 
     customer_id = new_customer(api)
     grant(api, customer_id, 10_000)
@@ -133,7 +133,7 @@ def test_redemption_for_an_unknown_customer_is_404(api):
 
 
 def test_points_expire_after_12_months_soonest_first_and_are_spent_first(api):
-    from functions import ledger
+    from crm.services import ledger
 
     # Two orders delivered two months apart.
     for order_id, day in ((2001, "2026-01-10"), (2002, "2026-03-05")):
@@ -171,7 +171,7 @@ def test_points_expire_after_12_months_soonest_first_and_are_spent_first(api):
 
 
 def test_an_unexpired_lot_is_left_alone(api):
-    from functions import ledger
+    from crm.services import ledger
 
     customer_id = new_customer(api)
     grant(api, customer_id, 500)

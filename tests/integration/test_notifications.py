@@ -54,7 +54,7 @@ def table_items():
 
 
 def test_an_email_is_sent_through_ses_and_shown_on_the_timeline(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="Mei@Example.com", locale="zh-CN")
 
@@ -95,7 +95,7 @@ def test_an_email_is_sent_through_ses_and_shown_on_the_timeline(api):
 
 
 def test_an_english_profile_gets_english(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="sam@example.com", locale="en-GB")
     notifications.send(customer_id, "order_shipped", SHIPPED, "order:2:shipped")
@@ -105,7 +105,7 @@ def test_an_english_profile_gets_english(api):
 
 
 def test_the_same_dedup_key_sends_once(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="once@example.com")
     first = notifications.send(customer_id, "order_delivered", {"order_name": "#7"}, "o:7:dlv")
@@ -118,7 +118,7 @@ def test_the_same_dedup_key_sends_once(api):
 
 
 def test_ten_concurrent_sends_with_one_key_send_one_message(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="race@example.com")
 
@@ -136,7 +136,7 @@ def test_ten_concurrent_sends_with_one_key_send_one_message(api):
 
 
 def test_email_opted_out_with_a_phone_goes_by_sms(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(
         api, email="quiet@example.com", phone="13800138000", consents={"email": False}
@@ -156,7 +156,7 @@ def test_email_opted_out_with_a_phone_goes_by_sms(api):
 
 
 def test_no_contact_and_opted_out_are_recorded_as_skipped(api):
-    from functions import notifications
+    from crm.services import notifications
 
     nobody = new_customer(api, external_ids={"shopify": "404"})
     opted_out = new_customer(api, email="no@example.com", consents={"email": False})
@@ -175,7 +175,7 @@ def test_no_contact_and_opted_out_are_recorded_as_skipped(api):
 
 
 def test_an_unavailable_provider_gives_the_key_back_so_a_retry_sends(api, monkeypatch):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="retry@example.com")
     real = messaging.send_email
@@ -196,7 +196,7 @@ def test_an_unavailable_provider_gives_the_key_back_so_a_retry_sends(api, monkey
 
 
 def test_a_refused_message_is_recorded_as_failed_and_not_raised(api, monkeypatch):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="refused@example.com")
     monkeypatch.setenv("CRM_SENDER_EMAIL", "unverified@shop.example")  # SES rejects it
@@ -231,7 +231,7 @@ def test_the_adapter_tells_a_refusal_from_an_outage(aws, monkeypatch):
 
 def test_an_incomplete_context_is_refused_before_anything_is_claimed(api):
     from crm.domain.errors import ValidationFailed
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="ctx@example.com")
     with pytest.raises(ValidationFailed):
@@ -240,7 +240,7 @@ def test_an_incomplete_context_is_refused_before_anything_is_claimed(api):
 
 
 def test_the_timeline_pages_newest_first(api):
-    from functions import notifications
+    from crm.services import notifications
 
     customer_id = new_customer(api, email="pages@example.com")
     sent = [
@@ -260,7 +260,7 @@ def test_the_timeline_pages_newest_first(api):
 
 def test_an_unknown_customer_is_404(api):
     from crm.domain.errors import NotFound
-    from functions import notifications
+    from crm.services import notifications
 
     status, body = timeline(api, "cus_nobody")
     assert status == 404 and body["error"]["code"] == "not_found"
@@ -269,7 +269,7 @@ def test_an_unknown_customer_is_404(api):
 
 
 def test_erasure_leaves_no_text_or_address_in_the_notifications_table(api):
-    from functions import notifications
+    from crm.services import notifications
 
     email_customer = new_customer(api, email="gone@example.com", phone="13900139000")
     sms_customer = new_customer(api, phone="13700137000")

@@ -129,7 +129,7 @@ def read_file(text: str = CSV_TEXT) -> list[ImportedOrder]:
 
 
 def run(text: str = CSV_TEXT, store: OrderStore | None = None) -> list[tuple[str, str | None]]:
-    from functions.order_import import import_orders
+    from crm.services.order_import import import_orders
 
     return [(outcome, reason) for _, outcome, reason in import_orders(read_file(text), store)]
 
@@ -318,7 +318,7 @@ def test_an_order_that_cannot_be_recorded_fails_alone(api):
 
 
 def test_a_history_import_never_answers_a_live_workflow(api):
-    from functions.fulfilment import await_logistics
+    from crm.services.fulfilment import await_logistics
     from tests.support.stepfunctions import StepFunctionsCalls
 
     # Given a paid order whose workflow waits for the delivery

@@ -81,7 +81,7 @@ def shopify_file():
 
 
 def import_batched(body: bytes) -> dict:
-    from functions import imports
+    from crm.services import imports
 
     key = "incoming/orders/batched.csv"
     boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=key, Body=body)
@@ -91,7 +91,7 @@ def import_batched(body: bytes) -> dict:
 def import_one_by_one(body: bytes) -> None:
     from crm.domain import import_files
     from crm.domain.order_imports import imported_orders
-    from functions.order_import import import_orders
+    from crm.services.order_import import import_orders
 
     rows = import_files.read_rows([body], "csv")
     results = import_orders(list(imported_orders(rows, "CNY")))
@@ -171,7 +171,7 @@ def test_a_profile_changed_meanwhile_makes_the_batch_record_its_orders_again(
             repo.save(customer, now=customer.updated_at)
             edited.append(owner)
 
-    from functions import order_import
+    from crm.services import order_import
 
     recorded_alone: list[str] = []
     import_orders = order_import.import_orders
@@ -195,15 +195,15 @@ def test_a_profile_changed_meanwhile_makes_the_batch_record_its_orders_again(
 
 def _units(text: str) -> list:
     from crm.domain.import_files import read_rows
-    from functions import order_import
+    from crm.services import order_import
 
     return list(order_import.units(iter(read_rows([text.encode()], "csv"))))
 
 
 def test_an_order_in_a_live_workflow_is_recorded_alone_even_twice_in_a_batch(api):
+    from crm.services import order_import
     from crm.store.models import OrderModel
     from crm.store.orders import get_order_store
-    from functions import order_import
     from tests.integration.test_order_import import A, B, ago, export_csv, line, order
 
     first = order(770001, A, [line("TEA-1", 1, "100.00")], paid=ago(5))
@@ -231,10 +231,10 @@ def test_an_order_in_a_live_workflow_is_recorded_alone_even_twice_in_a_batch(api
 
 
 def test_a_redone_order_is_recorded_from_its_own_event(api, monkeypatch):
+    from crm.services import order_import
     from crm.store import orders as order_store
     from crm.store.customers import get_customer_repository
     from crm.store.orders import get_order_store
-    from functions import order_import
     from tests.integration.test_order_import import A, B, ago, export_csv, line, order
 
     known = order(660009, A, [line("TEA-1", 1, "100.00")], paid=ago(50))

@@ -41,7 +41,7 @@ def import_file(order_id: int, refunded: str) -> str:
     """The shop's export of one order (2 x 100.00 + 10.00 shipping, delivered 18 days ago),
     through the drop folder's writer."""
     from crm.domain.import_files import read_rows
-    from functions import order_import
+    from crm.services import order_import
 
     rows = order(
         order_id,

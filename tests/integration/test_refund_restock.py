@@ -65,7 +65,7 @@ def on_hand() -> int:
 
 def delivered_order(api, platform_id: int) -> str:
     """A paid order of 2 x SKU, shipped from Shanghai and delivered."""
-    from functions import inventory
+    from crm.services import inventory
 
     for topic, fulfilment in (("orders/paid", None), ("orders/fulfilled", "fulfilled")):
         payload = order_payload(

@@ -80,7 +80,7 @@ def test_stock_is_set_through_single_write_conflicts(api, dynamodb_chaos: Chaos)
 
 
 def test_a_message_whose_claim_was_written_but_answered_500_is_sent(api, dynamodb_chaos: Chaos):
-    from functions import notifications
+    from crm.services import notifications
 
     created = api.http.post("/customers", headers=JSON, body=json.dumps({"email": "a@x.cn"}))
     customer_id = created.json_body["customer_id"]

@@ -380,7 +380,7 @@ def test_customer_topics_without_an_identity_are_422(api, topic):
 
 
 def test_a_fulfilment_the_waiting_workflow_could_not_hear_is_answered_by_the_platform_retry(api):
-    from functions.fulfilment import await_logistics
+    from crm.services.fulfilment import await_logistics
     from tests.support.stepfunctions import StepFunctionsCalls
 
     # Given a paid order whose workflow waits for the delivery

@@ -22,10 +22,10 @@ from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row, failure_reason
 from crm.domain.order_imports import ImportedOrder, as_recorded, imported_orders
 from crm.observability import logger, metrics
+from crm.services.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
+from crm.services.orders import buyer_identity, record_order_event
+from crm.services.profiles import now_iso
 from crm.store.orders import OrderStore, batching_order_store
-from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
-from functions.orders import buyer_identity, record_order_event
-from functions.profiles import now_iso
 
 # Orders per `write` call of the import loop: read in two BatchGetItems, written in as few
 # transactions as their items allow (`BatchingOrderStore`).

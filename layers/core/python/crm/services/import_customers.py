@@ -25,9 +25,9 @@ from crm.domain.customers import (
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
 from crm.observability import metrics
+from crm.services.import_kinds import Outcome, Unit
+from crm.services.profiles import new_customer_id, now_iso, upsert_customer
 from crm.store.customers import IdentityTaken, StaleProfile, get_customer_repository
-from functions.import_kinds import Outcome, Unit
-from functions.profiles import new_customer_id, now_iso, upsert_customer
 
 # 25 x (1 profile + an external id, an email, a phone) = 100 items, the most one transaction
 # takes; rows with more external ids are written in smaller groups (`_groups`).

@@ -17,10 +17,10 @@ from crm.domain import import_files
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
 from crm.domain.parsing import ascii_int
+from crm.services.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
+from crm.services.inventory import _check_sku, parse_stock_body
+from crm.services.profiles import now_iso
 from crm.store.inventory import get_inventory_store
-from functions.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
-from functions.inventory import _check_sku, parse_stock_body
-from functions.profiles import now_iso
 
 BATCH_ROWS = 25
 

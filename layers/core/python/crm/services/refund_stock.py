@@ -25,11 +25,11 @@ from crm.domain.errors import Conflict, NotFound, Unavailable
 from crm.domain.order_events import Refund
 from crm.domain.orders import DELIVERED, SHIPPED, Order
 from crm.observability import logger
+from crm.services import inventory
+from crm.services.orders import change_order, now_iso
 from crm.store.cases import get_case_store
 from crm.store.inventory import RESERVED, get_inventory_store
 from crm.store.orders import get_order_store
-from functions import inventory
-from functions.orders import change_order, now_iso
 
 RESTOCK_FAILED = "restock_failed"  # the case's reason, and the workflow's outcome
 FAILED, RESTOCKED = "failed", "restocked"  # the refund's `restock_status`

@@ -1,0 +1,383 @@
+"""Customer profiles: upsert with identity resolution, the 360° view, lookups, PATCH, merge,
+export and erasure.
+
+Each route parses its input into a domain value, runs one use case against the repository and
+answers. Writes are optimistic: read, decide in the domain, write with conditions, and on a lost
+race read again. Concurrent upserts of one person therefore converge on one profile.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from crm.adapters import s3
+from crm.config import get_settings
+from crm.domain.customers import (
+    ACTIVE,
+    ERASED,
+    MERGED,
+    Customer,
+    ProfileInput,
+    apply_profile,
+    erase,
+    merge_into,
+    new_customer,
+    profile_state,
+    profile_view,
+    stats_view,
+)
+from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.orders import order_summary, order_view
+from crm.observability import logger, metrics
+from crm.store.customers import (
+    MAX_TRANSACTION_ITEMS,
+    CustomerRepository,
+    IdentityTaken,
+    StaleProfile,
+    get_customer_repository,
+)
+from crm.store.ledger import get_ledger_store
+from crm.store.orders import get_order_store
+
+MAX_ATTEMPTS = 12
+RECENT_ORDERS = 5
+EXPORTS_PREFIX = "exports/"
+# What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
+_EXPORT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+BUILTIN_SEGMENTS = frozenset(
+    {
+        "new",
+        "active",
+        "returning",
+        "loyal",
+        "at_risk",
+        "churned",
+        "high_value",
+        "mid_value",
+        "low_value",
+        "champions",
+        "recent",
+        "needs_attention",
+        "inactive",
+    }
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_customer_id() -> str:
+    return "cus_" + uuid.uuid4().hex[:20]
+
+
+def _backoff(attempt: int) -> None:
+    # Jittered, so that racing writers stop colliding in lockstep.
+    time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
+
+
+# -- use cases ----------------------------------------------------------------------------------
+
+
+def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Customer, bool]:
+    """The profile for `data` created or updated; True when it was created."""
+    keys = data.identity_keys().ordered()
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        owners = repo.resolve(keys)
+        owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
+        try:
+            if not owner_ids:
+                customer = apply_profile(
+                    new_customer(new_customer_id(), now), data, now, partial=False
+                )
+                return repo.save(customer, claim=keys, now=now), True
+            primary = repo.get(owner_ids[0])
+            if primary is None or primary.status != ACTIVE:
+                raise StaleProfile()  # merged or erased since the identity was read
+            foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
+            updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
+            updated.possible_duplicates = list(
+                dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
+            )
+            saved = _save_changes(repo, primary, updated, owners, now)
+            return saved, False
+        except (IdentityTaken, StaleProfile):
+            metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1)
+            _backoff(attempt)
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def _save_changes(
+    repo: CustomerRepository, before: Customer, after: Customer, owners: dict[str, str], now: str
+) -> Customer:
+    old_keys = set(before.identity_keys().ordered())
+    new_keys = after.identity_keys().ordered()
+    claim = [k for k in new_keys if k not in old_keys and owners.get(k) != after.customer_id]
+    release = [k for k in old_keys if k not in set(new_keys)]
+    unchanged = profile_state(after) == profile_state(before)
+    if unchanged and after.platform_seen == before.platform_seen and not claim and not release:
+        return before  # nothing new: no write, and the answer is the same as the last one
+    return repo.save(after, claim=claim, release=release, now=now)
+
+
+def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepository) -> Customer:
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        customer = _active(repo, customer_id)
+        updated = apply_profile(customer, data, now, partial=True)
+        if not updated.identity_keys():
+            raise ValidationFailed(
+                "a customer must keep at least one identity",
+                details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}],
+            )
+        wanted = updated.identity_keys().ordered()
+        owners = repo.resolve(wanted)
+        taken = [k for k in wanted if owners.get(k) not in (None, customer_id)]
+        if taken:
+            raise Conflict(
+                "an identity in the change belongs to another customer",
+                code="identity_conflict",
+                details=[
+                    {
+                        "field": k.split(":", 1)[0],
+                        "issue": "owned_by_other",
+                        "customer_id": owners[k],
+                    }
+                    for k in taken
+                ],
+            )
+        try:
+            return _save_changes(repo, customer, updated, owners, now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
+    if target_id == source_id:
+        raise ValidationFailed(
+            "a customer cannot be merged into itself",
+            details=[{"field": "source_id", "issue": "same_as_target"}],
+        )
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        target = _active(repo, target_id)
+        source = repo.get(source_id)
+        if source is None:
+            # The route's own resource (the target) exists: what is missing is named in the
+            # body, so the request is refused as content (422), not as a missing resource.
+            raise ValidationFailed(
+                f"customer {source_id} does not exist",
+                details=[{"field": "source_id", "issue": "source_not_found"}],
+            )
+        if source.status == MERGED and source.merged_into == target_id:
+            move_history(source_id, target_id)  # finish what an interrupted merge started
+            return target  # already done: a retried merge answers the same
+        if source.status != ACTIVE:
+            raise Conflict(
+                f"customer {source_id} is {source.status} and cannot be merged",
+                code="not_mergeable",
+            )
+        merged, tombstone = merge_into(target, source, now)
+        try:
+            saved = repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+            continue
+        move_history(source_id, target_id)
+        return saved
+    raise Unavailable("the customers are being changed by many requests at once; retry")
+
+
+def move_history(source_id: str, target_id: str) -> dict[str, int]:
+    """After a merge: the source's orders, what is left of its points, its cases and its
+    messages go to the target (so the target's export and erasure reach them). Each move is
+    conditional and idempotent, so a retried merge finishes an interrupted one. The stats were
+    already merged with the profiles."""
+    from crm.store.cases import get_case_store
+    from crm.store.notifications import get_notification_store
+
+    orders = get_order_store()
+    moved_orders = sum(
+        orders.reassign(o, source_id, target_id) for o in list(orders.for_customer(source_id))
+    )
+    ledger = get_ledger_store()
+    now = now_iso()
+    moved_lots = 0
+    for lot in ledger.account(source_id).lots:
+        if lot.remaining > 0 and lot.status in ("active", "pending"):
+            moved_lots += ledger.move_lot(source_id, target_id, lot, now)
+    moved = {
+        "orders": moved_orders,
+        "lots": moved_lots,
+        "cases": get_case_store().move_customer(source_id, target_id),
+        "notifications": get_notification_store().move(source_id, target_id),
+    }
+    logger.info("customer history moved", extra=moved)
+    return moved
+
+
+def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:
+    for attempt in range(MAX_ATTEMPTS):
+        now = now_iso()
+        customer = repo.get(customer_id)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} does not exist")
+        if customer.status != MERGED:
+            # First, and again on a repeat: a run cut off halfway is finished by the next one.
+            elsewhere = forget_elsewhere(customer_id)
+        if customer.status == ERASED:
+            return {
+                "customer_id": customer_id,
+                "status": ERASED,
+                "erased": [],
+                "identities_removed": 0,
+                "erased_at": customer.erased_at,
+            }
+        if customer.status == MERGED:
+            raise Conflict(
+                "this id was merged; erase the customer it was merged into",
+                code="merged",
+                extra={"merged_into": customer.merged_into},
+            )
+        cleared, erased_fields = erase(customer, now)
+        # Only identities still ours are released (a run cut off halfway released some), and
+        # those past what the profile's own transaction carries go first, in their own.
+        listed = customer.identity_keys().ordered()
+        owners = repo.resolve(listed)
+        identities = [k for k in listed if owners.get(k) == customer_id]
+        room = MAX_TRANSACTION_ITEMS - 1
+        try:
+            if len(identities) > room:
+                repo.release(customer_id, identities[room:])
+            repo.save(cleared, release=identities[:room], now=now)
+        except (IdentityTaken, StaleProfile):
+            _backoff(attempt)
+            continue
+        logger.info("customer erased", extra={"customer_id": customer_id, "fields": erased_fields})
+        return {
+            "customer_id": customer_id,
+            "status": ERASED,
+            "erased": erased_fields,
+            "identities_removed": len(identities),
+            **elsewhere,
+            "erased_at": now,
+        }
+    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+
+def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+    customer = repo.get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    if customer.status == MERGED:
+        raise Conflict(
+            f"customer {customer_id} was merged",
+            code="merged",
+            extra={"merged_into": customer.merged_into},
+        )
+    if customer.status == ERASED:
+        raise Conflict(f"customer {customer_id} was erased", code="erased")
+    return customer
+
+
+# -- views --------------------------------------------------------------------------------------
+
+
+def customer_360(customer: Customer) -> dict[str, Any]:
+    """The 360° view. Segments, RFM, notifications and cases are filled in by their own
+    capabilities; until a customer has any, they are present and empty."""
+    from crm.services.ledger import points_summary, program, tier_view
+    from crm.services.notifications import timeline
+
+    settings = get_settings()
+    profile = profile_view(customer)
+    orders = get_order_store().for_customer(customer.customer_id, limit=RECENT_ORDERS)
+    return {
+        **profile,
+        "profile": profile,
+        "tier": tier_view(customer.stats, now_iso(), program())["name"],
+        "points": points_summary(get_ledger_store().account(customer.customer_id)),
+        "segments": [],
+        "rfm": {"r": None, "f": None, "m": None, "group": None},
+        "stats": stats_view(customer.stats, settings.currency),
+        "recent_orders": [order_summary(o, settings.currency) for o in orders],
+        "recent_notifications": timeline(customer.customer_id, 5),
+        "open_cases": [],
+        "possible_duplicates": customer.possible_duplicates,
+    }
+
+
+def export_view(customer: Customer) -> dict[str, Any]:
+    """Everything held about the person: profile, identities, orders, points, messages,
+    cases."""
+    from crm.services.notifications import timeline
+    from crm.store.cases import get_case_store
+
+    settings = get_settings()
+    ledger = get_ledger_store()
+    account = ledger.account(customer.customer_id)
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = ledger.entries(customer.customer_id, 500, cursor)
+        entries += page
+        if not cursor:
+            break
+    return {
+        "exported_at": now_iso(),
+        "customer": profile_view(customer),
+        "identities": customer.identity_keys().ordered(),
+        "stats": stats_view(customer.stats, settings.currency),
+        "orders": [
+            order_view(o, settings.currency)
+            for o in get_order_store().for_customer(customer.customer_id)
+        ],
+        "points": {"balance": account.balance, "pending": account.pending, "entries": entries},
+        # As stored (addresses unmasked): the export is the person's own data.
+        "notifications": timeline(customer.customer_id, masked=False),
+        "cases": get_case_store().for_customer(customer.customer_id),
+    }
+
+
+def write_export(customer_id: str, name: str) -> str:
+    """The export, as a JSON object in the data bucket (a platform's data request); its key.
+    Erasure deletes everything under the customer's `exports/` prefix."""
+    if not _EXPORT_NAME.fullmatch(name) or not _EXPORT_NAME.fullmatch(customer_id):
+        raise ValueError("an export is named by letters, digits, '.', '_' and '-' only")
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    key = f"{EXPORTS_PREFIX}{customer_id}/{name}.json"
+    s3.put_json(get_settings().data_bucket, key, export_view(customer))
+    return key
+
+
+def forget_elsewhere(customer_id: str) -> dict[str, int]:
+    """What erasure removes outside the profile: order addresses, written exports, the text
+    and address of every message sent, and the free texts of the customer's cases."""
+    from crm.store.cases import get_case_store
+    from crm.store.notifications import get_notification_store
+
+    orders = get_order_store()
+    anonymised = sum(orders.anonymise(o) for o in orders.for_customer(customer_id))
+    exports = s3.delete_prefix(get_settings().data_bucket, f"{EXPORTS_PREFIX}{customer_id}/")
+    return {
+        "orders_anonymised": anonymised,
+        "exports_deleted": exports,
+        "notifications_forgotten": get_notification_store().forget(customer_id),
+        "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
+    }
+
+
+# -- routes (called from app.py) ----------------------------------------------------------------
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
