@@ -8,6 +8,7 @@ from chalice import Response
 from chalice.app import Request
 
 from crm.api import endpoint, json_response, read_json_object
+from crm.clock import now_iso
 from crm.domain.errors import Conflict, NotFound
 from crm.services.inventory import (
     _check_sku,
@@ -18,7 +19,6 @@ from crm.services.inventory import (
 )
 from crm.store.inventory import (
     get_inventory_store,
-    now_iso,
 )
 
 

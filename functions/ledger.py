@@ -8,6 +8,7 @@ from chalice import Response
 from chalice.app import Request
 
 from crm.api import endpoint, json_response, page_limit, query, read_json_object
+from crm.clock import now_iso
 from crm.domain.customers import refuse_if_erased
 from crm.domain.errors import NotFound, ValidationFailed
 from crm.services.ledger import (
@@ -15,7 +16,6 @@ from crm.services.ledger import (
     adjust,
     expire_points,
     lots_view,
-    now_iso,
     program,
     redeem,
     tier_view,

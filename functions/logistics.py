@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Response
 from chalice.app import Request
 
+from crm import clock
 from crm.api import endpoint, json_response, parse_json, raw_body
 from crm.config import get_secrets
 from crm.domain import carrier_events
@@ -23,7 +23,7 @@ def post_event(request: Request) -> Response:
     verify_generic(
         raw, request.headers.get("X-Signature"), get_secrets("logistics_secret"), now=time.time()
     )
-    event = carrier_events.parse_carrier_event(parse_json(raw), datetime.now(UTC))
+    event = carrier_events.parse_carrier_event(parse_json(raw), clock.now())
     order = find_order(event.order_id)
     recorded = record_carrier_event(order.order_id, event)
     body: dict[str, Any] = {

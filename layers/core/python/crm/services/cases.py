@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from crm.adapters import ops, workflows
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.orders import ON_HOLD, SHIPPED, Order
 from crm.observability import logger
 from crm.services import inventory, notifications
 from crm.services.fulfilment import message_context
-from crm.services.orders import change_order, now_iso, record_order_event
+from crm.services.orders import change_order, record_order_event
 from crm.services.workflow_steps import full_refund, internal_event, order_of
 from crm.store.cases import get_case_store
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm.adapters import workflows
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain import carrier_events
 from crm.domain.errors import ValidationFailed
@@ -18,7 +19,7 @@ from crm.domain.money import money
 from crm.domain.orders import ALLOCATED, ON_HOLD, SHIPPED, Order
 from crm.observability import logger
 from crm.services import inventory, notifications
-from crm.services.orders import answer_due, change_order, now_iso, record_order_event
+from crm.services.orders import answer_due, change_order, record_order_event
 from crm.services.workflow_steps import (
     DeliveryFailed,
     OrderCancelled,

@@ -10,8 +10,9 @@ redone row by row through the ordinary upsert. The same rows again write nothing
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
+from crm import clock
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain import import_files
 from crm.domain.customers import (
@@ -26,7 +27,7 @@ from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
 from crm.observability import metrics
 from crm.services.import_kinds import Outcome, Unit
-from crm.services.profiles import new_customer_id, now_iso, upsert_customer
+from crm.services.profiles import new_customer_id, upsert_customer
 from crm.store.customers import IdentityTaken, StaleProfile, get_customer_repository
 
 # 25 x (1 profile + an external id, an email, a phone) = 100 items, the most one transaction
@@ -37,7 +38,7 @@ MAX_TRANSACTION_ITEMS = 100
 
 def units(rows: Iterator[Row]) -> Iterator[Unit]:
     settings = get_settings()
-    today = datetime.now(UTC).date()
+    today = clock.now().date()
     for row in rows:
         if row.problem:
             yield Unit((row,), problem=row.problem)

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from crm.clock import now_iso
 from crm.domain import import_files
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
 from crm.domain.parsing import ascii_int
 from crm.services.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
 from crm.services.inventory import _check_sku, parse_stock_body
-from crm.services.profiles import now_iso
 from crm.store.inventory import get_inventory_store
 
 BATCH_ROWS = 25

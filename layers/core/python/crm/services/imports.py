@@ -28,13 +28,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain import import_files
 from crm.domain.import_files import FileReader, Position, Row
 from crm.observability import logger, metrics
 from crm.services import import_customers, import_inventory
 from crm.services.import_kinds import CREATED, UNCHANGED, UPDATED, Kind, Outcome, Unit
-from crm.services.profiles import now_iso
 from crm.services.workflow_steps import InjectedFault, check_fault
 from crm.store.imports import (
     DONE,

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from crm.adapters import ops
+from crm.clock import now_iso
 from crm.config import ConfigError
 from crm.domain.errors import OutOfStock, Unavailable, ValidationFailed
 from crm.domain.inventory import (
@@ -35,7 +36,6 @@ from crm.store.inventory import (
     RESERVED,
     Reservation,
     get_inventory_store,
-    now_iso,
 )
 
 ALLOCATION_ATTEMPTS = 10  # each lost race means another order took units: stock only shrinks

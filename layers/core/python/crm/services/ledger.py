@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from crm import clock
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.customers import ACTIVE as ACTIVE_CUSTOMER
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
@@ -49,10 +51,6 @@ MAX_KEY = 128
 
 def program() -> Program:
     return Program(currency=get_settings().currency)
-
-
-def now_iso() -> str:
-    return iso(datetime.now(UTC))
 
 
 def _backoff(attempt: int) -> None:
@@ -141,7 +139,7 @@ def redeem(
             "code": code,
             "value": money(value, rules.currency),
             "points": points,
-            "expires_at": iso(datetime.now(UTC) + timedelta(days=rules.coupon_valid_days)),
+            "expires_at": iso(clock.now() + timedelta(days=rules.coupon_valid_days)),
         }
         entry = Entry(
             entry_id,

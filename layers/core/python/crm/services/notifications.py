@@ -15,10 +15,10 @@ failed and not raised, so the workflow goes on.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from crm.adapters import messaging
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.customers import ERASED, MERGED, Customer
 from crm.domain.errors import NotFound, Unavailable, ValidationFailed
@@ -31,10 +31,6 @@ SENT, SKIPPED, FAILED, DUPLICATE = "sent", "skipped", "failed", "duplicate"
 MAX_DEDUP_KEY = 512
 MAX_MERGE_HOPS = 5
 PAGE = 500
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_notification_id() -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row, failure_reason
@@ -24,7 +25,6 @@ from crm.domain.order_imports import ImportedOrder, as_recorded, imported_orders
 from crm.observability import logger, metrics
 from crm.services.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
 from crm.services.orders import buyer_identity, record_order_event
-from crm.services.profiles import now_iso
 from crm.store.orders import OrderStore, batching_order_store
 
 # Orders per `write` call of the import loop: read in two BatchGetItems, written in as few

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm.adapters import workflows
+from crm.clock import now_iso
 from crm.config import Settings, get_settings
 from crm.domain import carrier_events
 from crm.domain.customers import ACTIVE, Customer, ProfileInput, apply_profile, new_customer
@@ -44,7 +45,7 @@ from crm.domain.orders import (
     stats_after,
 )
 from crm.observability import logger, metrics
-from crm.services.profiles import new_customer_id, now_iso
+from crm.services.profiles import new_customer_id
 from crm.store.orders import (
     Contended,
     CustomerSide,

@@ -12,10 +12,12 @@ import random
 import re
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
+from crm import clock
 from crm.adapters import s3
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.customers import (
     ACTIVE,
@@ -66,10 +68,6 @@ BUILTIN_SEGMENTS = frozenset(
         "inactive",
     }
 )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_customer_id() -> str:
@@ -380,4 +378,4 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    return clock.now().date()

@@ -21,12 +21,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crm.adapters import ops
+from crm.clock import now_iso
 from crm.domain.errors import Conflict, NotFound, Unavailable
 from crm.domain.order_events import Refund
 from crm.domain.orders import DELIVERED, SHIPPED, Order
 from crm.observability import logger
 from crm.services import inventory
-from crm.services.orders import change_order, now_iso
+from crm.services.orders import change_order
 from crm.store.cases import get_case_store
 from crm.store.inventory import RESERVED, get_inventory_store
 from crm.store.orders import get_order_store

@@ -15,6 +15,7 @@ import hashlib
 from typing import Any
 
 from crm.adapters import ops, payments
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.errors import Unavailable, ValidationFailed
 from crm.domain.money import money, to_minor
@@ -23,7 +24,7 @@ from crm.domain.orders import Order
 from crm.observability import logger
 from crm.services import notifications, refund_stock
 from crm.services.fulfilment import message_context
-from crm.services.orders import now_iso, record_order_event
+from crm.services.orders import record_order_event
 from crm.services.workflow_steps import internal_event, order_of
 
 

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -32,6 +31,7 @@ from pynamodb.exceptions import (
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.inventory import Allocation, StockLevel
@@ -47,10 +47,6 @@ HELD, CONTENDED = "held", "contended"  # what `try_reserve` may answer besides R
 MAX_LINES = 49
 MAX_ATTEMPTS = 10
 CONDITION_FAILED = "ConditionalCheckFailed"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _backoff(attempt: int) -> None:

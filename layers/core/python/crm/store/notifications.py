@@ -12,7 +12,7 @@ the message for good.
 from __future__ import annotations
 
 import builtins
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from pynamodb.exceptions import (
 )
 from pynamodb.transactions import TransactWrite
 
+from crm import clock
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Unavailable
@@ -194,7 +195,7 @@ class NotificationStore:
     def forget(self, customer_id: str, now: str | None = None) -> int:
         """Erasure: remove the text and the address from every record of the customer, keeping
         what happened (kind, channel, status, reason, when). How many records changed."""
-        forgotten_at = now or datetime.now(UTC).isoformat(timespec="milliseconds")
+        forgotten_at = now or clock.now_iso()
         changed = 0
         try:
             for item in NotificationModel.query(customer_id, consistent_read=True):

@@ -13,7 +13,7 @@ import copy
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from pynamodb.exceptions import (
 )
 from pynamodb.transactions import TransactWrite
 
+from crm import clock
 from crm.config import get_settings
 from crm.domain.customers import Customer
 from crm.domain.errors import Unavailable
@@ -351,7 +352,7 @@ def _write_change(tx: TransactWrite, change: OrderChange, merged: bool = False) 
                 change.delivery_id,
                 order_id=change.order.order_id,
                 received_at=change.now,
-                expires_at=datetime.now(UTC) + timedelta(seconds=DELIVERY_TTL),
+                expires_at=clock.now() + timedelta(seconds=DELIVERY_TTL),
             ),
             condition=DeliveryModel.delivery_id.does_not_exist(),
         )

@@ -1,0 +1,15 @@
+"""The one clock: every timestamp the CRM writes comes from here, in one format (UTC, RFC 3339,
+milliseconds), so that stored times sort and compare as text. Tests that need another time pass
+it in; nothing reads the clock anywhere else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def now_iso() -> str:
+    return now().isoformat(timespec="milliseconds")
