@@ -15,6 +15,7 @@ failed and not raised, so the workflow goes on.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from crm.adapters import messaging
@@ -22,7 +23,7 @@ from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain.customers import ERASED, MERGED, Customer
 from crm.domain.errors import NotFound, Unavailable, ValidationFailed
-from crm.domain.messages import EMAIL, channel_for, locale_for, render
+from crm.domain.messages import EMAIL, Rendered, channel_for, locale_for, render
 from crm.observability import logger, metrics
 from crm.store.customers import get_customer_repository
 from crm.store.notifications import NotificationStore, get_notification_store
@@ -103,64 +104,83 @@ def _check_key(dedup_key: Any) -> str:
     return dedup_key.strip()
 
 
-def send(
-    customer_id: str,
-    kind: str,
-    context: dict[str, Any],
-    dedup_key: str,
-    store: NotificationStore | None = None,
-) -> dict[str, Any]:
-    """Send the message `kind` to the customer, once per `dedup_key`; the outcome as recorded
-    (address masked), or `{"status": "duplicate", ...}` when the key was already used.
+@dataclass
+class Notice:
+    """A message rendered for its customer, ready to claim and send: what `prepare` makes, so
+    that a workflow step can claim it in its own write and `deliver` it after."""
 
-    Raises `NotFound` for an unknown customer, `ValidationFailed` for an unknown kind or an
-    incomplete context (nothing is claimed then), and `Unavailable` when the store or the
-    provider fails in a way a retry may fix. A failed send gives the key back first; a failed
-    record after a send keeps it (a retry answers duplicate: one message, never two)."""
+    customer: Customer
+    kind: str
+    dedup_key: str
+    notification_id: str
+    at: str
+    channel: str | None
+    reason: str | None
+    locale: str
+    rendered: Rendered
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer.customer_id,
+            "notification_id": self.notification_id,
+            "kind": self.kind,
+        }
+
+
+def prepare(customer: Customer, kind: str, context: dict[str, Any], dedup_key: str) -> Notice:
+    """Render `kind` for `customer` and pick the channel. Raises `ValidationFailed` for an
+    unknown kind or an incomplete context, before anything is claimed."""
     key = _check_key(dedup_key)
-    store = store or get_notification_store()
-    customer = _recipient(customer_id)
     locale = locale_for(customer.locale, default_locale())
-    rendered = render(kind, locale, context)  # an incomplete context fails before any claim
+    rendered = render(kind, locale, context)
     channel: str | None
     reason: str | None
     if customer.status == ERASED:
         channel, reason = None, "erased"
     else:
         channel, reason = channel_for(customer.email, customer.phone, customer.consents)
-    notification_id = new_notification_id()
-    now = now_iso()
-    ids = {
-        "customer_id": customer.customer_id,
-        "notification_id": notification_id,
-        "kind": kind,
+    return Notice(
+        customer, kind, key, new_notification_id(), now_iso(), channel, reason, locale, rendered
+    )
+
+
+def duplicate(notice: Notice) -> dict[str, Any]:
+    """The answer for a message whose key was claimed already: nothing is sent."""
+    logger.info("notification duplicate", extra=notice.ids)
+    metrics.add_metric(name="NotificationsDuplicate", unit="Count", value=1)
+    return {
+        "status": DUPLICATE,
+        "customer_id": notice.customer.customer_id,
+        "kind": notice.kind,
+        "dedup_key": notice.dedup_key,
     }
-    if not store.claim(key, now, notification_id=notification_id, kind=kind):
-        logger.info("notification duplicate", extra=ids)
-        metrics.add_metric(name="NotificationsDuplicate", unit="Count", value=1)
-        return {
-            "status": DUPLICATE,
-            "customer_id": customer.customer_id,
-            "kind": kind,
-            "dedup_key": key,
-        }
+
+
+def deliver(notice: Notice, store: NotificationStore | None = None) -> dict[str, Any]:
+    """Send a claimed `notice` and record the outcome on the timeline (which marks the claim
+    done). A failure a retry may fix gives the key back and raises `Unavailable`; a refusal
+    for good is recorded as failed. A failed record after a send keeps the key (a retry
+    answers duplicate: one message, never two)."""
+    store = store or get_notification_store()
+    channel, rendered = notice.channel, notice.rendered
     record: dict[str, Any] = {
-        "notification_id": notification_id,
-        "kind": kind,
+        "notification_id": notice.notification_id,
+        "kind": notice.kind,
         "channel": channel,
         "to": None,
         "status": SKIPPED,
-        "reason": reason,
-        "locale": locale,
+        "reason": notice.reason,
+        "locale": notice.locale,
         "subject": None,
         "text": None,
-        "dedup_key": key,
-        "at": now,
+        "dedup_key": notice.dedup_key,
+        "at": notice.at,
         "provider_message_id": None,
     }
     if channel is not None:
         email = channel == EMAIL
-        to = customer.email if email else customer.phone
+        to = notice.customer.email if email else notice.customer.phone
         assert to is not None  # channel_for picks a channel only with its address
         record.update(
             to=to,
@@ -176,18 +196,14 @@ def send(
             code = refused.details[0].get("code") if refused.details else None
             record.update(status=FAILED, reason=f"delivery_refused:{code or 'unknown'}")
         except Unavailable:
-            store.release(key)
-            logger.warning("notification not sent; will retry", extra={**ids, "channel": channel})
-            metrics.add_metric(name="NotificationsRetried", unit="Count", value=1)
+            give_back(notice, store)
             raise
         else:
             record.update(status=SENT, provider_message_id=message_id)
-    # Sent (or refused) and the key kept: if recording fails now, a retry answers duplicate
-    # rather than sending twice; the loss is a line on the timeline, never a second message.
-    store.record(customer.customer_id, record)
+    store.record(notice.customer.customer_id, record)
     logger.info(
         "notification " + record["status"],
-        extra={**ids, "channel": channel, "reason": record["reason"]},
+        extra={**notice.ids, "channel": channel, "reason": record["reason"]},
     )
     metrics.add_metric(
         name={SENT: "NotificationsSent", SKIPPED: "NotificationsSkipped"}.get(
@@ -196,7 +212,38 @@ def send(
         unit="Count",
         value=1,
     )
-    return {"customer_id": customer.customer_id, **notification_view(record)}
+    return {"customer_id": notice.customer.customer_id, **notification_view(record)}
+
+
+def give_back(notice: Notice, store: NotificationStore | None = None) -> None:
+    """Release a claimed notice that was not sent, so that the step's retry sends it."""
+    (store or get_notification_store()).release(notice.dedup_key)
+    logger.warning(
+        "notification not sent; will retry", extra={**notice.ids, "channel": notice.channel}
+    )
+    metrics.add_metric(name="NotificationsRetried", unit="Count", value=1)
+
+
+def send(
+    customer_id: str,
+    kind: str,
+    context: dict[str, Any],
+    dedup_key: str,
+    store: NotificationStore | None = None,
+) -> dict[str, Any]:
+    """Send the message `kind` to the customer, once per `dedup_key`; the outcome as recorded
+    (address masked), or `{"status": "duplicate", ...}` when the key was already used.
+
+    Raises `NotFound` for an unknown customer, `ValidationFailed` for an unknown kind or an
+    incomplete context (nothing is claimed then), and `Unavailable` when the store or the
+    provider fails in a way a retry may fix (`deliver`)."""
+    store = store or get_notification_store()
+    notice = prepare(_recipient(customer_id), kind, context, dedup_key)
+    if not store.claim(
+        notice.dedup_key, notice.at, notification_id=notice.notification_id, kind=kind
+    ):
+        return duplicate(notice)
+    return deliver(notice, store)
 
 
 # -- routes -------------------------------------------------------------------------------------

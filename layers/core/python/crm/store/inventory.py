@@ -139,6 +139,97 @@ def _stock_update(
     tx.update(InventoryModel(sku, warehouse_id), actions=actions, condition=condition)
 
 
+StockKey = tuple[str, str]  # (sku, warehouse id): a stock item
+Line = tuple[str, str, int]  # (sku, warehouse id, quantity): a reservation line
+
+
+def reserved_lines(allocation: Allocation) -> list[Line]:
+    lines = [(sku, p.warehouse_id, qty) for p in allocation.parts for sku, qty in p.lines]
+    if len(lines) > MAX_LINES:
+        raise ValidationFailed(
+            f"an order can reserve at most {MAX_LINES} SKU and warehouse lines at once",
+            details=[{"field": "lines", "issue": "too_many", "limit": MAX_LINES}],
+        )
+    return lines
+
+
+def allocated_lines(allocation_view: dict[str, Any]) -> list[Line]:
+    """The reservation lines of an allocation as the order records it (`parts` of its view)."""
+    return [
+        (str(line["sku"]), str(part["warehouse_id"]), int(line["quantity"]))
+        for part in allocation_view.get("parts") or []
+        for line in part.get("lines") or []
+    ]
+
+
+def reserve_in(tx: TransactWrite, order_id: str, allocation: Allocation, now: str) -> int:
+    """Add the reservation of `allocation` to `tx`: the order's header and lines (each free:
+    new, or released before) and each stock item's numbers (never below zero). Puts go first,
+    the header first of them: its cancellation reason is the first of these. How many items."""
+    pk = ORDER_PREFIX + order_id
+    lines = reserved_lines(allocation)
+    free = InventoryModel.sk.does_not_exist() | (InventoryModel.state == RELEASED)
+    tx.save(
+        InventoryModel(pk, HEADER, state=RESERVED, at=now, details=allocation.view()),
+        condition=free,
+    )
+    for sku, warehouse_id, qty in lines:
+        tx.save(
+            InventoryModel(
+                pk, f"{sku}#{warehouse_id}", quantity=qty, state=RESERVED, restocked=0, at=now
+            ),
+            condition=free,
+        )
+    for sku, warehouse_id, qty in lines:
+        _stock_update(tx, sku, warehouse_id, now, reserved=qty, available=-qty)
+    return 1 + 2 * len(lines)
+
+
+def move_in(
+    tx: TransactWrite,
+    order_id: str,
+    lines: Sequence[Line],
+    to_state: str,
+    now: str,
+    *,
+    header: bool,
+) -> None:
+    """Add to `tx` the move of the order's reserved `lines` to `to_state` (released: stock back
+    to available; shipped: stock leaves on hand), and of its header with `header`. Each line
+    only if still reserved: a move done already cancels the transaction."""
+    pk = ORDER_PREFIX + order_id
+    if header:
+        tx.update(
+            InventoryModel(pk, HEADER),
+            actions=[InventoryModel.state.set(to_state)],
+            condition=InventoryModel.state == RESERVED,
+        )
+    for sku, warehouse_id, qty in lines:
+        tx.update(
+            InventoryModel(pk, f"{sku}#{warehouse_id}"),
+            actions=[InventoryModel.state.set(to_state), InventoryModel.at.set(now)],
+            condition=InventoryModel.state == RESERVED,
+        )
+        if to_state == RELEASED:
+            _stock_update(tx, sku, warehouse_id, now, reserved=-qty, available=qty)
+        else:
+            _stock_update(tx, sku, warehouse_id, now, on_hand=-qty, reserved=-qty)
+
+
+def level_from_raw(raw: dict[str, Any]) -> StockLevel:
+    """A stock item as a BatchGetItem of several tables answers it (`crm.store.orders`)."""
+    return to_level(InventoryModel.from_raw_data(raw))
+
+
+def level_keys(skus: Iterable[str], warehouse_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """BatchGetItem keys of the stock items of `skus` in `warehouse_ids`."""
+    return [
+        {"sku": {"S": sku}, "sk": {"S": w}}
+        for sku in dict.fromkeys(skus)
+        for w in dict.fromkeys(warehouse_ids)
+    ]
+
+
 class InventoryStore:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -316,36 +407,10 @@ class InventoryStore:
     def try_reserve(self, order_id: str, allocation: Allocation, now: str | None = None) -> str:
         """`reserve`, saying which: RESERVED (now), HELD (already) or CONTENDED (lost a race)."""
         now = now or now_iso()
-        pk = ORDER_PREFIX + order_id
-        lines = [(p.warehouse_id, sku, qty) for p in allocation.parts for sku, qty in p.lines]
-        if len(lines) > MAX_LINES:
-            raise ValidationFailed(
-                f"an order can reserve at most {MAX_LINES} SKU and warehouse lines at once",
-                details=[{"field": "lines", "issue": "too_many", "limit": MAX_LINES}],
-            )
-        free = InventoryModel.sk.does_not_exist() | (InventoryModel.state == RELEASED)
+        lines = reserved_lines(allocation)
         try:
             with TransactWrite(connection=self._connection) as tx:
-                # Puts go first in the request, the header first of them: its cancellation
-                # reason is reasons[0], stock conditions are the last len(lines) reasons.
-                tx.save(
-                    InventoryModel(pk, HEADER, state=RESERVED, at=now, details=allocation.view()),
-                    condition=free,
-                )
-                for warehouse_id, sku, qty in lines:
-                    tx.save(
-                        InventoryModel(
-                            pk,
-                            f"{sku}#{warehouse_id}",
-                            quantity=qty,
-                            state=RESERVED,
-                            restocked=0,
-                            at=now,
-                        ),
-                        condition=free,
-                    )
-                for warehouse_id, sku, qty in lines:
-                    _stock_update(tx, sku, warehouse_id, now, reserved=qty, available=-qty)
+                reserve_in(tx, order_id, allocation, now)
         except TransactWriteError as error:
             reasons = _reasons(error)
             if not reasons:
@@ -360,7 +425,6 @@ class InventoryStore:
     def _move(self, order_id: str, to_state: str, now: str | None) -> list[Reservation]:
         """Every reserved line of the order to `to_state` (released: stock back to available;
         shipped: stock leaves on hand), with the header, in one transaction."""
-        pk = ORDER_PREFIX + order_id
         for attempt in range(MAX_ATTEMPTS):
             stamp = now or now_iso()
             held = self.order_stock(order_id)
@@ -369,39 +433,14 @@ class InventoryStore:
                 return []
             try:
                 with TransactWrite(connection=self._connection) as tx:
-                    if held.state == RESERVED:
-                        tx.update(
-                            InventoryModel(pk, HEADER),
-                            actions=[InventoryModel.state.set(to_state)],
-                            condition=InventoryModel.state == RESERVED,
-                        )
-                    for r in active:
-                        tx.update(
-                            InventoryModel(pk, f"{r.sku}#{r.warehouse_id}"),
-                            actions=[
-                                InventoryModel.state.set(to_state),
-                                InventoryModel.at.set(stamp),
-                            ],
-                            condition=InventoryModel.state == RESERVED,
-                        )
-                        if to_state == RELEASED:
-                            _stock_update(
-                                tx,
-                                r.sku,
-                                r.warehouse_id,
-                                stamp,
-                                reserved=-r.quantity,
-                                available=r.quantity,
-                            )
-                        else:
-                            _stock_update(
-                                tx,
-                                r.sku,
-                                r.warehouse_id,
-                                stamp,
-                                on_hand=-r.quantity,
-                                reserved=-r.quantity,
-                            )
+                    move_in(
+                        tx,
+                        order_id,
+                        [(r.sku, r.warehouse_id, r.quantity) for r in active],
+                        to_state,
+                        stamp,
+                        header=held.state == RESERVED,
+                    )
             except TransactWriteError as error:
                 if not error.cancellation_reasons:
                     raise Unavailable("the stock did not accept the change") from error

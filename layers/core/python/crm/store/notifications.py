@@ -68,6 +68,59 @@ def record_view(item: NotificationModel) -> dict[str, Any]:
     return view
 
 
+def _claim(
+    dedup_key: str, now: str, notification_id: str | None, kind: str
+) -> tuple[NotificationModel, Any]:
+    """The claim item and the condition under which it may be written: free, or taken over
+    from a dead sender (`sending` past the lease), or ours already (this very claim was written
+    and its answer lost: a 500 after the write, sent again by the SDK)."""
+    item = NotificationModel(
+        DEDUP_PREFIX + dedup_key,
+        CLAIM_SK,
+        status=SENDING,
+        at=now,
+        dedup_key=dedup_key,
+        notification_id=notification_id,
+        kind=kind or None,
+    )
+    condition = NotificationModel.customer_id.does_not_exist() | (
+        (NotificationModel.status == SENDING) & (NotificationModel.at < _stale_before(now))
+    )
+    if notification_id:
+        condition = condition | (
+            (NotificationModel.status == SENDING)
+            & (NotificationModel.notification_id == notification_id)
+        )
+    return item, condition
+
+
+def _stale_before(now: str) -> str:
+    return (datetime.fromisoformat(now) - CLAIM_LEASE).isoformat(timespec="milliseconds")
+
+
+def claim_in(
+    tx: TransactWrite, dedup_key: str, now: str, *, notification_id: str, kind: str
+) -> None:
+    """Add the claim of `dedup_key` to a transaction of other writes (a workflow step claims
+    its message in the same write that records the step): the transaction is cancelled if
+    the claim is not free, exactly when `NotificationStore.claim` would answer False."""
+    item, condition = _claim(dedup_key, now, notification_id, kind)
+    tx.save(item, condition=condition)
+
+
+def claim_key(dedup_key: str) -> dict[str, Any]:
+    """The claim's key, for a BatchGetItem that reads it with what a step reads."""
+    return {"customer_id": {"S": DEDUP_PREFIX + dedup_key}, "sk": {"S": CLAIM_SK}}
+
+
+def claim_is_free(raw: dict[str, Any] | None, now: str) -> bool:
+    """Whether a claim read raw (None: absent) may be taken now: absent, or a dead sender's."""
+    if raw is None:
+        return True
+    item = NotificationModel.from_raw_data(raw)
+    return item.status == SENDING and (item.at or "") < _stale_before(now)
+
+
 class NotificationStore:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -78,28 +131,7 @@ class NotificationStore:
         self, dedup_key: str, now: str, *, notification_id: str | None = None, kind: str = ""
     ) -> bool:
         """Claim `dedup_key` for one send; False when another sender holds it or sent it."""
-        stale_before = (datetime.fromisoformat(now) - CLAIM_LEASE).isoformat(
-            timespec="milliseconds"
-        )
-        item = NotificationModel(
-            DEDUP_PREFIX + dedup_key,
-            CLAIM_SK,
-            status=SENDING,
-            at=now,
-            dedup_key=dedup_key,
-            notification_id=notification_id,
-            kind=kind or None,
-        )
-        condition = NotificationModel.customer_id.does_not_exist() | (
-            (NotificationModel.status == SENDING) & (NotificationModel.at < stale_before)
-        )
-        if notification_id:
-            # Ours already: this very claim was written and its answer lost (a 500 after the
-            # write, sent again by the SDK). Without it the message would never go.
-            condition = condition | (
-                (NotificationModel.status == SENDING)
-                & (NotificationModel.notification_id == notification_id)
-            )
+        item, condition = _claim(dedup_key, now, notification_id, kind)
         try:
             item.save(condition=condition)
         except PutError as error:

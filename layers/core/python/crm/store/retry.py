@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from typing import Any
@@ -78,8 +79,37 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))
 
 
+# One botocore client per endpoint for the whole process (see `RetryingConnection.client`).
+_CLIENTS: dict[tuple[str | None, str | None], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _usable(client: Any) -> bool:
+    # PynamoDB's own test: a client built while credentials were unavailable never gets them.
+    signer = getattr(client, "_request_signer", None)
+    return client is not None and not (signer and not signer._credentials)
+
+
 class RetryingConnection(Connection):
-    """A PynamoDB connection whose calls are sent again while they fail in a passing way."""
+    """A PynamoDB connection whose calls are sent again while they fail in a passing way, over
+    the process's one DynamoDB client."""
+
+    @property
+    def client(self) -> Any:
+        """PynamoDB builds a client per connection, each from a new botocore session that parses
+        the DynamoDB service model again (about 90 ms on a cold Lambda), and a request touches
+        several tables: every connection of the process shares one client per endpoint instead
+        (botocore clients are thread-safe once built; building one is not, hence the lock)."""
+        if _usable(self._client):
+            return self._client
+        key = (self.region, self.host)
+        with _CLIENTS_LOCK:
+            shared = _CLIENTS.get(key)
+            if not _usable(shared):
+                self._client = None
+                shared = _CLIENTS[key] = super().client
+            self._client = shared
+        return shared
 
     def _make_api_call(self, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
         if operation_name == "TransactWriteItems" and not operation_kwargs.get(
