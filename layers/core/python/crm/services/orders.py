@@ -11,8 +11,6 @@ a failure writes nothing, so the platform's retry is processed.
 from __future__ import annotations
 
 import copy
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 from crm.adapters import workflows
 from crm.clock import now_iso
 from crm.config import Settings, get_settings
+from crm.contention import retry_on_contention
 from crm.domain import carrier_events
 from crm.domain.customers import ACTIVE, Customer, ProfileInput, apply_profile, new_customer
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
@@ -70,10 +69,6 @@ class Recorded:
     created: bool = False  # "processed" and the order did not exist before
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.002, 0.012) * (attempt + 1))
-
-
 def record_order_event(
     event: OrderEvent,
     delivery_id: str | None,
@@ -93,18 +88,16 @@ def record_order_event(
     `history`: the order comes from a history import; it earns points only if it was delivered
     in the last 12 months (decision 34, `loyalty.order_points`)."""
     store = store or get_order_store()
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            return _record(event, delivery_id, store, start_workflows, refund_limit, history)
-        except DuplicateDelivery:
-            break
-        except Contended:
-            metrics.add_metric(name="OrderWriteRetries", unit="Count", value=1)
-            _backoff(attempt)
-    else:
-        raise Unavailable("the order is being changed by many requests at once; retry")
-    metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
-    return Recorded("duplicate", event.order_id)
+    try:
+        return retry_on_contention(
+            lambda: _record(event, delivery_id, store, start_workflows, refund_limit, history),
+            lost=(Contended,),
+            what="the order",
+            on_retry=lambda: metrics.add_metric(name="OrderWriteRetries", unit="Count", value=1),
+        )
+    except DuplicateDelivery:
+        metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
+        return Recorded("duplicate", event.order_id)
 
 
 def buyer_identity(buyer: Buyer | None, default_country: str) -> tuple[dict[str, Any], list[str]]:
@@ -176,33 +169,16 @@ def _record(
     after.customer_id = customer_id
 
     change = OrderChange(delivery_id, after, now=now)
-    new_contribution = contribution(after)
-    moves_customer = (new_contribution.counted, new_contribution.spent, new_contribution.month) != (
-        before.counted,
-        before.spent,
-        before.spent_month,
+    add_customer_effects(
+        before,
+        change,
+        store,
+        side=CustomerSide(new_profile) if new_profile is not None else None,
+        new_profile=new_profile is not None,
+        history=history,
     )
-    may_move_points = _facts(before) != _facts(after)
-    if customer_id and (moves_customer or may_move_points or new_profile is not None):
-        side = (
-            CustomerSide(new_profile)
-            if new_profile is not None
-            else store.read_customer_side(customer_id, after.order_id)
-        )
-        for _ in range(3):  # a merged profile's orders follow it to the one it was merged into
-            merged_into = side.customer.merged_into if side.customer else None
-            if not merged_into or new_profile is not None:
-                break
-            customer_id = after.customer_id = merged_into
-            side = store.read_customer_side(customer_id, after.order_id)
-        customer = side.customer
-        if customer is None or customer.status != ACTIVE:
-            # Merged or erased since the identity was read: the order stays, unattributed to a
-            # live profile; its stats and points follow the profile it names.
-            customer = None
-        _customer_effects(before, after, customer, side, change, now, history=history)
-        if new_profile is not None:
-            change.claim = claim
+    if new_profile is not None and change.customer is not None:
+        change.claim = claim
 
     if stored is not None and not differs(stored, after) and change.points is None:
         if delivery_id:  # nothing new, but the delivery is recorded so a repeat costs one read
@@ -230,6 +206,47 @@ def _record(
         extra={"order_id": after.order_id, "kind": event.kind, "status": after.status},
     )
     return Recorded("processed", after.order_id, after.status, created=stored is None)
+
+
+def add_customer_effects(
+    before: Order,
+    change: OrderChange,
+    store: OrderStore,
+    *,
+    side: CustomerSide | None = None,
+    new_profile: bool = False,
+    history: bool = False,
+) -> None:
+    """What `change.order` (the order after an event) does to its customer: stats, tier and
+    the order's points, added to `change`. `side`: the customer's side as the caller read it
+    (a new profile, or a workflow step's own read), else read here when needed."""
+    after, now = change.order, change.now
+    customer_id = after.customer_id
+    new_contribution = contribution(after)
+    moves_customer = (new_contribution.counted, new_contribution.spent, new_contribution.month) != (
+        before.counted,
+        before.spent,
+        before.spent_month,
+    )
+    may_move_points = _facts(before) != _facts(after)
+    if not customer_id or not (moves_customer or may_move_points or new_profile):
+        return
+    if side is None or (
+        not new_profile and (side.customer is None or side.customer.customer_id != customer_id)
+    ):
+        side = store.read_customer_side(customer_id, after.order_id)
+    for _ in range(3):  # a merged profile's orders follow it to the one it was merged into
+        merged_into = side.customer.merged_into if side.customer else None
+        if not merged_into or new_profile:
+            break
+        customer_id = after.customer_id = merged_into
+        side = store.read_customer_side(customer_id, after.order_id)
+    customer = side.customer
+    if customer is None or customer.status != ACTIVE:
+        # Merged or erased since the identity was read: the order stays, unattributed to a
+        # live profile; its stats and points follow the profile it names.
+        customer = None
+    _customer_effects(before, after, customer, side, change, now, history=history)
 
 
 Start = tuple[str, str, dict[str, Any]]
@@ -329,31 +346,39 @@ def answer_due(order: Order, *, strict: bool = False) -> bool:
 
 
 def change_order(
-    order_id: str, change: Callable[[Order], Order | None], store: OrderStore | None = None
+    order_id: str,
+    change: Callable[[Order], Order | None],
+    store: OrderStore | None = None,
+    *,
+    order: Order | None = None,
 ) -> Order:
     """Read, change, and write the order at the version read (again on a lost race). `change`
-    returns the changed order, or None for "nothing to change"."""
+    returns the changed order, or None for "nothing to change". `order`: the order as the
+    caller just read it, used for the first attempt instead of reading it again."""
     store = store or get_order_store()
-    for attempt in range(MAX_ATTEMPTS):
-        order = store.get(order_id)
-        if order is None:
+    read = [order]
+
+    def attempt() -> Order:
+        current = read.pop() if read and read[0] is not None else store.get(order_id)
+        if current is None:
             raise NotFound(f"order {order_id} does not exist")
-        changed = change(copy.deepcopy(order))
+        changed = change(copy.deepcopy(current))
         if changed is None:
-            return order
-        status = derive_status(changed)
-        if status != changed.status:
-            changed.status = status
-            changed.status_history = [
-                *changed.status_history,
-                {"status": status, "at": now_iso()},
-            ]
-        try:
-            store.commit(OrderChange(None, changed, now=now_iso()))
-            return changed
-        except Contended:
-            _backoff(attempt)
-    raise Unavailable("the order is being changed by many requests at once; retry")
+            return current
+        with_status(changed)
+        store.commit(OrderChange(None, changed, now=now_iso()))
+        return changed
+
+    return retry_on_contention(attempt, lost=(Contended,), what="the order")
+
+
+def with_status(order: Order) -> Order:
+    """The order with the status its facts and progress give (its history extended)."""
+    status = derive_status(order)
+    if status != order.status:
+        order.status = status
+        order.status_history = [*order.status_history, {"status": status, "at": now_iso()}]
+    return order
 
 
 def money_text(minor: int, order: Order) -> str:

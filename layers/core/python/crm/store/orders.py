@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -30,6 +30,7 @@ from crm import clock
 from crm.config import get_settings
 from crm.domain.customers import Customer
 from crm.domain.errors import Unavailable
+from crm.domain.inventory import StockLevel
 from crm.domain.loyalty import Lot, OrderPoints
 from crm.domain.orders import (
     Order,
@@ -39,6 +40,7 @@ from crm.domain.orders import (
     refunds_to_data,
 )
 from crm.store.customers import to_customer, to_item
+from crm.store.inventory import level_from_raw
 from crm.store.ledger import account_update, entry_item, lot_item, to_lot
 from crm.store.models import (
     CustomerModel,
@@ -48,6 +50,7 @@ from crm.store.models import (
     OrderModel,
     bind_models,
 )
+from crm.store.notifications import claim_key
 from crm.store.retry import RetryingConnection
 
 DELIVERY_TTL = 7 * 24 * 3600  # at least the 24 h the contract asks, with room for late retries
@@ -55,6 +58,10 @@ DELIVERY_TTL = 7 * 24 * 3600  # at least the 24 h the contract asks, with room f
 
 class Contended(Exception):
     """An item changed since it was read (or another writer holds it): read again, redo."""
+
+
+class OrderGone(Exception):
+    """The order a step works on is missing or cancelled (a conditional write said so)."""
 
 
 class DuplicateDelivery(Exception):
@@ -101,11 +108,20 @@ def to_order(item: OrderModel) -> Order:
         shipping_address=item.shipping_address,
         status_history=list(item.status_history or []),
         fulfilment=dict(item.fulfilment or {}),
-        workflow=dict(item.workflow or {}),
+        workflow=_workflow_of(item),
         waiting=item.waiting,
         version=item.version,
         **values,
     )
+
+
+def _workflow_of(item: OrderModel) -> dict[str, Any]:
+    workflow = dict(item.workflow or {})
+    if item.waiting and item.waiting.get("for"):
+        # A waiting step writes only `waiting` (one UpdateItem, `OrderStore.wait_on`): while a
+        # step waits, that is where the workflow is.
+        workflow["state"] = f"awaiting_{item.waiting['for']}"
+    return workflow
 
 
 def to_order_item(order: Order) -> OrderModel:
@@ -146,6 +162,19 @@ class OrderChange:
     tier_event: dict[str, Any] | None = None
     now: str = ""
     save_order: bool = True  # False: only the delivery is recorded (an event with no news)
+
+
+AlsoWrite = Callable[[TransactWrite], Any]  # adds items of other stores to an order's write
+
+
+@dataclass
+class StepRead:
+    """What `OrderStore.read_for_step` found (absent items: None, empty)."""
+
+    order: Order | None = None
+    side: CustomerSide = field(default_factory=lambda: CustomerSide(None))
+    claims: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # key -> raw claim
+    levels: list[StockLevel] = field(default_factory=list)
 
 
 def _without_tracking_numbers(fulfilment: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +324,84 @@ class OrderStore:
                 side.lot = to_lot(item)
         return side
 
+    def read_for_step(
+        self,
+        order_id: str | None,
+        *,
+        customer_id: str | None = None,
+        claims: Iterable[str] = (),
+        stock: Iterable[dict[str, Any]] = (),
+        lot: bool = False,
+    ) -> StepRead:
+        """What a workflow step needs, in one BatchGetItem: the order, its customer, the dedup
+        claims of the messages it sends, stock items (`crm.store.inventory.level_keys`), and
+        with `lot` the customer's balance and the order's points lot."""
+        settings = get_settings()
+        request: dict[str, Any] = {}
+
+        def ask(table: str, keys: list[dict[str, Any]]) -> None:
+            if keys:
+                entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
+                entry["Keys"] += keys
+
+        if order_id:
+            ask(settings.orders_table, [{"order_id": {"S": order_id}}])
+        if customer_id:
+            ask(settings.customers_table, [{"customer_id": {"S": customer_id}}])
+            if lot and order_id:
+                ask(
+                    settings.ledger_table,
+                    [
+                        {"customer_id": {"S": customer_id}, "sk": {"S": "bal"}},
+                        {"customer_id": {"S": customer_id}, "sk": {"S": f"bal#lot#{order_id}"}},
+                    ],
+                )
+        claim_keys = {key: claim_key(key) for key in dict.fromkeys(claims)}
+        ask(settings.notifications_table, list(claim_keys.values()))
+        ask(settings.inventory_table, list(stock))
+        found = self._batch_get(request) if request else {}
+        read = StepRead()
+        for raw in found.get(settings.orders_table, []):
+            read.order = to_order(OrderModel.from_raw_data(raw))
+        for raw in found.get(settings.customers_table, []):
+            read.side.customer = to_customer(CustomerModel.from_raw_data(raw))
+        for raw in found.get(settings.ledger_table, []):
+            item = LedgerModel.from_raw_data(raw)
+            if item.sk == "bal":
+                read.side.balance, read.side.pending = (
+                    int(item.balance or 0),
+                    int(item.pending or 0),
+                )
+            else:
+                read.side.lot = to_lot(item)
+        by_key = {
+            raw["customer_id"]["S"]: raw for raw in found.get(settings.notifications_table, [])
+        }
+        read.claims = {key: by_key.get(k["customer_id"]["S"]) for key, k in claim_keys.items()}
+        read.levels = [level_from_raw(raw) for raw in found.get(settings.inventory_table, [])]
+        return read
+
+    def wait_on(self, order_id: str, waiting: dict[str, Any]) -> Order:
+        """Keep a waiting step's task token on the order, in one UpdateItem that answers the
+        order as written: whichever of the waiting step and a carrier event is written second
+        sees the other (decision 39). The version moves on, so a writer holding the order as
+        it was before retries. `NotFound` / `OrderGone` for a missing or cancelled order."""
+        item = OrderModel(order_id)
+        item.version = 0  # any value: with add_version_condition=False it only adds 1
+        try:
+            item.update(
+                actions=[OrderModel.waiting.set(waiting)],
+                condition=OrderModel.order_id.exists() & OrderModel.cancelled_at.does_not_exist(),
+                add_version_condition=False,
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                raise OrderGone(order_id) from exc
+            raise Unavailable("the order could not be written") from exc
+        except PynamoDBException as exc:
+            raise Unavailable("the order could not be written") from exc
+        return to_order(item)
+
     def _batch_get(self, request: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {table: [] for table in request}
         for attempt in range(8):
@@ -312,11 +419,12 @@ class OrderStore:
 
     # -- the write ----------------------------------------------------------------------------
 
-    def commit(self, change: OrderChange) -> None:
-        """Write the change in one transaction. Raises `Contended` when a condition failed."""
-        self.commit_many([change])
+    def commit(self, change: OrderChange, *, also: Iterable[AlsoWrite] = ()) -> None:
+        """Write the change in one transaction, with `also`'s writes (a workflow step's stock
+        moves and message claims). Raises `Contended` when a condition failed."""
+        self.commit_many([change], also=also)
 
-    def commit_many(self, changes: list[OrderChange]) -> None:
+    def commit_many(self, changes: list[OrderChange], *, also: Iterable[AlsoWrite] = ()) -> None:
         """Write changes that touch different items (see `change_keys`) in one transaction:
         all or none. `DuplicateDelivery` (one change with a delivery recorded meanwhile),
         `Contended` when a condition failed."""
@@ -324,6 +432,8 @@ class OrderStore:
             with TransactWrite(connection=self._connection) as tx:
                 for change in changes:
                     _write_change(tx, change)
+                for write in also:
+                    write(tx)
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in error.cancellation_reasons]
             first = changes[0]
@@ -547,7 +657,9 @@ class BatchingOrderStore(OrderStore):
 
     # -- writes ---------------------------------------------------------------------------
 
-    def commit(self, change: OrderChange) -> None:
+    def commit(self, change: OrderChange, *, also: Iterable[AlsoWrite] = ()) -> None:
+        if list(also):
+            raise ValueError("a history import writes orders alone")
         if change.order.waiting or change.delivery_id:
             # Not for this store (the writer records live orders alone): written now, and
             # nothing read before is trusted after it.
