@@ -348,6 +348,9 @@ class Driver:
         if not item:
             return {}
         workflow = json.loads(item.get("workflow", {}).get("S") or "null") or {}
+        waiting = json.loads(item.get("waiting", {}).get("S") or "null") or {}
+        if waiting.get("for"):  # a waiting step writes only `waiting` (crm.store.orders)
+            workflow["state"] = f"awaiting_{waiting['for']}"
         return {"status": item.get("status", {}).get("S"), "workflow": workflow}
 
     def execution_arn(self, order_id: str) -> str:

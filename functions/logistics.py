@@ -1,4 +1,6 @@
-"""Entry points of logistics: parse the trigger, call the service, answer."""
+"""Carrier callbacks: `POST /logistics/events`, signed like the generic webhook with the
+carrier's own secret (`logistics_secret`): the body's signature is checked and the event parsed
+here; `crm.services.logistics` records it and answers the waiting workflow step."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from crm.config import get_secrets
 from crm.domain import carrier_events
 from crm.domain.signatures import verify_generic
 from crm.services.logistics import MAX_BYTES, record_carrier_event
-from crm.services.orders import find_order
 
 
 @endpoint
@@ -24,8 +25,7 @@ def post_event(request: Request) -> Response:
         raw, request.headers.get("X-Signature"), get_secrets("logistics_secret"), now=time.time()
     )
     event = carrier_events.parse_carrier_event(parse_json(raw), clock.now())
-    order = find_order(event.order_id)
-    recorded = record_carrier_event(order.order_id, event)
+    recorded = record_carrier_event(event)
     body: dict[str, Any] = {
         "status": "accepted" if recorded.new else "duplicate",
         "order_id": recorded.order.order_id,

@@ -22,6 +22,8 @@ if os.environ.get("RECORD_AWS_CALLS"):  # `make permissions`: record each functi
 
     aws_calls.install_from_environment(PROJECT_DIR)
 LOCAL_ENV = stage_environment("local", PROJECT_DIR)
+# Fault injection (crm.config.injected_faults) is armed for the whole test run.
+os.environ["CRM_FAULT_SWITCH"] = "on"
 OPERATOR = {"Authorization": "Bearer local-operator-token"}
 
 

@@ -69,6 +69,7 @@ def start_stack(log_path: Path, *args: str) -> RunningStack:
     api_port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "AWS_", "POWERTOOLS_"))}
     env.update(CRM_API_PORT=str(api_port), CRM_AWS_PORT=str(aws_port), PYTHONUNBUFFERED="1")
+    env["CRM_FAULT_SWITCH"] = "on"  # the fault tests set faults on the running stack
     crm = Path(sys.executable).with_name("crm")
     command = [str(crm)] if crm.exists() else [sys.executable, "-m", "crm_local.cli"]
     began = time.monotonic()

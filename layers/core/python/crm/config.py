@@ -329,17 +329,21 @@ def _parameter_not_found(error: Exception) -> bool:
 
 
 _faults_cache: tuple[float, frozenset[str]] | None = None
+FAULT_SWITCH = "CRM_FAULT_SWITCH"
 
 
 def injected_faults() -> frozenset[str]:
     """Workflow steps told to fail, for fault-injection tests: the SSM parameter
     `/crm/<stage>/faults` holds a comma-separated list such as `fulfilment.allocate`. Kept for
     1 s locally and 60 s in the cloud, absence included (Powertools does not cache a missing
-    parameter, and every workflow step asks). Outside the test stages: none, never read."""
+    parameter, and every workflow step asks). Outside the test stages, or unless
+    `CRM_FAULT_SWITCH=on` (the fault tests arm it): none, never read."""
     global _faults_cache
     settings = get_settings()
-    if settings.stage not in TEST_STAGES:
-        return frozenset()  # the switch does not exist outside the test stages: no SSM read
+    if settings.stage not in TEST_STAGES or os.environ.get(FAULT_SWITCH) != "on":
+        # The switch does not exist outside the test stages, and is armed in them only for
+        # fault tests (`CRM_FAULT_SWITCH=on`): an order's steps pay no SSM read otherwise.
+        return frozenset()
     now = time.monotonic()
     if _faults_cache is not None and _faults_cache[0] > now:
         return _faults_cache[1]

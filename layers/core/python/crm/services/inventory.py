@@ -19,6 +19,7 @@ from crm.config import ConfigError
 from crm.domain.errors import OutOfStock, Unavailable, ValidationFailed
 from crm.domain.inventory import (
     MAX_QUANTITY,
+    Allocation,
     StockLevel,
     Warehouse,
     allocate,
@@ -367,3 +368,34 @@ def check_low_stock() -> dict[str, int]:
     metrics.add_metric(name="LowStockAlerts", unit="Count", value=counts["alerted"])
     logger.info("low stock check", extra=counts)
     return counts
+
+
+# -- allocation inside a workflow step's own read and write -------------------------------------
+
+
+def warehouse_ids() -> list[str]:
+    return [w.warehouse_id for w in warehouses()]
+
+
+def plan_allocation(
+    lines: list[tuple[str, int]],
+    levels: Iterable[StockLevel],
+    shipping_address: dict[str, Any] | None,
+) -> Allocation:
+    """Which warehouse(s) ship what, from stock levels the caller read (the fulfilment step
+    reads them with the order's other items, and reserves in the order's own write).
+    `OutOfStock` / `AddressNotRoutable` as `allocate_and_reserve`."""
+    wanted = _order_lines(lines)
+    return allocate(wanted, levels, warehouses(), destination(shipping_address, china_regions()))
+
+
+def allocation_view(order_id: str, allocation: dict[str, Any], *, replay: bool) -> dict[str, Any]:
+    return _allocation_view(order_id, allocation, replay)
+
+
+def reserved(order_id: str, allocation: Allocation) -> None:
+    """Count and log a reservation made in a workflow step's own write."""
+    metrics.add_metric(name="StockReserved", unit="Count", value=1)
+    if allocation.split:
+        metrics.add_metric(name="SplitAllocations", unit="Count", value=1)
+    logger.info("stock reserved", extra={"order_id": order_id, "parts": len(allocation.parts)})

@@ -14,7 +14,7 @@ from crm.domain import carrier_events
 from crm.domain.carrier_events import CarrierEvent
 from crm.domain.orders import Order
 from crm.observability import logger, metrics
-from crm.services.orders import answer_due, change_order
+from crm.services.orders import answer_due, change_order, find_order
 
 MAX_BYTES = 64 * 1024
 
@@ -24,10 +24,12 @@ class Recorded:
         self.order, self.new = order, new
 
 
-def record_carrier_event(order_id: str, event: CarrierEvent) -> Recorded:
-    """Record the event on the order (once), then answer the waiting step if it is due. A
-    repeat answers too: if the first delivery was recorded but Step Functions could not be
-    reached, the carrier's retry finishes the job."""
+def record_carrier_event(event: CarrierEvent) -> Recorded:
+    """Record the event on the order it names (once), then answer the waiting step if it is
+    due. A repeat answers too: if the first delivery was recorded but Step Functions could not
+    be reached, the carrier's retry finishes the job. The order is read once: the write is at
+    the version found (read again only after a lost race)."""
+    found = find_order(event.order_id)
     outcome = {"new": False}
 
     def add(order: Order) -> Order | None:
@@ -52,7 +54,7 @@ def record_carrier_event(order_id: str, event: CarrierEvent) -> Recorded:
             }
         return order
 
-    order = change_order(order_id, add)
+    order = change_order(found.order_id, add, order=found)
     if outcome["new"]:
         metrics.add_metric(name="CarrierEvents", unit="Count", value=1)
         logger.info(

@@ -82,7 +82,7 @@ def timeline(
 # -- the send path ------------------------------------------------------------------------------
 
 
-def _recipient(customer_id: str) -> Customer:
+def recipient(customer_id: str) -> Customer:
     """The customer a message for `customer_id` goes to: a merged-away id follows its merge."""
     repo = get_customer_repository()
     for _ in range(MAX_MERGE_HOPS):
@@ -238,7 +238,7 @@ def send(
     incomplete context (nothing is claimed then), and `Unavailable` when the store or the
     provider fails in a way a retry may fix (`deliver`)."""
     store = store or get_notification_store()
-    notice = prepare(_recipient(customer_id), kind, context, dedup_key)
+    notice = prepare(recipient(customer_id), kind, context, dedup_key)
     if not store.claim(
         notice.dedup_key, notice.at, notification_id=notice.notification_id, kind=kind
     ):
