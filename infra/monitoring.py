@@ -7,7 +7,7 @@ Alarms (each "more than 0 in 5 minutes", missing data is not a breach):
 - per function: Lambda `Errors` and `Throttles`;
 - per state machine: `ExecutionsFailed + ExecutionsTimedOut + ExecutionsAborted`;
 - the failures queue (the on-failure destination): `ApproximateNumberOfMessagesVisible`;
-- failed imports: the `ImportsFailed` metric `functions/imports.py` emits through Powertools
+- failed imports: the `ImportsFailed` metric `crm/services/imports.py` emits through Powertools
   (the stage's `POWERTOOLS_METRICS_NAMESPACE`, dimension `service`).
 """
 

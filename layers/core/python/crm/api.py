@@ -24,7 +24,7 @@ from crm.domain.errors import (
     Unprocessable,
     ValidationFailed,
 )
-from crm.domain.parsing import MAX_JSON_DEPTH, JsonRefused, ascii_int, load_json
+from crm.domain.parsing import ascii_int, parse_json
 from crm.observability import logger
 from crm.store.errors import limit_exceeded, refused_as_invalid
 
@@ -83,29 +83,6 @@ def raw_body(request: Request, limit: int) -> bytes:
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is {len(raw)} bytes; the limit is {limit}")
     return raw
-
-
-_JSON_MESSAGES = {
-    "not_finite": "the body is not valid JSON: NaN and Infinity are not JSON numbers",
-    "number_too_long": "the body holds a number longer than 100 characters",
-    "too_deep": f"the body is nested deeper than {MAX_JSON_DEPTH} arrays and objects",
-    "invalid_unicode": "the body holds a string that is not valid Unicode",
-}
-
-
-def parse_json(raw: bytes) -> Any:
-    """Strict JSON (`crm.domain.parsing.load_json`): 400 for anything else."""
-    if not raw.strip():
-        raise MalformedRequest("the body is empty; a JSON object was expected")
-    try:
-        return load_json(raw)
-    except JsonRefused as exc:
-        detail: dict[str, Any] = {"issue": exc.issue}
-        if exc.at is not None:
-            detail["at"] = exc.at
-        raise MalformedRequest(
-            _JSON_MESSAGES.get(exc.issue, "the body is not valid JSON"), details=[detail]
-        ) from exc
 
 
 def read_json_object(request: Request) -> dict[str, Any]:

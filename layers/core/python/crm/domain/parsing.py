@@ -1,4 +1,4 @@
-"""Reading untrusted text: integers and JSON, strictly. Pure: standard library only.
+"""Reading untrusted text: integers and JSON, strictly. Pure: stdlib and domain errors only.
 
 Every number and JSON document that comes from outside (a query parameter, a request or webhook
 body, a cell or a line of a dropped file) is read here, so the rules hold in one place:
@@ -14,7 +14,10 @@ body, a cell or a line of a dropped file) is read here, so the rules hold in one
   `JsonRefused` (a `ValueError`), whose `issue` says why: `invalid_json`, `not_finite`,
   `number_too_long`, `too_deep` (more than `MAX_JSON_DEPTH` nested arrays and objects; the
   document itself is depth 1) or `invalid_unicode` (a lone surrogate such as `"\\ud800"`, which
-  no UTF-8 store can keep). Nesting is measured without recursion.
+  no UTF-8 store can keep). Nesting is measured without recursion. `parse_json` reads a
+  request or webhook body with `load_json` and refuses it as `MalformedRequest` (400), with a
+  message that says why, so a service that must verify a body before reading it (a signed
+  webhook) reads it exactly as `crm.api` does.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import math
 import re
 from decimal import Decimal
 from typing import Any
+
+from crm.domain.errors import MalformedRequest
 
 MAX_INT_DIGITS = 18  # below 2**63: every id, count and limit we read fits
 MAX_NUMBER_CHARS = 100  # a JSON number literal longer than this is no number we use
@@ -148,3 +153,26 @@ def _check_text(text: str) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise JsonRefused("invalid_unicode", "a string holds a lone surrogate") from exc
+
+
+_JSON_MESSAGES = {
+    "not_finite": "the body is not valid JSON: NaN and Infinity are not JSON numbers",
+    "number_too_long": "the body holds a number longer than 100 characters",
+    "too_deep": f"the body is nested deeper than {MAX_JSON_DEPTH} arrays and objects",
+    "invalid_unicode": "the body holds a string that is not valid Unicode",
+}
+
+
+def parse_json(raw: bytes) -> Any:
+    """A body as strict JSON (`load_json`): `MalformedRequest` (400) for anything else."""
+    if not raw.strip():
+        raise MalformedRequest("the body is empty; a JSON object was expected")
+    try:
+        return load_json(raw)
+    except JsonRefused as exc:
+        detail: dict[str, Any] = {"issue": exc.issue}
+        if exc.at is not None:
+            detail["at"] = exc.at
+        raise MalformedRequest(
+            _JSON_MESSAGES.get(exc.issue, "the body is not valid JSON"), details=[detail]
+        ) from exc

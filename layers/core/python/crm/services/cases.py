@@ -7,24 +7,29 @@ money is never held for an order nobody is working on.
 
 A `restock_failed` case (a refund whose stock was not put back, functions/refund_stock.py)
 waits for no workflow: its only action, `retry`, puts the stock back at once and resolves it.
+
+`page_of_cases` and `resolve` are what `GET /cases` and `POST /cases/{id}/resolve` ask for.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from crm.adapters import ops, workflows
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.domain.errors import Conflict, ValidationFailed
 from crm.domain.orders import ON_HOLD, SHIPPED, Order
 from crm.observability import logger
-from crm.services import inventory, notifications
+from crm.services import inventory, notifications, refund_stock
 from crm.services.fulfilment import message_context
 from crm.services.orders import change_order, record_order_event
 from crm.services.workflow_steps import full_refund, internal_event, order_of
-from crm.store.cases import get_case_store
+from crm.store.cases import OPEN, RESOLVED, get_case_store
 
 ACTIONS = ("retry", "cancel", "refund")
+STATUSES = (OPEN, RESOLVED)  # the cases listed, by status
 
 
 def case_id_of(order_id: str, attempt: int) -> str:
@@ -193,3 +198,49 @@ STEPS = {
 
 
 # -- routes -------------------------------------------------------------------------------------
+
+
+def page_of_cases(status: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """A page of the cases in `status` (one of `STATUSES`)."""
+    items, next_cursor = get_case_store().list(status, limit, cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An operator's decision taken: `view` is the answer; `done` when it was carried out at
+    once, else it was handed to the workflow waiting for it."""
+
+    view: dict[str, Any]
+    done: bool
+
+
+def resolve(case_id: str, action: str, note: str) -> Resolution:
+    """An operator's decision (`action` one of `ACTIONS`) on an open case."""
+    store = get_case_store()
+    case = store.get(case_id)
+    if case["status"] != OPEN:
+        raise Conflict(f"case {case_id} is already {case['status']}", code="case_closed")
+    if case["reason"] == refund_stock.RESTOCK_FAILED:
+        # A refund's stock that was not put back: the money is back, so only `retry` applies
+        # (put the stock back now); cancel and refund would act on an order that is done.
+        if action != "retry":
+            raise ValidationFailed(
+                "a restock_failed case is resolved with retry (put the stock back)",
+                details=[{"field": "action", "issue": "not_applicable", "allowed": ["retry"]}],
+            )
+        return Resolution(refund_stock.retry_from_case(case, note), done=True)
+    token = store.token_of(case_id)
+    if not token:
+        raise Conflict(
+            f"case {case_id} is not waiting for a decision yet; retry shortly",
+            code="case_not_ready",
+        )
+    try:
+        workflows.succeed(token, {"action": action, "note": note, "by": "operator"})
+    except workflows.TaskGone:
+        raise Conflict(
+            f"case {case_id} no longer waits for a decision", code="case_closed"
+        ) from None
+    view = {**case, "decision": {"action": action, "note": note}, "status": "deciding"}
+    return Resolution(view, done=False)

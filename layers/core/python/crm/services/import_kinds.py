@@ -2,7 +2,7 @@
 
 A kind turns the file's rows into `Unit`s (a customer row, an order's rows, a stock row), each
 validated or with the reason it cannot be, and writes a batch of valid units, answering one
-`Outcome` per unit. The loop (functions/imports.py) does the rest: reading, batching,
+`Outcome` per unit. The loop (crm/services/imports.py) does the rest: reading, batching,
 checkpoints, the error file, the report.
 """
 

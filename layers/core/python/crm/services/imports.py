@@ -1,6 +1,6 @@
 """The S3 drop-folder: a file under `incoming/<kind>/` is imported row by row, in chunks.
 
-`import_file` (the bucket's notification) starts one `FileImport` workflow per drop. Its
+`start_imports` (for the bucket's notification) starts one `FileImport` workflow per drop. Its
 `chunk` step (`import_step`) reads the file from the last checkpoint (Powertools' streaming
 `S3Object`, 64 KB ranged reads, never the whole file), validates rows, hands them to the kind
 (customers, orders, inventory) in batches, and checkpoints every `SEGMENT_ROWS` rows: the byte
@@ -24,10 +24,11 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from crm.adapters import workflows
 from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain import import_files
@@ -84,6 +85,41 @@ def _s3() -> Any:
 
 
 # -- the drop -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drop:
+    """An object put in the bucket, as its notification tells it."""
+
+    bucket: str
+    key: str  # decoded
+    etag: str  # without quotes; "" when the notification does not say
+    at: str  # the notification's event time; "" when it does not say
+
+
+def start_imports(drops: Iterable[Drop]) -> list[str]:
+    """One `FileImport` workflow per file dropped under `incoming/`: the runs started. The
+    execution name comes from the drop itself (key, content, time), so a repeated notification
+    of the same drop starts nothing more."""
+    settings = get_settings()
+    started = []
+    for drop in drops:
+        if not drop.bucket or not drop.key.startswith("incoming/") or drop.key.endswith("/"):
+            continue  # not ours, or a folder marker (what the S3 console's "Create folder" puts)
+        etag = drop.etag
+        if not etag:  # not in every event source's records: ask S3
+            client = _s3()
+            try:
+                etag = client.head_object(Bucket=drop.bucket, Key=drop.key)["ETag"].strip('"')
+            except client.exceptions.ClientError:
+                logger.info("dropped file gone before its import started")
+                continue
+        name = f"{drop.key}|{etag}|{drop.at}"
+        run = workflows.execution_name("import", hashlib.sha256(name.encode()).hexdigest()[:40])
+        payload = {"bucket": drop.bucket, "key": drop.key, "etag": etag, "run": run}
+        workflows.start(settings.import_machine, run, payload)
+        started.append(run)
+    return started
 
 
 # -- the workflow's steps -----------------------------------------------------------------------

@@ -68,7 +68,7 @@ def import_orders(
     return results
 
 
-# -- the import loop's interface (functions/imports.py, `Kind`) ---------------------------------
+# -- the import loop's interface (crm/services/imports.py, `Kind`) ------------------------------
 
 
 def units(rows: Iterator[Row]) -> Iterator[Unit]:

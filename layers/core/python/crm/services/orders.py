@@ -480,3 +480,10 @@ def find_order(order_id: str, store: OrderStore | None = None) -> Order:
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
     return order
+
+
+def order_details(order_id: str) -> dict[str, Any]:
+    """`GET /orders/{id}`: the order's view, by our id or the platform's."""
+    from crm.domain.orders import order_view
+
+    return order_view(find_order(order_id), get_settings().currency)

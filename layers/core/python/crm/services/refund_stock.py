@@ -10,8 +10,8 @@ the ops topic (ids and SKUs only), once however often the step is retried. The c
 action is `retry` (`retry_from_case`): put the goods back now, mark the refund "restocked",
 resolve the case.
 
-Shared by the refund workflow's steps (functions/refunds.py) and the case routes
-(functions/cases.py), which may not import each other's module.
+Shared by the refund workflow's steps (crm/services/refunds.py) and the case decisions
+(crm/services/cases.py).
 """
 
 from __future__ import annotations

@@ -6,25 +6,30 @@ concurrent refund makes one of them read again and re-check). Its points are rev
 same write. The workflow then pays it out (payment adapter), puts stock back, and tells the
 customer; a payout that is refused is compensated: the refund is marked failed (its points come
 back) and operations are told. Stock that cannot be put back leaves the refund paid but opens a
-`restock_failed` case and tells operations (functions/refund_stock.py).
+`restock_failed` case and tells operations (crm/services/refund_stock.py).
+
+`request_refund` and `request_cancellation` are what `POST /orders/{id}/refunds` and
+`POST /orders/{id}/cancel` ask for; `STEPS` are the `refund` workflow's tasks.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from crm.adapters import ops, payments
 from crm.clock import now_iso
 from crm.config import get_settings
-from crm.domain.errors import Unavailable, ValidationFailed
+from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.money import money, to_minor
 from crm.domain.order_events import Refund, RefundLine
-from crm.domain.orders import Order
+from crm.domain.orders import SHIPPED, Order
 from crm.observability import logger
 from crm.services import notifications, refund_stock
+from crm.services.cases import cancel_order, start_refund_workflow
 from crm.services.fulfilment import message_context
-from crm.services.orders import record_order_event
+from crm.services.orders import find_order, record_order_event, stop_waiting
 from crm.services.workflow_steps import internal_event, order_of
 
 
@@ -113,10 +118,64 @@ STEPS = {
 }
 
 
-# -- routes -------------------------------------------------------------------------------------
+# -- asked for through the API ------------------------------------------------------------------
 
 
 MAX_KEY = 128  # characters of a refund's idempotency_key
+
+
+def request_refund(order_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A refund of a paid order (`body` as the contract's refund request), recorded and its
+    workflow started: the refund's view."""
+    order = find_order(order_id)
+    if not order.paid_at:
+        raise Conflict(f"order {order.order_id} is not paid; nothing to refund", code="not_paid")
+    # The key first: a retry of a refund already recorded (its first answer lost, or a 503
+    # from the workflow's start) is that refund, whatever is left to refund now that it is
+    # counted; only its workflow is (re)started.
+    key = body.get("idempotency_key")
+    existing = None
+    if _usable_key(key):
+        refund_id = refund_id_of(order, str(key))
+        existing = next((r for r in order.refunds if r.refund_id == refund_id), None)
+    chosen = existing or _refund_request(order, body)
+    if existing is None:
+        record_order_event(
+            internal_event(order, "refund", chosen.at, refunds=(chosen,)), None, refund_limit=True
+        )
+    start_refund_workflow(order.order_id, chosen.refund_id)
+    currency = order.currency or get_settings().currency
+    return {
+        "refund_id": chosen.refund_id,
+        "order_id": order.order_id,
+        "status": chosen.status,
+        "amount": money(chosen.amount, currency),
+    }
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancellation asked for did: `view` is the answer; `already` when the order was
+    cancelled before (nothing more was done)."""
+
+    view: dict[str, Any]
+    already: bool
+
+
+def request_cancellation(order_id: str, reason: str) -> Cancellation:
+    """The shop cancels an order that has not shipped: its waiting workflow stopped, stock
+    released, the order cancelled and what was paid refunded (`cases.cancel_order`)."""
+    order = find_order(order_id)
+    if order.cancelled_at:
+        view = {"order_id": order.order_id, "status": "cancelled", "refund_id": None}
+        return Cancellation(view, already=True)
+    if order.progress == SHIPPED or order.fulfilled_at:
+        raise Conflict(
+            f"order {order.order_id} has shipped; refund it instead",
+            code="already_shipped",
+        )
+    stop_waiting(order, "OrderCancelled", "the order was cancelled")
+    return Cancellation(cancel_order(order, reason=reason), already=False)
 
 
 def _usable_key(key: Any) -> bool:
