@@ -36,6 +36,7 @@ def _reset_caches() -> None:
 
     get_settings.cache_clear()
     for name in (
+        "crm.store.retry",
         "crm.store.customers",
         "crm.store.orders",
         "crm.store.ledger",

@@ -146,3 +146,9 @@ class RetryingModel(Model):
             # TableConnection builds a plain Connection; this one only adds the retries.
             table.connection.__class__ = RetryingConnection
         return table
+
+
+def reset() -> None:
+    """Forget the shared clients (tests; a process that moves to another endpoint)."""
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
