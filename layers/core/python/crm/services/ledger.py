@@ -9,14 +9,13 @@ once; a lost race reads again.
 from __future__ import annotations
 
 import hashlib
-import random
-import time
 from datetime import timedelta
 from typing import Any
 
 from crm import clock
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.contention import retry_on_contention
 from crm.domain.customers import ACTIVE as ACTIVE_CUSTOMER
 from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from crm.domain.loyalty import (
@@ -51,10 +50,6 @@ MAX_KEY = 128
 
 def program() -> Program:
     return Program(currency=get_settings().currency)
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.002, 0.015) * min(attempt + 1, 6))
 
 
 def _key_id(customer_id: str, key: str) -> str:
@@ -122,7 +117,8 @@ def redeem(
     rules = program()
     value = coupon_for(points, rules)
     entry_id = "redeem:" + _key_id(customer_id, key)
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[dict[str, Any], bool]:
         now = now_iso()
         account = store.account(customer_id)
         try:
@@ -167,13 +163,17 @@ def redeem(
         except CustomerInactive:
             _require_customer(customer_id)  # says which: merged or erased
             raise Conflict(f"customer {customer_id} cannot redeem", code="inactive") from None
-        except LedgerContended:
-            metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1)
-            _backoff(attempt)
-            continue
         metrics.add_metric(name="PointsRedeemed", unit="Count", value=points)
         return coupon, True
-    raise Unavailable("the points are being changed by many requests at once; retry")
+
+    return retry_on_contention(
+        attempt,
+        lost=(LedgerContended,),
+        what="the points",
+        plural=True,
+        attempts=MAX_ATTEMPTS,
+        on_retry=lambda: metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1),
+    )
 
 
 def adjust(
@@ -185,7 +185,8 @@ def adjust(
     rules = program()
     entry_id = "adjust:" + _key_id(customer_id, key)
     _require_customer(customer_id)
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[dict[str, Any], bool]:
         now = now_iso()
         entry = Entry(entry_id, "adjust", points, reason, "operator", now)
         try:
@@ -222,9 +223,6 @@ def adjust(
             if replay is None:
                 raise Unavailable("the adjustment could not be read back; retry") from None
             return replay, False
-        except LedgerContended:
-            _backoff(attempt)
-            continue
         return {
             "entry_id": entry_id,
             "type": "adjust",
@@ -233,7 +231,10 @@ def adjust(
             "source": "operator",
             "at": now,
         }, True
-    raise Unavailable("the points are being changed by many requests at once; retry")
+
+    return retry_on_contention(
+        attempt, lost=(LedgerContended,), what="the points", plural=True, attempts=MAX_ATTEMPTS
+    )
 
 
 def expire_points(now: str | None = None, store: LedgerStore | None = None) -> dict[str, int]:

@@ -8,9 +8,7 @@ race read again. Concurrent upserts of one person therefore converge on one prof
 
 from __future__ import annotations
 
-import random
 import re
-import time
 import uuid
 from datetime import date
 from typing import Any
@@ -19,6 +17,7 @@ from crm import clock
 from crm.adapters import s3
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.contention import retry_on_contention
 from crm.domain.customers import (
     ACTIVE,
     ERASED,
@@ -33,7 +32,7 @@ from crm.domain.customers import (
     profile_view,
     stats_view,
 )
-from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.errors import Conflict, NotFound, ValidationFailed
 from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
@@ -47,6 +46,8 @@ from crm.store.ledger import get_ledger_store
 from crm.store.orders import get_order_store
 
 MAX_ATTEMPTS = 12
+# A write that lost to a concurrent one (an identity claimed, the profile changed): read again.
+LOST = (IdentityTaken, StaleProfile)
 RECENT_ORDERS = 5
 EXPORTS_PREFIX = "exports/"
 # What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
@@ -74,41 +75,37 @@ def new_customer_id() -> str:
     return "cus_" + uuid.uuid4().hex[:20]
 
 
-def _backoff(attempt: int) -> None:
-    # Jittered, so that racing writers stop colliding in lockstep.
-    time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
-
-
 # -- use cases ----------------------------------------------------------------------------------
 
 
 def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Customer, bool]:
     """The profile for `data` created or updated; True when it was created."""
     keys = data.identity_keys().ordered()
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[Customer, bool]:
         now = now_iso()
         owners = repo.resolve(keys)
         owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
-        try:
-            if not owner_ids:
-                customer = apply_profile(
-                    new_customer(new_customer_id(), now), data, now, partial=False
-                )
-                return repo.save(customer, claim=keys, now=now), True
-            primary = repo.get(owner_ids[0])
-            if primary is None or primary.status != ACTIVE:
-                raise StaleProfile()  # merged or erased since the identity was read
-            foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
-            updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
-            updated.possible_duplicates = list(
-                dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
-            )
-            saved = _save_changes(repo, primary, updated, owners, now)
-            return saved, False
-        except (IdentityTaken, StaleProfile):
-            metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1)
-            _backoff(attempt)
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+        if not owner_ids:
+            customer = apply_profile(new_customer(new_customer_id(), now), data, now, partial=False)
+            return repo.save(customer, claim=keys, now=now), True
+        primary = repo.get(owner_ids[0])
+        if primary is None or primary.status != ACTIVE:
+            raise StaleProfile()  # merged or erased since the identity was read
+        foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
+        updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
+        updated.possible_duplicates = list(
+            dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
+        )
+        return _save_changes(repo, primary, updated, owners, now), False
+
+    return retry_on_contention(
+        attempt,
+        lost=LOST,
+        what="the customer",
+        attempts=MAX_ATTEMPTS,
+        on_retry=lambda: metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1),
+    )
 
 
 def _save_changes(
@@ -125,7 +122,7 @@ def _save_changes(
 
 
 def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepository) -> Customer:
-    for attempt in range(MAX_ATTEMPTS):
+    def attempt() -> Customer:
         now = now_iso()
         customer = _active(repo, customer_id)
         updated = apply_profile(customer, data, now, partial=True)
@@ -150,11 +147,9 @@ def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepositor
                     for k in taken
                 ],
             )
-        try:
-            return _save_changes(repo, customer, updated, owners, now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+        return _save_changes(repo, customer, updated, owners, now)
+
+    return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
 def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
@@ -163,7 +158,8 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
             "a customer cannot be merged into itself",
             details=[{"field": "source_id", "issue": "same_as_target"}],
         )
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> Customer:
         now = now_iso()
         target = _active(repo, target_id)
         source = repo.get(source_id)
@@ -175,22 +171,21 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
                 details=[{"field": "source_id", "issue": "source_not_found"}],
             )
         if source.status == MERGED and source.merged_into == target_id:
-            move_history(source_id, target_id)  # finish what an interrupted merge started
-            return target  # already done: a retried merge answers the same
+            return target  # already done: a retried merge answers the same (and finishes it)
         if source.status != ACTIVE:
             raise Conflict(
                 f"customer {source_id} is {source.status} and cannot be merged",
                 code="not_mergeable",
             )
         merged, tombstone = merge_into(target, source, now)
-        try:
-            saved = repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-            continue
-        move_history(source_id, target_id)
-        return saved
-    raise Unavailable("the customers are being changed by many requests at once; retry")
+        return repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
+
+    saved = retry_on_contention(
+        attempt, lost=LOST, what="the customers", plural=True, attempts=MAX_ATTEMPTS
+    )
+    # Also after a merge found done: finishes what an interrupted one started.
+    move_history(source_id, target_id)
+    return saved
 
 
 def move_history(source_id: str, target_id: str) -> dict[str, int]:
@@ -222,14 +217,19 @@ def move_history(source_id: str, target_id: str) -> dict[str, int]:
 
 
 def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:
-    for attempt in range(MAX_ATTEMPTS):
+    def attempt() -> dict[str, Any]:
         now = now_iso()
         customer = repo.get(customer_id)
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist")
-        if customer.status != MERGED:
-            # First, and again on a repeat: a run cut off halfway is finished by the next one.
-            elsewhere = forget_elsewhere(customer_id)
+        if customer.status == MERGED:
+            raise Conflict(
+                "this id was merged; erase the customer it was merged into",
+                code="merged",
+                extra={"merged_into": customer.merged_into},
+            )
+        # First, and again on a repeat: a run cut off halfway is finished by the next one.
+        elsewhere = forget_elsewhere(customer_id)
         if customer.status == ERASED:
             return {
                 "customer_id": customer_id,
@@ -238,12 +238,6 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
                 "identities_removed": 0,
                 "erased_at": customer.erased_at,
             }
-        if customer.status == MERGED:
-            raise Conflict(
-                "this id was merged; erase the customer it was merged into",
-                code="merged",
-                extra={"merged_into": customer.merged_into},
-            )
         cleared, erased_fields = erase(customer, now)
         # Only identities still ours are released (a run cut off halfway released some), and
         # those past what the profile's own transaction carries go first, in their own.
@@ -251,13 +245,9 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
         owners = repo.resolve(listed)
         identities = [k for k in listed if owners.get(k) == customer_id]
         room = MAX_TRANSACTION_ITEMS - 1
-        try:
-            if len(identities) > room:
-                repo.release(customer_id, identities[room:])
-            repo.save(cleared, release=identities[:room], now=now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-            continue
+        if len(identities) > room:
+            repo.release(customer_id, identities[room:])
+        repo.save(cleared, release=identities[:room], now=now)
         logger.info("customer erased", extra={"customer_id": customer_id, "fields": erased_fields})
         return {
             "customer_id": customer_id,
@@ -267,7 +257,8 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
             **elsewhere,
             "erased_at": now,
         }
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+    return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
 def _active(repo: CustomerRepository, customer_id: str) -> Customer:
