@@ -1,19 +1,18 @@
 """Customer profiles: upsert with identity resolution, the 360° view, lookups, PATCH, merge,
 export and erasure.
 
-Each route parses its input into a domain value, runs one use case against the repository and
-answers. Writes are optimistic: read, decide in the domain, write with conditions, and on a lost
-race read again. Concurrent upserts of one person therefore converge on one profile.
+Each use case takes parsed values (a `ProfileInput`, ids) and answers a `Customer` or a view;
+`functions/profiles.py` only parses the request and answers. Writes are optimistic: read,
+decide in the domain, write with conditions, and on a lost race read again. Concurrent upserts
+of one person therefore converge on one profile.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
 from typing import Any
 
-from crm import clock
 from crm.adapters import s3
 from crm.clock import now_iso
 from crm.config import get_settings
@@ -30,9 +29,11 @@ from crm.domain.customers import (
     new_customer,
     profile_state,
     profile_view,
+    refuse_if_erased,
     stats_view,
 )
 from crm.domain.errors import Conflict, NotFound, ValidationFailed
+from crm.domain.identity import normalise_email, normalise_external_ids, normalise_phone
 from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
@@ -78,18 +79,21 @@ def new_customer_id() -> str:
 # -- use cases ----------------------------------------------------------------------------------
 
 
-def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Customer, bool]:
+def upsert_customer(
+    data: ProfileInput, repo: CustomerRepository | None = None
+) -> tuple[Customer, bool]:
     """The profile for `data` created or updated; True when it was created."""
+    customers = repo or get_customer_repository()
     keys = data.identity_keys().ordered()
 
     def attempt() -> tuple[Customer, bool]:
         now = now_iso()
-        owners = repo.resolve(keys)
+        owners = customers.resolve(keys)
         owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
         if not owner_ids:
             customer = apply_profile(new_customer(new_customer_id(), now), data, now, partial=False)
-            return repo.save(customer, claim=keys, now=now), True
-        primary = repo.get(owner_ids[0])
+            return customers.save(customer, claim=keys, now=now), True
+        primary = customers.get(owner_ids[0])
         if primary is None or primary.status != ACTIVE:
             raise StaleProfile()  # merged or erased since the identity was read
         foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
@@ -97,7 +101,7 @@ def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Custo
         updated.possible_duplicates = list(
             dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
         )
-        return _save_changes(repo, primary, updated, owners, now), False
+        return _save_changes(customers, primary, updated, owners, now), False
 
     return retry_on_contention(
         attempt,
@@ -121,10 +125,14 @@ def _save_changes(
     return repo.save(after, claim=claim, release=release, now=now)
 
 
-def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepository) -> Customer:
+def patch_customer(
+    customer_id: str, data: ProfileInput, repo: CustomerRepository | None = None
+) -> Customer:
+    customers = repo or get_customer_repository()
+
     def attempt() -> Customer:
         now = now_iso()
-        customer = _active(repo, customer_id)
+        customer = _active(customers, customer_id)
         updated = apply_profile(customer, data, now, partial=True)
         if not updated.identity_keys():
             raise ValidationFailed(
@@ -132,7 +140,7 @@ def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepositor
                 details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}],
             )
         wanted = updated.identity_keys().ordered()
-        owners = repo.resolve(wanted)
+        owners = customers.resolve(wanted)
         taken = [k for k in wanted if owners.get(k) not in (None, customer_id)]
         if taken:
             raise Conflict(
@@ -147,12 +155,15 @@ def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepositor
                     for k in taken
                 ],
             )
-        return _save_changes(repo, customer, updated, owners, now)
+        return _save_changes(customers, customer, updated, owners, now)
 
     return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
-def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
+def merge_customers(
+    target_id: str, source_id: str, repo: CustomerRepository | None = None
+) -> Customer:
+    customers = repo or get_customer_repository()
     if target_id == source_id:
         raise ValidationFailed(
             "a customer cannot be merged into itself",
@@ -161,8 +172,8 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
 
     def attempt() -> Customer:
         now = now_iso()
-        target = _active(repo, target_id)
-        source = repo.get(source_id)
+        target = _active(customers, target_id)
+        source = customers.get(source_id)
         if source is None:
             # The route's own resource (the target) exists: what is missing is named in the
             # body, so the request is refused as content (422), not as a missing resource.
@@ -178,7 +189,7 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
                 code="not_mergeable",
             )
         merged, tombstone = merge_into(target, source, now)
-        return repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
+        return customers.merge(merged, tombstone, source.identity_keys().ordered(), now)
 
     saved = retry_on_contention(
         attempt, lost=LOST, what="the customers", plural=True, attempts=MAX_ATTEMPTS
@@ -216,10 +227,12 @@ def move_history(source_id: str, target_id: str) -> dict[str, int]:
     return moved
 
 
-def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:
+def erase_customer(customer_id: str, repo: CustomerRepository | None = None) -> dict[str, Any]:
+    customers = repo or get_customer_repository()
+
     def attempt() -> dict[str, Any]:
         now = now_iso()
-        customer = repo.get(customer_id)
+        customer = customers.get(customer_id)
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist")
         if customer.status == MERGED:
@@ -242,12 +255,12 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
         # Only identities still ours are released (a run cut off halfway released some), and
         # those past what the profile's own transaction carries go first, in their own.
         listed = customer.identity_keys().ordered()
-        owners = repo.resolve(listed)
+        owners = customers.resolve(listed)
         identities = [k for k in listed if owners.get(k) == customer_id]
         room = MAX_TRANSACTION_ITEMS - 1
         if len(identities) > room:
-            repo.release(customer_id, identities[room:])
-        repo.save(cleared, release=identities[:room], now=now)
+            customers.release(customer_id, identities[room:])
+        customers.save(cleared, release=identities[:room], now=now)
         logger.info("customer erased", extra={"customer_id": customer_id, "fields": erased_fields})
         return {
             "customer_id": customer_id,
@@ -261,10 +274,74 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
     return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
-def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+def upsert_profile(data: ProfileInput) -> tuple[Customer, bool]:
+    """`POST /customers`: `upsert_customer`, counted as an operator's create or update."""
+    customer, created = upsert_customer(data)
+    metrics.add_metric(
+        name="CustomersCreated" if created else "CustomersUpdated", unit="Count", value=1
+    )
+    return customer, created
+
+
+def find_customers(
+    *,
+    segment: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    external_id: str | None = None,
+) -> dict[str, Any]:
+    """`GET /customers`: a segment's members, or the active profile an identity belongs to (one
+    at most). The first filter given, in this order, is the one used."""
+    if segment is not None:
+        if segment not in BUILTIN_SEGMENTS:
+            raise NotFound(f"segment {segment} does not exist")
+        # Memberships are written by the segmentation job; none exist before its first run.
+        return {"items": [], "next_cursor": None}
+    if email is not None:
+        key = "email:" + normalise_email(email)
+    elif phone is not None:
+        key = "phone:" + normalise_phone(phone, get_settings().default_country)
+    elif external_id is not None:
+        source, _, value = external_id.partition(":")
+        ids = normalise_external_ids({source: value})
+        key = f"ext:{source}:{ids[source]}"
+    else:
+        raise ValidationFailed(
+            "give one of email, phone, external_id or segment",
+            details=[{"field": "query", "issue": "missing_filter"}],
+        )
+    repo = get_customer_repository()
+    owner = repo.owner_of(key)
+    customer = repo.get(owner) if owner else None
+    items = [profile_view(customer)] if customer and customer.status == ACTIVE else []
+    return {"items": items, "next_cursor": None}
+
+
+def customer_record(customer_id: str) -> dict[str, Any]:
+    """`GET /customers/{id}`: the 360° view; for an id merged away, where it went."""
+    customer = _existing(get_customer_repository(), customer_id)
+    if customer.status == MERGED:
+        return {"customer_id": customer_id, "status": MERGED, "merged_into": customer.merged_into}
+    refuse_if_erased(customer)
+    return customer_360(customer)
+
+
+def export_customer(customer_id: str) -> dict[str, Any]:
+    """`GET /customers/{id}/export`: everything held about the person (`export_view`)."""
+    customer = _existing(get_customer_repository(), customer_id)
+    refuse_if_erased(customer)
+    return export_view(customer)
+
+
+def _existing(repo: CustomerRepository, customer_id: str) -> Customer:
     customer = repo.get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    return customer
+
+
+def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+    customer = _existing(repo, customer_id)
     if customer.status == MERGED:
         raise Conflict(
             f"customer {customer_id} was merged",
@@ -340,9 +417,7 @@ def write_export(customer_id: str, name: str) -> str:
     Erasure deletes everything under the customer's `exports/` prefix."""
     if not _EXPORT_NAME.fullmatch(name) or not _EXPORT_NAME.fullmatch(customer_id):
         raise ValueError("an export is named by letters, digits, '.', '_' and '-' only")
-    customer = get_customer_repository().get(customer_id)
-    if customer is None:
-        raise NotFound(f"customer {customer_id} does not exist")
+    customer = _existing(get_customer_repository(), customer_id)
     key = f"{EXPORTS_PREFIX}{customer_id}/{name}.json"
     s3.put_json(get_settings().data_bucket, key, export_view(customer))
     return key
@@ -363,10 +438,3 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
         "notifications_forgotten": get_notification_store().forget(customer_id),
         "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
     }
-
-
-# -- routes (called from app.py) ----------------------------------------------------------------
-
-
-def _today() -> date:
-    return clock.now().date()

@@ -19,6 +19,7 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
+from crm import clock
 from crm.api import json_response
 from crm.config import get_secrets, get_settings, get_source_secrets
 from crm.domain import shopify
@@ -53,7 +54,7 @@ def _generic_secrets(source: str | None) -> list[str]:
 
 def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
     settings = get_settings()
-    today = profiles._today()
+    today = clock.today()
     for _ in range(len(body) + 1):
         try:
             return parse_profile(
