@@ -17,7 +17,8 @@ from crm.clock import now_iso
 from crm.config import get_settings
 from crm.contention import retry_on_contention
 from crm.domain.customers import ACTIVE as ACTIVE_CUSTOMER
-from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.customers import refuse_if_erased
+from crm.domain.errors import Conflict, NotFound, Unavailable
 from crm.domain.loyalty import (
     ACTIVE,
     PENDING,
@@ -45,7 +46,6 @@ from crm.store.ledger import (
 )
 
 MAX_ATTEMPTS = 20
-MAX_KEY = 128
 
 
 def program() -> Program:
@@ -96,6 +96,11 @@ def points_summary(account: Account) -> dict[str, Any]:
     }
 
 
+def redemption_view(customer_id: str, coupon: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a redemption: the coupon, nested and at the top level (the contract's)."""
+    return {"customer_id": customer_id, "coupon": coupon, **coupon}
+
+
 def tier_view(stats: dict[str, Any], now: str, rules: Program) -> dict[str, Any]:
     months = stats.get("spend_months") or {}
     tier = tier_for(months, now, rules)
@@ -107,6 +112,27 @@ def tier_view(stats: dict[str, Any], now: str, rules: Program) -> dict[str, Any]
 
 
 # -- use cases ----------------------------------------------------------------------------------
+
+
+def points_of(customer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`GET /customers/{id}/points`: balance, pending, tier, lots, and a page of entries."""
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
+    store = get_ledger_store()
+    account = store.account(customer_id)
+    entries, next_cursor = store.entries(customer_id, limit, cursor)
+    return {
+        "customer_id": customer_id,
+        "balance": account.balance,
+        "pending": account.pending,
+        "tier": tier_view(customer.stats, now_iso(), program()),
+        "lots": lots_view(account),
+        "entries": entries,
+        "items": entries,
+        "next_cursor": next_cursor,
+    }
 
 
 def redeem(
@@ -272,20 +298,3 @@ def expire_points(now: str | None = None, store: LedgerStore | None = None) -> d
     metrics.add_metric(name="PointsExpired", unit="Count", value=counts["points"])
     logger.info("points expiry", extra=counts)
     return counts
-
-
-# -- routes -------------------------------------------------------------------------------------
-
-
-def _points_body(body: dict[str, Any], *, signed: bool) -> tuple[int, str]:
-    points, key = body.get("points"), body.get("idempotency_key")
-    problems = []
-    if isinstance(points, bool) or not isinstance(points, int):
-        problems.append({"field": "points", "issue": "wrong_type"})
-    elif (points == 0 if signed else points <= 0) or abs(points) > 10**9:
-        problems.append({"field": "points", "issue": "invalid_value"})
-    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
-        problems.append({"field": "idempotency_key", "issue": "missing"})
-    if problems:
-        raise ValidationFailed("points and idempotency_key are required", details=problems)
-    return int(points), str(key).strip()  # type: ignore[arg-type]
