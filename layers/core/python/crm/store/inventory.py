@@ -33,11 +33,10 @@ from crm.clock import now_iso
 from crm.config import get_settings
 from crm.contention import retry_on_contention
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
-from crm.domain.inventory import Allocation, StockLevel
+from crm.domain.inventory import ORDER_PREFIX, Allocation, StockLevel
 from crm.store.models import InventoryModel, bind_models
 from crm.store.retry import RetryingConnection
 
-ORDER_PREFIX = "order#"
 HEADER = "#order"
 RESTOCK_PREFIX = "#restock#"
 RESERVED, RELEASED, SHIPPED = "reserved", "released", "shipped"
