@@ -26,8 +26,8 @@ def get_points(request: Request, customer_id: str) -> Response:
 @endpoint
 def post_redemption(request: Request, customer_id: str) -> Response:
     points, key = parse_redemption(read_json_object(request))
-    coupon, created = ledger.redeem(customer_id, points, key)
-    return json_response(ledger.redemption_view(customer_id, coupon), 201 if created else 200)
+    redemption, created = ledger.redeem(customer_id, points, key)
+    return json_response(redemption, 201 if created else 200)
 
 
 @endpoint

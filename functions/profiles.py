@@ -10,7 +10,7 @@ from chalice.app import Request
 from crm import clock
 from crm.api import endpoint, json_response, page_limit, query, read_json, read_json_object
 from crm.config import get_settings
-from crm.domain.customers import ProfileInput, parse_profile, profile_view
+from crm.domain.customers import ProfileInput, parse_profile
 from crm.domain.errors import ValidationFailed
 from crm.services import profiles
 
@@ -25,8 +25,8 @@ def _profile(body: Any, *, partial: bool) -> ProfileInput:
 
 @endpoint
 def upsert(request: Request) -> Response:
-    customer, created = profiles.upsert_profile(_profile(read_json(request), partial=False))
-    return json_response(profile_view(customer), 201 if created else 200)
+    profile, created = profiles.upsert_profile(_profile(read_json(request), partial=False))
+    return json_response(profile, 201 if created else 200)
 
 
 @endpoint
@@ -45,7 +45,7 @@ def get_customer(customer_id: str) -> Response:
 @endpoint
 def patch(request: Request, customer_id: str) -> Response:
     data = _profile(read_json_object(request), partial=True)
-    return json_response(profile_view(profiles.patch_customer(customer_id, data)))
+    return json_response(profiles.patch_customer(customer_id, data))
 
 
 @endpoint
@@ -55,7 +55,7 @@ def merge(request: Request, customer_id: str) -> Response:
         raise ValidationFailed(
             "source_id is required", details=[{"field": "source_id", "issue": "required"}]
         )
-    return json_response(profile_view(profiles.merge_customers(customer_id, source_id.strip())))
+    return json_response(profiles.merge_customers(customer_id, source_id.strip()))
 
 
 @endpoint

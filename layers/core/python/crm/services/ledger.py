@@ -138,7 +138,8 @@ def points_of(customer_id: str, limit: int, cursor: str | None) -> dict[str, Any
 def redeem(
     customer_id: str, points: int, key: str, store: LedgerStore | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """A coupon for `points`; True when it was created now, False for a replay of `key`."""
+    """A coupon for `points` (the redemption's view); True when it was created now, False for
+    a replay of `key`."""
     store = store or get_ledger_store()
     rules = program()
     value = coupon_for(points, rules)
@@ -192,7 +193,7 @@ def redeem(
         metrics.add_metric(name="PointsRedeemed", unit="Count", value=points)
         return coupon, True
 
-    return retry_on_contention(
+    coupon, created = retry_on_contention(
         attempt,
         lost=(LedgerContended,),
         what="the points",
@@ -200,6 +201,7 @@ def redeem(
         attempts=MAX_ATTEMPTS,
         on_retry=lambda: metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1),
     )
+    return redemption_view(customer_id, coupon), created
 
 
 def adjust(

@@ -127,7 +127,8 @@ def _save_changes(
 
 def patch_customer(
     customer_id: str, data: ProfileInput, repo: CustomerRepository | None = None
-) -> Customer:
+) -> dict[str, Any]:
+    """`PATCH /customers/{id}`: the fields given changed; the profile's view."""
     customers = repo or get_customer_repository()
 
     def attempt() -> Customer:
@@ -157,12 +158,15 @@ def patch_customer(
             )
         return _save_changes(customers, customer, updated, owners, now)
 
-    return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
+    patched = retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
+    return profile_view(patched)
 
 
 def merge_customers(
     target_id: str, source_id: str, repo: CustomerRepository | None = None
-) -> Customer:
+) -> dict[str, Any]:
+    """`POST /customers/{target}/merge`: the source's identities, stats and history go to the
+    target, which answers (its view)."""
     customers = repo or get_customer_repository()
     if target_id == source_id:
         raise ValidationFailed(
@@ -196,7 +200,7 @@ def merge_customers(
     )
     # Also after a merge found done: finishes what an interrupted one started.
     move_history(source_id, target_id)
-    return saved
+    return profile_view(saved)
 
 
 def move_history(source_id: str, target_id: str) -> dict[str, int]:
@@ -274,13 +278,14 @@ def erase_customer(customer_id: str, repo: CustomerRepository | None = None) -> 
     return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
-def upsert_profile(data: ProfileInput) -> tuple[Customer, bool]:
-    """`POST /customers`: `upsert_customer`, counted as an operator's create or update."""
+def upsert_profile(data: ProfileInput) -> tuple[dict[str, Any], bool]:
+    """`POST /customers`: `upsert_customer`, counted as an operator's create or update; the
+    profile's view, and True when it was created."""
     customer, created = upsert_customer(data)
     metrics.add_metric(
         name="CustomersCreated" if created else "CustomersUpdated", unit="Count", value=1
     )
-    return customer, created
+    return profile_view(customer), created
 
 
 def find_customers(
