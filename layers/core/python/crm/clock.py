@@ -4,7 +4,7 @@ it in; nothing reads the clock anywhere else."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 
 def now() -> datetime:
@@ -13,3 +13,8 @@ def now() -> datetime:
 
 def now_iso() -> str:
     return now().isoformat(timespec="milliseconds")
+
+
+def today() -> date:
+    """Today in UTC (what a birthday in the future is measured against)."""
+    return now().date()

@@ -33,8 +33,11 @@ def retry_on_contention(
     what: str,
     attempts: int = ATTEMPTS,
     on_retry: Callable[[], None] | None = None,
+    plural: bool = False,
 ) -> T:
-    """`attempt_once()` until it returns; on an exception in `lost`, pause and try again."""
+    """`attempt_once()` until it returns; on an exception in `lost`, pause and try again.
+    `what` names what was contended in the message ("the customer"; `plural` for "the
+    customers"), which callers see in the 503."""
     for attempt in range(attempts):
         try:
             return attempt_once()
@@ -42,4 +45,5 @@ def retry_on_contention(
             if on_retry is not None:
                 on_retry()
             pause(attempt)
-    raise Unavailable(f"{what} is being changed by many requests at once; retry")
+    verb = "are" if plural else "is"
+    raise Unavailable(f"{what} {verb} being changed by many requests at once; retry")

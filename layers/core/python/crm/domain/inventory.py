@@ -28,11 +28,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from crm.domain.errors import AddressNotRoutable, OutOfStock, ValidationFailed
 
@@ -40,6 +40,10 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
 MAX_COMBINATIONS = 5000  # sets of warehouses tried exactly before the greedy pass takes over
 MAX_QUANTITY = 10**9
+MAX_SKU = 128
+# The store keeps each order's reservations under `order#<order id>`, beside the SKUs' stock:
+# no SKU may look like that.
+ORDER_PREFIX = "order#"
 # Countries whose addresses the region table can place (Shopify treats HK, MO, TW as countries).
 REGION_COUNTRIES = frozenset({"CN", "HK", "MO", "TW"})
 
@@ -326,6 +330,108 @@ class StockLevel:
             "available": self.available,
             "safety_stock": self.safety_stock,
         }
+
+
+# -- stock levels as an operator or a file sets them ----------------------------------------
+
+STOCK_FIELDS = {"warehouse_id", "warehouse", "on_hand", "safety_stock"}
+
+
+class StockSetting(NamedTuple):
+    warehouse_id: str
+    on_hand: int
+    safety_stock: int | None  # None keeps the current one
+
+
+def parse_sku(sku: str) -> str:
+    sku = (sku or "").strip()
+    if (
+        not sku
+        or len(sku) > MAX_SKU
+        or sku.startswith(ORDER_PREFIX)
+        or any(ord(ch) < 32 for ch in sku)
+    ):
+        raise ValidationFailed(
+            f"the SKU must be 1 to {MAX_SKU} printable characters, not starting with "
+            f"'{ORDER_PREFIX}'",
+            details=[{"field": "sku", "issue": "invalid_value"}],
+        )
+    return sku
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_QUANTITY
+
+
+def parse_stock_levels(body: dict[str, Any], known: Collection[str]) -> list[StockSetting]:
+    """`{"warehouses": [{"warehouse_id", "on_hand", "safety_stock"?}, ...]}`, or the contract's
+    single form `{"warehouse", "on_hand", "safety_stock"?}`; `warehouse` and `warehouse_id` are
+    the same field, one of the `known` (configured) ids. Every problem is reported at once."""
+    problems: list[dict[str, Any]] = []
+    if "warehouses" in body:
+        problems += [
+            {"field": k, "issue": "unknown_field"} for k in sorted(set(body) - {"warehouses"})
+        ]
+        entries = body["warehouses"]
+        if not isinstance(entries, list) or not entries:
+            raise ValidationFailed(
+                "warehouses must be a non-empty list",
+                details=[{"field": "warehouses", "issue": "wrong_type"}, *problems],
+            )
+        prefixed = [(f"warehouses[{i}].", e) for i, e in enumerate(entries)]
+    else:
+        prefixed = [("", body)]
+    parsed: list[StockSetting] = []
+    seen: set[str] = set()
+    for prefix, entry in prefixed:
+        if not isinstance(entry, dict):
+            problems.append({"field": prefix.rstrip("."), "issue": "wrong_type"})
+            continue
+        problems += [
+            {"field": prefix + k, "issue": "unknown_field"}
+            for k in sorted(set(entry) - STOCK_FIELDS)
+        ]
+        warehouse_id = entry.get("warehouse_id", entry.get("warehouse"))
+        on_hand, safety = entry.get("on_hand"), entry.get("safety_stock")
+        ok = True
+        if not isinstance(warehouse_id, str) or not warehouse_id.strip():
+            problems.append({"field": prefix + "warehouse_id", "issue": "missing"})
+            ok = False
+        elif warehouse_id not in known:
+            problems.append(
+                {
+                    "field": prefix + "warehouse_id",
+                    "issue": "unknown_warehouse",
+                    "known": sorted(known),
+                }
+            )
+            ok = False
+        elif warehouse_id in seen:
+            problems.append({"field": prefix + "warehouse_id", "issue": "duplicate"})
+            ok = False
+        if "on_hand" not in entry:
+            problems.append({"field": prefix + "on_hand", "issue": "missing"})
+            ok = False
+        elif not _count(on_hand):
+            problems.append({"field": prefix + "on_hand", "issue": "invalid_value"})
+            ok = False
+        if safety is not None and not _count(safety):
+            problems.append({"field": prefix + "safety_stock", "issue": "invalid_value"})
+            ok = False
+        if ok:
+            seen.add(str(warehouse_id))
+            parsed.append(
+                StockSetting(
+                    str(warehouse_id), int(on_hand or 0), None if safety is None else int(safety)
+                )
+            )
+    if problems:
+        raise ValidationFailed(
+            "the stock levels are invalid (on_hand and safety_stock are integers from 0, "
+            "warehouse ids are configured ones)",
+            details=problems,
+        )
+    return parsed
 
 
 @dataclass(frozen=True)

@@ -372,3 +372,41 @@ def order_points(
                 result.balance_delta -= taken
             result.reversed += due
     return result
+
+
+# -- what an operator asks for ------------------------------------------------------------------
+
+MAX_IDEMPOTENCY_KEY = 128
+MAX_REASON = 500
+
+
+def _points_request(body: dict[str, Any], *, signed: bool) -> tuple[int, str]:
+    points, key = body.get("points"), body.get("idempotency_key")
+    problems = []
+    if isinstance(points, bool) or not isinstance(points, int):
+        problems.append({"field": "points", "issue": "wrong_type"})
+    elif (points == 0 if signed else points <= 0) or abs(points) > 10**9:
+        problems.append({"field": "points", "issue": "invalid_value"})
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        problems.append({"field": "idempotency_key", "issue": "missing"})
+    if problems:
+        raise ValidationFailed("points and idempotency_key are required", details=problems)
+    return int(points), str(key).strip()  # type: ignore[arg-type]
+
+
+def parse_redemption(body: dict[str, Any]) -> tuple[int, str]:
+    """A redemption's `(points, idempotency key)`: points above zero."""
+    return _points_request(body, signed=False)
+
+
+def parse_adjustment(body: dict[str, Any]) -> tuple[int, str, str]:
+    """An adjustment's `(points, reason, idempotency key)`: points other than zero, either
+    sign, and a reason (the ledger says why every entry exists)."""
+    points, key = _points_request(body, signed=True)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise ValidationFailed(
+            f"reason is required (1 to {MAX_REASON} characters)",
+            details=[{"field": "reason", "issue": "missing"}],
+        )
+    return points, reason.strip(), key

@@ -17,9 +17,10 @@ from crm.clock import now_iso
 from crm.domain import import_files
 from crm.domain.errors import CrmError, ValidationFailed
 from crm.domain.import_files import Row
+from crm.domain.inventory import parse_sku, parse_stock_levels
 from crm.domain.parsing import ascii_int
 from crm.services.import_kinds import CREATED, FAILED, UNCHANGED, UPDATED, Outcome, Unit
-from crm.services.inventory import _check_sku, parse_stock_body
+from crm.services.inventory import warehouse_names
 from crm.store.inventory import get_inventory_store
 
 BATCH_ROWS = 25
@@ -40,7 +41,7 @@ def _number(value: Any) -> Any:
 def stock_row(row: Row) -> tuple[str, str, int, int | None]:
     """(sku, warehouse id, on hand, safety stock or None) of one row; ValidationFailed else."""
     fields = {str(k).strip().lower(): v for k, v in (row.fields or {}).items()}
-    sku = _check_sku(str(fields.get("sku") or ""))
+    sku = parse_sku(str(fields.get("sku") or ""))
     body = {
         "warehouse": str(fields.get("warehouse") or fields.get("warehouse_id") or "").strip(),
         "on_hand": _number(fields.get("on_hand")),
@@ -48,7 +49,7 @@ def stock_row(row: Row) -> tuple[str, str, int, int | None]:
     safety = _number(fields.get("safety_stock"))
     if safety is not None:
         body["safety_stock"] = safety
-    ((warehouse, on_hand, safety_stock),) = parse_stock_body(body)
+    ((warehouse, on_hand, safety_stock),) = parse_stock_levels(body, warehouse_names())
     return sku, warehouse, on_hand, safety_stock
 
 

@@ -16,11 +16,11 @@ from typing import Any
 from crm.adapters import ops
 from crm.clock import now_iso
 from crm.config import ConfigError
-from crm.domain.errors import OutOfStock, Unavailable, ValidationFailed
+from crm.domain.errors import Conflict, NotFound, OutOfStock, Unavailable, ValidationFailed
 from crm.domain.inventory import (
-    MAX_QUANTITY,
     Allocation,
     StockLevel,
+    StockSetting,
     Warehouse,
     allocate,
     china_regions,
@@ -32,7 +32,6 @@ from crm.domain.inventory import (
 from crm.observability import logger, metrics
 from crm.store.inventory import (
     HELD,
-    ORDER_PREFIX,
     RELEASED,
     RESERVED,
     Reservation,
@@ -40,9 +39,7 @@ from crm.store.inventory import (
 )
 
 ALLOCATION_ATTEMPTS = 10  # each lost race means another order took units: stock only shrinks
-MAX_SKU = 128
 MAX_KEY = 200
-STOCK_FIELDS = {"warehouse_id", "warehouse", "on_hand", "safety_stock"}
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -120,97 +117,6 @@ def _lines_view(reservations: Sequence[Reservation]) -> list[dict[str, Any]]:
 # -- input ----------------------------------------------------------------------------------
 
 
-def _check_sku(sku: str) -> str:
-    sku = (sku or "").strip()
-    if (
-        not sku
-        or len(sku) > MAX_SKU
-        or sku.startswith(ORDER_PREFIX)
-        or any(ord(ch) < 32 for ch in sku)
-    ):
-        raise ValidationFailed(
-            "the SKU must be 1 to 128 printable characters, not starting with 'order#'",
-            details=[{"field": "sku", "issue": "invalid_value"}],
-        )
-    return sku
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_QUANTITY
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def parse_stock_body(body: dict[str, Any]) -> list[tuple[str, int, int | None]]:
-    """`{"warehouses": [{"warehouse_id", "on_hand", "safety_stock"?}, ...]}`, or the contract's
-    single form `{"warehouse", "on_hand", "safety_stock"?}`; `warehouse` and `warehouse_id` are
-    the same field. Every problem is reported at once."""
-    problems: list[dict[str, Any]] = []
-    if "warehouses" in body:
-        problems += [
-            {"field": k, "issue": "unknown_field"} for k in sorted(set(body) - {"warehouses"})
-        ]
-        entries = body["warehouses"]
-        if not isinstance(entries, list) or not entries:
-            raise ValidationFailed(
-                "warehouses must be a non-empty list",
-                details=[{"field": "warehouses", "issue": "wrong_type"}, *problems],
-            )
-        prefixed = [(f"warehouses[{i}].", e) for i, e in enumerate(entries)]
-    else:
-        prefixed = [("", body)]
-    known = warehouse_names()
-    parsed: list[tuple[str, int, int | None]] = []
-    seen: set[str] = set()
-    for prefix, entry in prefixed:
-        if not isinstance(entry, dict):
-            problems.append({"field": prefix.rstrip("."), "issue": "wrong_type"})
-            continue
-        problems += [
-            {"field": prefix + k, "issue": "unknown_field"}
-            for k in sorted(set(entry) - STOCK_FIELDS)
-        ]
-        warehouse_id = entry.get("warehouse_id", entry.get("warehouse"))
-        on_hand, safety = entry.get("on_hand"), entry.get("safety_stock")
-        ok = True
-        if not isinstance(warehouse_id, str) or not warehouse_id.strip():
-            problems.append({"field": prefix + "warehouse_id", "issue": "missing"})
-            ok = False
-        elif warehouse_id not in known:
-            problems.append(
-                {
-                    "field": prefix + "warehouse_id",
-                    "issue": "unknown_warehouse",
-                    "known": sorted(known),
-                }
-            )
-            ok = False
-        elif warehouse_id in seen:
-            problems.append({"field": prefix + "warehouse_id", "issue": "duplicate"})
-            ok = False
-        if "on_hand" not in entry:
-            problems.append({"field": prefix + "on_hand", "issue": "missing"})
-            ok = False
-        elif not _count(on_hand):
-            problems.append({"field": prefix + "on_hand", "issue": "invalid_value"})
-            ok = False
-        if safety is not None and not _count(safety):
-            problems.append({"field": prefix + "safety_stock", "issue": "invalid_value"})
-            ok = False
-        if ok:
-            seen.add(str(warehouse_id))
-            parsed.append((str(warehouse_id), int(on_hand or 0), _optional_int(safety)))
-    if problems:
-        raise ValidationFailed(
-            "the stock levels are invalid (on_hand and safety_stock are integers from 0, "
-            "warehouse ids are configured ones)",
-            details=problems,
-        )
-    return parsed
-
-
 def _order_lines(lines: Iterable[Any]) -> list[tuple[str, int]]:
     """Lines as `(sku, quantity)` pairs, `[sku, quantity]` lists (JSON) or
     `{"sku", "quantity"}` objects (an order's lines as stored)."""
@@ -223,7 +129,43 @@ def _order_lines(lines: Iterable[Any]) -> list[tuple[str, int]]:
     return merge_lines(pairs)
 
 
-# -- routes -------------------------------------------------------------------------------------
+# -- stock levels (the API) ----------------------------------------------------------------------
+
+
+def stock_of(sku: str) -> dict[str, Any]:
+    """`GET /inventory/{sku}`: the SKU's stock in every warehouse that records it."""
+    levels = get_inventory_store().levels([sku])
+    if not levels:
+        raise NotFound(f"no stock is recorded for SKU {sku}")
+    return inventory_view(sku, levels)
+
+
+def set_stock_levels(sku: str, settings: Sequence[StockSetting]) -> dict[str, Any]:
+    """Set on hand (and safety stock) per warehouse. Each warehouse is its own conditional
+    write; on hand below what is reserved for orders is refused (409) before anything is
+    written."""
+    store = get_inventory_store()
+    current = {s.warehouse_id: s for s in store.levels([sku], [w.warehouse_id for w in settings])}
+    refused = [
+        {"warehouse_id": w.warehouse_id, "on_hand": w.on_hand, "reserved": level.reserved}
+        for w in settings
+        if (level := current.get(w.warehouse_id)) is not None and w.on_hand < level.reserved
+    ]
+    if refused:
+        raise Conflict(
+            "on_hand cannot be less than what is reserved for orders",
+            code="stock_reserved",
+            details=refused,
+        )
+    now = now_iso()
+    for warehouse_id, on_hand, safety in settings:
+        store.set_stock(sku, warehouse_id, on_hand, safety, now=now)
+    return inventory_view(sku, store.levels([sku]))
+
+
+def warehouses_view() -> dict[str, Any]:
+    """`GET /warehouses` (the contract's): the configured warehouses."""
+    return {"items": [w.view() for w in warehouses()], "next_cursor": None}
 
 
 # -- the fulfilment workflow's tasks ------------------------------------------------------------

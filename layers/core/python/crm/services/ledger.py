@@ -9,16 +9,16 @@ once; a lost race reads again.
 from __future__ import annotations
 
 import hashlib
-import random
-import time
 from datetime import timedelta
 from typing import Any
 
 from crm import clock
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.contention import retry_on_contention
 from crm.domain.customers import ACTIVE as ACTIVE_CUSTOMER
-from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.customers import refuse_if_erased
+from crm.domain.errors import Conflict, NotFound, Unavailable
 from crm.domain.loyalty import (
     ACTIVE,
     PENDING,
@@ -46,15 +46,10 @@ from crm.store.ledger import (
 )
 
 MAX_ATTEMPTS = 20
-MAX_KEY = 128
 
 
 def program() -> Program:
     return Program(currency=get_settings().currency)
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.002, 0.015) * min(attempt + 1, 6))
 
 
 def _key_id(customer_id: str, key: str) -> str:
@@ -101,6 +96,11 @@ def points_summary(account: Account) -> dict[str, Any]:
     }
 
 
+def redemption_view(customer_id: str, coupon: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a redemption: the coupon, nested and at the top level (the contract's)."""
+    return {"customer_id": customer_id, "coupon": coupon, **coupon}
+
+
 def tier_view(stats: dict[str, Any], now: str, rules: Program) -> dict[str, Any]:
     months = stats.get("spend_months") or {}
     tier = tier_for(months, now, rules)
@@ -114,15 +114,38 @@ def tier_view(stats: dict[str, Any], now: str, rules: Program) -> dict[str, Any]
 # -- use cases ----------------------------------------------------------------------------------
 
 
+def points_of(customer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`GET /customers/{id}/points`: balance, pending, tier, lots, and a page of entries."""
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
+    store = get_ledger_store()
+    account = store.account(customer_id)
+    entries, next_cursor = store.entries(customer_id, limit, cursor)
+    return {
+        "customer_id": customer_id,
+        "balance": account.balance,
+        "pending": account.pending,
+        "tier": tier_view(customer.stats, now_iso(), program()),
+        "lots": lots_view(account),
+        "entries": entries,
+        "items": entries,
+        "next_cursor": next_cursor,
+    }
+
+
 def redeem(
     customer_id: str, points: int, key: str, store: LedgerStore | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """A coupon for `points`; True when it was created now, False for a replay of `key`."""
+    """A coupon for `points` (the redemption's view); True when it was created now, False for
+    a replay of `key`."""
     store = store or get_ledger_store()
     rules = program()
     value = coupon_for(points, rules)
     entry_id = "redeem:" + _key_id(customer_id, key)
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[dict[str, Any], bool]:
         now = now_iso()
         account = store.account(customer_id)
         try:
@@ -167,13 +190,18 @@ def redeem(
         except CustomerInactive:
             _require_customer(customer_id)  # says which: merged or erased
             raise Conflict(f"customer {customer_id} cannot redeem", code="inactive") from None
-        except LedgerContended:
-            metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1)
-            _backoff(attempt)
-            continue
         metrics.add_metric(name="PointsRedeemed", unit="Count", value=points)
         return coupon, True
-    raise Unavailable("the points are being changed by many requests at once; retry")
+
+    coupon, created = retry_on_contention(
+        attempt,
+        lost=(LedgerContended,),
+        what="the points",
+        plural=True,
+        attempts=MAX_ATTEMPTS,
+        on_retry=lambda: metrics.add_metric(name="LedgerWriteRetries", unit="Count", value=1),
+    )
+    return redemption_view(customer_id, coupon), created
 
 
 def adjust(
@@ -185,7 +213,8 @@ def adjust(
     rules = program()
     entry_id = "adjust:" + _key_id(customer_id, key)
     _require_customer(customer_id)
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[dict[str, Any], bool]:
         now = now_iso()
         entry = Entry(entry_id, "adjust", points, reason, "operator", now)
         try:
@@ -222,9 +251,6 @@ def adjust(
             if replay is None:
                 raise Unavailable("the adjustment could not be read back; retry") from None
             return replay, False
-        except LedgerContended:
-            _backoff(attempt)
-            continue
         return {
             "entry_id": entry_id,
             "type": "adjust",
@@ -233,7 +259,10 @@ def adjust(
             "source": "operator",
             "at": now,
         }, True
-    raise Unavailable("the points are being changed by many requests at once; retry")
+
+    return retry_on_contention(
+        attempt, lost=(LedgerContended,), what="the points", plural=True, attempts=MAX_ATTEMPTS
+    )
 
 
 def expire_points(now: str | None = None, store: LedgerStore | None = None) -> dict[str, int]:
@@ -271,20 +300,3 @@ def expire_points(now: str | None = None, store: LedgerStore | None = None) -> d
     metrics.add_metric(name="PointsExpired", unit="Count", value=counts["points"])
     logger.info("points expiry", extra=counts)
     return counts
-
-
-# -- routes -------------------------------------------------------------------------------------
-
-
-def _points_body(body: dict[str, Any], *, signed: bool) -> tuple[int, str]:
-    points, key = body.get("points"), body.get("idempotency_key")
-    problems = []
-    if isinstance(points, bool) or not isinstance(points, int):
-        problems.append({"field": "points", "issue": "wrong_type"})
-    elif (points == 0 if signed else points <= 0) or abs(points) > 10**9:
-        problems.append({"field": "points", "issue": "invalid_value"})
-    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
-        problems.append({"field": "idempotency_key", "issue": "missing"})
-    if problems:
-        raise ValidationFailed("points and idempotency_key are required", details=problems)
-    return int(points), str(key).strip()  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from typing import Any
 from crm.adapters import messaging
 from crm.clock import now_iso
 from crm.config import get_settings
-from crm.domain.customers import ERASED, MERGED, Customer
+from crm.domain.customers import ERASED, MERGED, Customer, refuse_if_erased
 from crm.domain.errors import NotFound, Unavailable, ValidationFailed
 from crm.domain.messages import EMAIL, Rendered, channel_for, locale_for, render
 from crm.observability import logger, metrics
@@ -62,6 +62,17 @@ def notification_view(record: dict[str, Any], *, masked: bool = True) -> dict[st
     if masked:
         view["to"] = mask_address(view.get("to"))
     return view
+
+
+def notifications_of(customer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`GET /customers/{id}/notifications`: a page of the customer's timeline, newest first,
+    addresses masked."""
+    customer = get_customer_repository().get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    refuse_if_erased(customer)
+    records, next_cursor = get_notification_store().list(customer_id, limit, cursor)
+    return {"items": [notification_view(r) for r in records], "next_cursor": next_cursor}
 
 
 def timeline(

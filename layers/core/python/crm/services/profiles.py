@@ -1,24 +1,22 @@
 """Customer profiles: upsert with identity resolution, the 360° view, lookups, PATCH, merge,
 export and erasure.
 
-Each route parses its input into a domain value, runs one use case against the repository and
-answers. Writes are optimistic: read, decide in the domain, write with conditions, and on a lost
-race read again. Concurrent upserts of one person therefore converge on one profile.
+Each use case takes parsed values (a `ProfileInput`, ids) and answers a `Customer` or a view;
+`functions/profiles.py` only parses the request and answers. Writes are optimistic: read,
+decide in the domain, write with conditions, and on a lost race read again. Concurrent upserts
+of one person therefore converge on one profile.
 """
 
 from __future__ import annotations
 
-import random
 import re
-import time
 import uuid
-from datetime import date
 from typing import Any
 
-from crm import clock
 from crm.adapters import s3
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.contention import retry_on_contention
 from crm.domain.customers import (
     ACTIVE,
     ERASED,
@@ -31,9 +29,11 @@ from crm.domain.customers import (
     new_customer,
     profile_state,
     profile_view,
+    refuse_if_erased,
     stats_view,
 )
-from crm.domain.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from crm.domain.errors import Conflict, NotFound, ValidationFailed
+from crm.domain.identity import normalise_email, normalise_external_ids, normalise_phone
 from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
@@ -47,6 +47,8 @@ from crm.store.ledger import get_ledger_store
 from crm.store.orders import get_order_store
 
 MAX_ATTEMPTS = 12
+# A write that lost to a concurrent one (an identity claimed, the profile changed): read again.
+LOST = (IdentityTaken, StaleProfile)
 RECENT_ORDERS = 5
 EXPORTS_PREFIX = "exports/"
 # What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
@@ -74,41 +76,40 @@ def new_customer_id() -> str:
     return "cus_" + uuid.uuid4().hex[:20]
 
 
-def _backoff(attempt: int) -> None:
-    # Jittered, so that racing writers stop colliding in lockstep.
-    time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
-
-
 # -- use cases ----------------------------------------------------------------------------------
 
 
-def upsert_customer(data: ProfileInput, repo: CustomerRepository) -> tuple[Customer, bool]:
+def upsert_customer(
+    data: ProfileInput, repo: CustomerRepository | None = None
+) -> tuple[Customer, bool]:
     """The profile for `data` created or updated; True when it was created."""
+    customers = repo or get_customer_repository()
     keys = data.identity_keys().ordered()
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> tuple[Customer, bool]:
         now = now_iso()
-        owners = repo.resolve(keys)
+        owners = customers.resolve(keys)
         owner_ids = list(dict.fromkeys(owners[k] for k in keys if k in owners))
-        try:
-            if not owner_ids:
-                customer = apply_profile(
-                    new_customer(new_customer_id(), now), data, now, partial=False
-                )
-                return repo.save(customer, claim=keys, now=now), True
-            primary = repo.get(owner_ids[0])
-            if primary is None or primary.status != ACTIVE:
-                raise StaleProfile()  # merged or erased since the identity was read
-            foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
-            updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
-            updated.possible_duplicates = list(
-                dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
-            )
-            saved = _save_changes(repo, primary, updated, owners, now)
-            return saved, False
-        except (IdentityTaken, StaleProfile):
-            metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1)
-            _backoff(attempt)
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+        if not owner_ids:
+            customer = apply_profile(new_customer(new_customer_id(), now), data, now, partial=False)
+            return customers.save(customer, claim=keys, now=now), True
+        primary = customers.get(owner_ids[0])
+        if primary is None or primary.status != ACTIVE:
+            raise StaleProfile()  # merged or erased since the identity was read
+        foreign = {k for k in keys if owners.get(k) not in (None, primary.customer_id)}
+        updated = apply_profile(primary, data.without_identities(foreign), now, partial=False)
+        updated.possible_duplicates = list(
+            dict.fromkeys([*primary.possible_duplicates, *owner_ids[1:]])
+        )
+        return _save_changes(customers, primary, updated, owners, now), False
+
+    return retry_on_contention(
+        attempt,
+        lost=LOST,
+        what="the customer",
+        attempts=MAX_ATTEMPTS,
+        on_retry=lambda: metrics.add_metric(name="ProfileWriteRetries", unit="Count", value=1),
+    )
 
 
 def _save_changes(
@@ -124,10 +125,15 @@ def _save_changes(
     return repo.save(after, claim=claim, release=release, now=now)
 
 
-def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepository) -> Customer:
-    for attempt in range(MAX_ATTEMPTS):
+def patch_customer(
+    customer_id: str, data: ProfileInput, repo: CustomerRepository | None = None
+) -> dict[str, Any]:
+    """`PATCH /customers/{id}`: the fields given changed; the profile's view."""
+    customers = repo or get_customer_repository()
+
+    def attempt() -> Customer:
         now = now_iso()
-        customer = _active(repo, customer_id)
+        customer = _active(customers, customer_id)
         updated = apply_profile(customer, data, now, partial=True)
         if not updated.identity_keys():
             raise ValidationFailed(
@@ -135,7 +141,7 @@ def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepositor
                 details=[{"field": "email|phone|external_ids", "issue": "missing_identity"}],
             )
         wanted = updated.identity_keys().ordered()
-        owners = repo.resolve(wanted)
+        owners = customers.resolve(wanted)
         taken = [k for k in wanted if owners.get(k) not in (None, customer_id)]
         if taken:
             raise Conflict(
@@ -150,23 +156,28 @@ def patch_customer(customer_id: str, data: ProfileInput, repo: CustomerRepositor
                     for k in taken
                 ],
             )
-        try:
-            return _save_changes(repo, customer, updated, owners, now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+        return _save_changes(customers, customer, updated, owners, now)
+
+    patched = retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
+    return profile_view(patched)
 
 
-def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) -> Customer:
+def merge_customers(
+    target_id: str, source_id: str, repo: CustomerRepository | None = None
+) -> dict[str, Any]:
+    """`POST /customers/{target}/merge`: the source's identities, stats and history go to the
+    target, which answers (its view)."""
+    customers = repo or get_customer_repository()
     if target_id == source_id:
         raise ValidationFailed(
             "a customer cannot be merged into itself",
             details=[{"field": "source_id", "issue": "same_as_target"}],
         )
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> Customer:
         now = now_iso()
-        target = _active(repo, target_id)
-        source = repo.get(source_id)
+        target = _active(customers, target_id)
+        source = customers.get(source_id)
         if source is None:
             # The route's own resource (the target) exists: what is missing is named in the
             # body, so the request is refused as content (422), not as a missing resource.
@@ -175,22 +186,21 @@ def merge_customers(target_id: str, source_id: str, repo: CustomerRepository) ->
                 details=[{"field": "source_id", "issue": "source_not_found"}],
             )
         if source.status == MERGED and source.merged_into == target_id:
-            move_history(source_id, target_id)  # finish what an interrupted merge started
-            return target  # already done: a retried merge answers the same
+            return target  # already done: a retried merge answers the same (and finishes it)
         if source.status != ACTIVE:
             raise Conflict(
                 f"customer {source_id} is {source.status} and cannot be merged",
                 code="not_mergeable",
             )
         merged, tombstone = merge_into(target, source, now)
-        try:
-            saved = repo.merge(merged, tombstone, source.identity_keys().ordered(), now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-            continue
-        move_history(source_id, target_id)
-        return saved
-    raise Unavailable("the customers are being changed by many requests at once; retry")
+        return customers.merge(merged, tombstone, source.identity_keys().ordered(), now)
+
+    saved = retry_on_contention(
+        attempt, lost=LOST, what="the customers", plural=True, attempts=MAX_ATTEMPTS
+    )
+    # Also after a merge found done: finishes what an interrupted one started.
+    move_history(source_id, target_id)
+    return profile_view(saved)
 
 
 def move_history(source_id: str, target_id: str) -> dict[str, int]:
@@ -221,15 +231,22 @@ def move_history(source_id: str, target_id: str) -> dict[str, int]:
     return moved
 
 
-def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]:
-    for attempt in range(MAX_ATTEMPTS):
+def erase_customer(customer_id: str, repo: CustomerRepository | None = None) -> dict[str, Any]:
+    customers = repo or get_customer_repository()
+
+    def attempt() -> dict[str, Any]:
         now = now_iso()
-        customer = repo.get(customer_id)
+        customer = customers.get(customer_id)
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist")
-        if customer.status != MERGED:
-            # First, and again on a repeat: a run cut off halfway is finished by the next one.
-            elsewhere = forget_elsewhere(customer_id)
+        if customer.status == MERGED:
+            raise Conflict(
+                "this id was merged; erase the customer it was merged into",
+                code="merged",
+                extra={"merged_into": customer.merged_into},
+            )
+        # First, and again on a repeat: a run cut off halfway is finished by the next one.
+        elsewhere = forget_elsewhere(customer_id)
         if customer.status == ERASED:
             return {
                 "customer_id": customer_id,
@@ -238,26 +255,16 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
                 "identities_removed": 0,
                 "erased_at": customer.erased_at,
             }
-        if customer.status == MERGED:
-            raise Conflict(
-                "this id was merged; erase the customer it was merged into",
-                code="merged",
-                extra={"merged_into": customer.merged_into},
-            )
         cleared, erased_fields = erase(customer, now)
         # Only identities still ours are released (a run cut off halfway released some), and
         # those past what the profile's own transaction carries go first, in their own.
         listed = customer.identity_keys().ordered()
-        owners = repo.resolve(listed)
+        owners = customers.resolve(listed)
         identities = [k for k in listed if owners.get(k) == customer_id]
         room = MAX_TRANSACTION_ITEMS - 1
-        try:
-            if len(identities) > room:
-                repo.release(customer_id, identities[room:])
-            repo.save(cleared, release=identities[:room], now=now)
-        except (IdentityTaken, StaleProfile):
-            _backoff(attempt)
-            continue
+        if len(identities) > room:
+            customers.release(customer_id, identities[room:])
+        customers.save(cleared, release=identities[:room], now=now)
         logger.info("customer erased", extra={"customer_id": customer_id, "fields": erased_fields})
         return {
             "customer_id": customer_id,
@@ -267,13 +274,79 @@ def erase_customer(customer_id: str, repo: CustomerRepository) -> dict[str, Any]
             **elsewhere,
             "erased_at": now,
         }
-    raise Unavailable("the customer is being changed by many requests at once; retry")
+
+    return retry_on_contention(attempt, lost=LOST, what="the customer", attempts=MAX_ATTEMPTS)
 
 
-def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+def upsert_profile(data: ProfileInput) -> tuple[dict[str, Any], bool]:
+    """`POST /customers`: `upsert_customer`, counted as an operator's create or update; the
+    profile's view, and True when it was created."""
+    customer, created = upsert_customer(data)
+    metrics.add_metric(
+        name="CustomersCreated" if created else "CustomersUpdated", unit="Count", value=1
+    )
+    return profile_view(customer), created
+
+
+def find_customers(
+    *,
+    segment: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    external_id: str | None = None,
+) -> dict[str, Any]:
+    """`GET /customers`: a segment's members, or the active profile an identity belongs to (one
+    at most). The first filter given, in this order, is the one used."""
+    if segment is not None:
+        if segment not in BUILTIN_SEGMENTS:
+            raise NotFound(f"segment {segment} does not exist")
+        # Memberships are written by the segmentation job; none exist before its first run.
+        return {"items": [], "next_cursor": None}
+    if email is not None:
+        key = "email:" + normalise_email(email)
+    elif phone is not None:
+        key = "phone:" + normalise_phone(phone, get_settings().default_country)
+    elif external_id is not None:
+        source, _, value = external_id.partition(":")
+        ids = normalise_external_ids({source: value})
+        key = f"ext:{source}:{ids[source]}"
+    else:
+        raise ValidationFailed(
+            "give one of email, phone, external_id or segment",
+            details=[{"field": "query", "issue": "missing_filter"}],
+        )
+    repo = get_customer_repository()
+    owner = repo.owner_of(key)
+    customer = repo.get(owner) if owner else None
+    items = [profile_view(customer)] if customer and customer.status == ACTIVE else []
+    return {"items": items, "next_cursor": None}
+
+
+def customer_record(customer_id: str) -> dict[str, Any]:
+    """`GET /customers/{id}`: the 360° view; for an id merged away, where it went."""
+    customer = _existing(get_customer_repository(), customer_id)
+    if customer.status == MERGED:
+        return {"customer_id": customer_id, "status": MERGED, "merged_into": customer.merged_into}
+    refuse_if_erased(customer)
+    return customer_360(customer)
+
+
+def export_customer(customer_id: str) -> dict[str, Any]:
+    """`GET /customers/{id}/export`: everything held about the person (`export_view`)."""
+    customer = _existing(get_customer_repository(), customer_id)
+    refuse_if_erased(customer)
+    return export_view(customer)
+
+
+def _existing(repo: CustomerRepository, customer_id: str) -> Customer:
     customer = repo.get(customer_id)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    return customer
+
+
+def _active(repo: CustomerRepository, customer_id: str) -> Customer:
+    customer = _existing(repo, customer_id)
     if customer.status == MERGED:
         raise Conflict(
             f"customer {customer_id} was merged",
@@ -349,9 +422,7 @@ def write_export(customer_id: str, name: str) -> str:
     Erasure deletes everything under the customer's `exports/` prefix."""
     if not _EXPORT_NAME.fullmatch(name) or not _EXPORT_NAME.fullmatch(customer_id):
         raise ValueError("an export is named by letters, digits, '.', '_' and '-' only")
-    customer = get_customer_repository().get(customer_id)
-    if customer is None:
-        raise NotFound(f"customer {customer_id} does not exist")
+    customer = _existing(get_customer_repository(), customer_id)
     key = f"{EXPORTS_PREFIX}{customer_id}/{name}.json"
     s3.put_json(get_settings().data_bucket, key, export_view(customer))
     return key
@@ -372,10 +443,3 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
         "notifications_forgotten": get_notification_store().forget(customer_id),
         "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
     }
-
-
-# -- routes (called from app.py) ----------------------------------------------------------------
-
-
-def _today() -> date:
-    return clock.now().date()

@@ -131,7 +131,7 @@ def generic_secrets(source: str | None) -> list[str]:
 
 def _lenient_profile(body: dict[str, Any]) -> ProfileInput:
     settings = get_settings()
-    today = clock.now().date()
+    today = clock.today()
     for _ in range(len(body) + 1):
         try:
             return parse_profile(

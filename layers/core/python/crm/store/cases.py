@@ -10,63 +10,17 @@ import builtins
 from functools import lru_cache
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Conflict, NotFound
 from crm.store.errors import store_error
-from crm.store.retry import RetryingModel
+from crm.store.models import CaseModel, bind_models
 
 OPEN, RESOLVED = "open", "resolved"
 # Free texts a decision may carry (an operator's note); erasure removes them.
 DECISION_TEXTS = ("note", "text")
-
-
-class CasesByStatus(GlobalSecondaryIndex["CaseModel"]):
-    class Meta:
-        index_name = "by_status"
-        projection = AllProjection()
-
-    status = UnicodeAttribute(hash_key=True)
-    opened_at = UnicodeAttribute(range_key=True)
-
-
-class CasesByCustomer(GlobalSecondaryIndex["CaseModel"]):
-    class Meta:
-        index_name = "by_customer"
-        projection = AllProjection()
-
-    customer_id = UnicodeAttribute(hash_key=True)
-    opened_at = UnicodeAttribute(range_key=True)
-
-
-class CaseModel(RetryingModel):
-    class Meta:
-        table_name = "unbound-cases"
-        region = "us-east-1"
-
-    case_id = UnicodeAttribute(hash_key=True)
-    order_id = UnicodeAttribute()
-    customer_id = UnicodeAttribute(null=True)
-    reason = UnicodeAttribute()
-    cause = UnicodeAttribute(null=True)
-    status = UnicodeAttribute()
-    opened_at = UnicodeAttribute()
-    attempt = UnicodeAttribute(null=True)
-    token = UnicodeAttribute(null=True)  # the workflow step waiting for the decision
-    decision = JSONAttribute(null=True)
-    resolved_at = UnicodeAttribute(null=True)
-    # A `restock_failed` case: the refund whose stock was not put back, and its SKUs.
-    refund_id = UnicodeAttribute(null=True)
-    skus = JSONAttribute(null=True)
-    alerted_at = UnicodeAttribute(null=True)  # when operations were told (once)
-    erased_at = UnicodeAttribute(null=True)  # the customer's erasure removed its texts
-
-    by_status = CasesByStatus()
-    by_customer = CasesByCustomer()
 
 
 def case_view(item: CaseModel) -> dict[str, Any]:
@@ -237,19 +191,10 @@ class CaseStore:
 
 @lru_cache(maxsize=1)
 def get_case_store() -> CaseStore:
-    settings = get_settings()
-    if CaseModel.Meta.table_name != settings.cases_table:
-        CaseModel.Meta.table_name = settings.cases_table
-        CaseModel._connection = None
-    import os
-
-    CaseModel.Meta.region = os.environ.get("AWS_REGION") or os.environ.get(
-        "AWS_DEFAULT_REGION", "us-east-1"
-    )
+    bind_models(get_settings())
     return CaseStore()
 
 
 def reset() -> None:
     get_case_store.cache_clear()
     CaseModel._connection = None
-    CaseModel.Meta.table_name = "unbound-cases"

@@ -11,19 +11,17 @@ dropping the same content again resumes from there instead of starting over.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
 from crm.config import get_settings
 from crm.domain.errors import Unavailable
-from crm.store.retry import RetryingModel
+from crm.store.models import ImportModel, bind_models
 
 RUNNING, FAILED, DONE = "running", "failed", "done"
 KEEP_DAYS = 30  # the record of a finished import, for reports and resumes
@@ -31,29 +29,6 @@ KEEP_DAYS = 30  # the record of a finished import, for reports and resumes
 
 class Superseded(Exception):
     """Another run of the same content took the import over: this one stops."""
-
-
-class ImportModel(RetryingModel):
-    class Meta:
-        table_name = "unbound-imports"
-        region = "us-east-1"
-
-    import_id = UnicodeAttribute(hash_key=True)
-    run = UnicodeAttribute()
-    status = UnicodeAttribute()
-    file = UnicodeAttribute()
-    kind = UnicodeAttribute()
-    format = UnicodeAttribute()
-    position = JSONAttribute(null=True)
-    counts = JSONAttribute(null=True)
-    error_parts = NumberAttribute(default=0)
-    chunks = NumberAttribute(default=0)
-    resumed_from = NumberAttribute(null=True)  # the row a resumed run went on after
-    error = UnicodeAttribute(null=True)
-    started_at = UnicodeAttribute()
-    updated_at = UnicodeAttribute()
-    finished_at = UnicodeAttribute(null=True)
-    expires_at = TTLAttribute(null=True)
 
 
 @dataclass
@@ -179,17 +154,10 @@ class ImportStore:
 
 @lru_cache(maxsize=1)
 def get_import_store() -> ImportStore:
-    settings = get_settings()
-    if ImportModel.Meta.table_name != settings.imports_table:
-        ImportModel.Meta.table_name = settings.imports_table
-        ImportModel._connection = None
-    ImportModel.Meta.region = os.environ.get("AWS_REGION") or os.environ.get(
-        "AWS_DEFAULT_REGION", "us-east-1"
-    )
+    bind_models(get_settings())
     return ImportStore()
 
 
 def reset() -> None:
     get_import_store.cache_clear()
     ImportModel._connection = None
-    ImportModel.Meta.table_name = "unbound-imports"

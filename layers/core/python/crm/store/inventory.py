@@ -12,8 +12,6 @@ move only together and only from the state read, so a task run twice moves stock
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +31,12 @@ from pynamodb.transactions import TransactWrite
 
 from crm.clock import now_iso
 from crm.config import get_settings
+from crm.contention import retry_on_contention
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
-from crm.domain.inventory import Allocation, StockLevel
+from crm.domain.inventory import ORDER_PREFIX, Allocation, StockLevel
 from crm.store.models import InventoryModel, bind_models
 from crm.store.retry import RetryingConnection
 
-ORDER_PREFIX = "order#"
 HEADER = "#order"
 RESTOCK_PREFIX = "#restock#"
 RESERVED, RELEASED, SHIPPED = "reserved", "released", "shipped"
@@ -49,8 +47,8 @@ MAX_ATTEMPTS = 10
 CONDITION_FAILED = "ConditionalCheckFailed"
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.002, 0.015) * min(attempt + 1, 6))
+class RaceLost(Exception):
+    """A conditional write found the item changed since it was read: read again and redo."""
 
 
 def _reasons(error: TransactWriteError) -> list[str | None]:
@@ -287,7 +285,8 @@ class InventoryStore:
         """Set what is on hand (and the safety stock; None keeps it). Optimistic: the write is
         conditional on `reserved` being what was read, so `available` stays exact. Refused
         (Conflict) when less would be on hand than is reserved for orders."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> StockLevel:
             stamp = now or now_iso()
             current = self.level(sku, warehouse_id)
             if current is None:
@@ -308,8 +307,7 @@ class InventoryStore:
                 except PutError as exc:
                     if exc.cause_response_code != "ConditionalCheckFailedException":
                         raise Unavailable("the stock could not be written") from exc
-                    _backoff(attempt)
-                    continue
+                    raise RaceLost() from exc  # created meanwhile: read again
                 return level
             if on_hand < current.reserved:
                 raise Conflict(
@@ -339,12 +337,14 @@ class InventoryStore:
             except UpdateError as exc:
                 if exc.cause_response_code != "ConditionalCheckFailedException":
                     raise Unavailable("the stock could not be written") from exc
-                _backoff(attempt)
-                continue
+                raise RaceLost() from exc  # reserved changed meanwhile: read again
             return StockLevel(
                 sku, warehouse_id, on_hand, current.reserved, safety, alerted=current.alerted
             )
-        raise Unavailable("the stock is being changed by many requests at once; retry")
+
+        return retry_on_contention(
+            attempt, lost=(RaceLost,), what="the stock", attempts=MAX_ATTEMPTS
+        )
 
     def mark_alerted(self, sku: str, warehouse_id: str, alerted: bool) -> bool:
         """Set the low-stock mark; True only for the call that changed it (so two concurrent
@@ -425,7 +425,8 @@ class InventoryStore:
     def _move(self, order_id: str, to_state: str, now: str | None) -> list[Reservation]:
         """Every reserved line of the order to `to_state` (released: stock back to available;
         shipped: stock leaves on hand), with the header, in one transaction."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> list[Reservation]:
             stamp = now or now_iso()
             held = self.order_stock(order_id)
             active = [r for r in held.reservations if r.state == RESERVED]
@@ -444,12 +445,14 @@ class InventoryStore:
             except TransactWriteError as error:
                 if not error.cancellation_reasons:
                     raise Unavailable("the stock did not accept the change") from error
-                _backoff(attempt)  # released or shipped meanwhile: read again
-                continue
+                raise RaceLost() from error  # released or shipped meanwhile: read again
             except PynamoDBException as error:
                 raise Unavailable("the stock did not accept the change") from error
             return active
-        raise Unavailable("the order's stock is being changed by many requests at once; retry")
+
+        return retry_on_contention(
+            attempt, lost=(RaceLost,), what="the order's stock", attempts=MAX_ATTEMPTS
+        )
 
     def release(self, order_id: str, now: str | None = None) -> int:
         """Give back every unit the order holds (reserved, not shipped); how many."""
@@ -474,7 +477,8 @@ class InventoryStore:
         transaction, and a replay answers what the first call did (`replay: true`)."""
         pk = ORDER_PREFIX + order_id
         marker = RESTOCK_PREFIX + key
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> dict[str, Any]:
             stamp = now or now_iso()
             held = self.order_stock(order_id)
             if key in held.restocks:
@@ -522,12 +526,15 @@ class InventoryStore:
             except TransactWriteError as error:
                 if not error.cancellation_reasons:
                     raise Unavailable("the stock did not accept the restock") from error
-                _backoff(attempt)  # the same key, or another restock, moved first: read again
-                continue
+                # The same key, or another restock, moved first: read again.
+                raise RaceLost() from error
             except PynamoDBException as error:
                 raise Unavailable("the stock did not accept the restock") from error
             return {**result, "replay": False}
-        raise Unavailable("the order's stock is being changed by many requests at once; retry")
+
+        return retry_on_contention(
+            attempt, lost=(RaceLost,), what="the order's stock", attempts=MAX_ATTEMPTS
+        )
 
 
 @lru_cache(maxsize=1)

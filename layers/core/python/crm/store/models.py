@@ -240,6 +240,73 @@ class InventoryModel(RetryingModel):
     details = JSONAttribute(null=True)  # the header's allocation; a restock's lines
 
 
+class CasesByStatus(GlobalSecondaryIndex["CaseModel"]):
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class CasesByCustomer(GlobalSecondaryIndex["CaseModel"]):
+    class Meta:
+        index_name = "by_customer"
+        projection = AllProjection()
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class CaseModel(RetryingModel):
+    class Meta:
+        table_name = "unbound-cases"
+        region = "us-east-1"
+
+    case_id = UnicodeAttribute(hash_key=True)
+    order_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute()
+    cause = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    opened_at = UnicodeAttribute()
+    attempt = UnicodeAttribute(null=True)
+    token = UnicodeAttribute(null=True)  # the workflow step waiting for the decision
+    decision = JSONAttribute(null=True)
+    resolved_at = UnicodeAttribute(null=True)
+    # A `restock_failed` case: the refund whose stock was not put back, and its SKUs.
+    refund_id = UnicodeAttribute(null=True)
+    skus = JSONAttribute(null=True)
+    alerted_at = UnicodeAttribute(null=True)  # when operations were told (once)
+    erased_at = UnicodeAttribute(null=True)  # the customer's erasure removed its texts
+
+    by_status = CasesByStatus()
+    by_customer = CasesByCustomer()
+
+
+class ImportModel(RetryingModel):
+    class Meta:
+        table_name = "unbound-imports"
+        region = "us-east-1"
+
+    import_id = UnicodeAttribute(hash_key=True)
+    run = UnicodeAttribute()
+    status = UnicodeAttribute()
+    file = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    format = UnicodeAttribute()
+    position = JSONAttribute(null=True)
+    counts = JSONAttribute(null=True)
+    error_parts = NumberAttribute(default=0)
+    chunks = NumberAttribute(default=0)
+    resumed_from = NumberAttribute(null=True)  # the row a resumed run went on after
+    error = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     CustomerModel,
     IdentityModel,
@@ -248,6 +315,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     LedgerModel,
     NotificationModel,
     InventoryModel,
+    CaseModel,
+    ImportModel,
 )
 
 
@@ -263,6 +332,8 @@ def bind_models(settings: Settings) -> None:
         (LedgerModel, settings.ledger_table),
         (NotificationModel, settings.notifications_table),
         (InventoryModel, settings.inventory_table),
+        (CaseModel, settings.cases_table),
+        (ImportModel, settings.imports_table),
     ):
         if model.Meta.table_name == table and getattr(model.Meta, "region", None) == region:
             continue
