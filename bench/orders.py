@@ -216,7 +216,7 @@ class Runner:
 
     def guest_paid(self) -> tuple[Any, int]:
         """orders/paid for an order never seen, bought by a new guest email."""
-        from tests.support.shopify import deliver, order_payload
+        from bench.shopify import deliver, order_payload
 
         n = self.fresh()
         order_id = 7_100_000_000 + n
@@ -226,7 +226,7 @@ class Runner:
     # -- one buyer's story, (a) to (m) ---------------------------------------------------------
 
     def cycle(self) -> dict[str, dict[str, Any]]:
-        from tests.support.shopify import deliver, order_payload, refund_payload
+        from bench.shopify import deliver, order_payload, refund_payload
 
         out: dict[str, dict[str, Any]] = {}
 

@@ -5,6 +5,7 @@ No timing is asserted here: speed is measured under bench/, never in the tests."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -87,3 +88,41 @@ def test_uninstall_restores_botocore_and_stops_counting(moto_dynamodb: None) -> 
     ddb.get_item(TableName=TABLE, Key={"key": {"S": "a"}})  # a client it had hooked
     boto3.client("dynamodb", region_name=REGION).get_item(TableName=TABLE, Key={"key": {"S": "a"}})
     assert counter.calls == {}
+
+
+# -- bench/ stands on its own ------------------------------------------------------------------
+
+
+def test_bench_imports_nothing_from_tests() -> None:
+    import ast
+
+    bench_dir = Path(__file__).resolve().parents[2] / "bench"
+    imported = []
+    for path in sorted(bench_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.append((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                imported += [(path.name, alias.name) for alias in node.names]
+    assert imported
+    assert [(f, m) for f, m in imported if m == "tests" or m.startswith("tests.")] == []
+
+
+def test_the_benchmarks_deliveries_are_the_tests_deliveries() -> None:
+    from bench import shopify as bench_shopify
+    from tests.support import shopify
+
+    lines = [("TEA-1", 1, "150.00"), ("TEA-2", 3, "19.90")]
+    assert bench_shopify.order_payload(
+        7, email="a@example.com", lines=lines, financial_status="paid"
+    ) == shopify.order_payload(7, email="a@example.com", lines=lines, financial_status="paid")
+    assert bench_shopify.order_payload(8) == shopify.order_payload(8)
+    assert bench_shopify.refund_payload(71, 7, amount="25.00") == shopify.refund_payload(
+        71, 7, amount="25.00"
+    )
+    delivery = bench_shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
+    expected = shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
+    assert delivery.headers() == expected.headers()
+    assert bench_shopify.generic_headers(
+        b"{}", 1_700_000_000, bench_shopify.LOGISTICS_SECRET
+    ) == shopify.generic_headers(b"{}", 1_700_000_000, shopify.LOGISTICS_SECRET)
