@@ -126,3 +126,40 @@ def test_the_benchmarks_deliveries_are_the_tests_deliveries() -> None:
     assert bench_shopify.generic_headers(
         b"{}", 1_700_000_000, bench_shopify.LOGISTICS_SECRET
     ) == shopify.generic_headers(b"{}", 1_700_000_000, shopify.LOGISTICS_SECRET)
+
+
+# -- verdicts: a target is judged only on operations that all succeeded -------------------------
+
+
+def test_a_verdict_is_ok_or_missed_only_when_every_operation_succeeded() -> None:
+    from bench.common import verdict
+
+    assert verdict(True) == "OK"
+    assert verdict(False) == "MISSED"
+    assert verdict(None) == ""  # no target, nothing failed: no verdict
+    # A webhook that fails early makes fewer calls: its figure meets the target, and says
+    # nothing.
+    assert verdict(True, failed=2, sample="duplicate answered 401") == (
+        "FAILED (2 failed, e.g. duplicate answered 401)"
+    )
+    assert verdict(False, failed=1, sample="500").startswith("FAILED")
+    assert verdict(None, failed=1, sample="500").startswith("FAILED")
+
+
+def test_failures_count_operations_and_keep_the_first_failure_seen() -> None:
+    from bench.common import Failures, judged
+
+    failures = Failures()
+    assert failures.check(True, "201")
+    assert not failures.check(False, "first POST answered 500")
+    failures.check(False, "first POST answered 503")
+    assert failures.as_dict() == {
+        "operations": 3,
+        "failed": 2,
+        "sample": "first POST answered 500",
+    }
+    both = Failures().add({"operations": 4, "failed": 0, "sample": None}).add(failures)
+    assert (both.operations, both.failed, both.sample) == (7, 2, "first POST answered 500")
+    assert judged(True, both.as_dict()) == "FAILED (2 failed, e.g. first POST answered 500)"
+    assert judged(True, Failures().as_dict()) == "OK"
+    assert judged(True, None) == "OK"
