@@ -163,3 +163,92 @@ def test_failures_count_operations_and_keep_the_first_failure_seen() -> None:
     assert judged(True, both.as_dict()) == "FAILED (2 failed, e.g. first POST answered 500)"
     assert judged(True, Failures().as_dict()) == "OK"
     assert judged(True, None) == "OK"
+
+
+# -- bench/RESULTS.md -------------------------------------------------------------------------
+
+
+def test_a_benchmark_is_failed_if_any_row_failed_else_missed_if_any_missed() -> None:
+    from bench.report import overall
+
+    assert overall(["OK", "", "MISSED", "FAILED (1 failed, e.g. 500)"]) == "FAILED"
+    assert overall(["OK", "MISSED", ""]) == "MISSED"
+    assert overall(["OK", ""]) == "OK"
+    assert overall(["", ""]) == "-"
+
+
+def test_the_results_file_is_rendered_from_the_summary_with_its_load() -> None:
+    from bench.report import render
+
+    summary = {
+        "machine": {"at": "2026-01-01T00:00:00+00:00", "python": "3.11", "cpus": 2},
+        "ran": ["orders"],
+        "seconds": 12.0,
+        "table": [
+            {
+                "benchmark": "orders",
+                "figure": "calls duplicate",
+                "value": "1 [BatchGetItem]",
+                "target": "== 1 call (a read)",
+                "verdict": "FAILED (1 failed, e.g. duplicate answered 401)",
+            }
+        ],
+        "results": {
+            "orders": {"machine": {"at": "2026-01-01T00:00:00+00:00", "loadavg": [1, 2, 3]}}
+        },
+    }
+    text = render(summary)
+    assert "| [orders](#orders) | FAILED | 2026-01-01T00:00:00+00:00 | 1.00, 2.00, 3.00 |" in text
+    assert "| calls duplicate | 1 [BatchGetItem] | == 1 call (a read) | FAILED (1 failed" in text
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+def test_cold_start_reads_every_non_http_lambda_and_its_entry_module_from_app_py(
+    tmp_path: Path,
+) -> None:
+    from bench.cold_start import lambda_handlers
+
+    app_py = tmp_path / "app.py"
+    app_py.write_text(
+        "from chalice import Chalice\n"
+        "app = Chalice(app_name='x')\n"
+        "@app.route('/a')\n"
+        "def a():\n"
+        "    from functions import profiles\n"
+        "@app.authorizer()\n"
+        "def operator(auth_request):\n"
+        "    pass\n"
+        "@app.lambda_function(name='step')\n"
+        "def step_handler(event, context):\n"
+        "    from functions import fulfilment\n"
+        "    return fulfilment.step(event, context)\n"
+        "@app.schedule('rate(1 hour)')\n"
+        "def nightly(event):\n"
+        "    import functions.ledger\n"
+        "@app.on_s3_event(bucket='b')\n"
+        "def dropped(event):\n"
+        "    from functions.imports import import_file\n",
+        encoding="utf-8",
+    )
+    assert lambda_handlers(app_py) == [
+        {
+            "lambda": "step",
+            "handler": "app.step_handler",
+            "trigger": "lambda_function",
+            "entry_modules": ["functions.fulfilment"],
+        },
+        {
+            "lambda": "nightly",
+            "handler": "app.nightly",
+            "trigger": "schedule",
+            "entry_modules": ["functions.ledger"],
+        },
+        {
+            "lambda": "dropped",
+            "handler": "app.dropped",
+            "trigger": "on_s3_event",
+            "entry_modules": ["functions.imports"],
+        },
+    ]
