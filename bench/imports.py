@@ -11,11 +11,11 @@
 2. Calls per row (`bench.calls.CallCounter`, a `before-call` hook on every botocore client,
    boto3's and PynamoDB's) for that import and for a re-import of the same file, with the
    DynamoDB calls split by table (read from the request body).
-3. Peak memory at 100,000 and 1,000,000 rows: the import runs in a child process (its
-   `ru_maxrss` is the function's own), S3 and the imports table served by the project's
-   moto endpoint (`crm_local.endpoint.Endpoint`) in another process, and the customers
-   kind's writer replaced by a stub answering "created" (moto in-process writes ~300 rows/s:
-   1M rows would take an hour, and moto's storage is not the function's memory).
+3. Peak memory at 100,000 and 1,000,000 rows: the import runs in a child process (its peak
+   resident set, VmHWM, is the function's own), S3 and the imports table served by the
+   project's moto endpoint (`crm_local.endpoint.Endpoint`) in another process, and the customers
+   kind's writer replaced by a stub answering "created" (moto in-process writes rows far slower
+   than DynamoDB: 1M rows would take hours, and moto's storage is not the function's memory).
 """
 
 from __future__ import annotations
@@ -766,12 +766,13 @@ def _memory(sizes: tuple[int, ...]) -> dict[str, Any]:
 
 
 NOTES = (
-    "Throughput is one run of the import and one of the floor (under a minute each at "
-    "20,000 rows, but with the re-import and the scans the in-process part takes 4-4.5 "
-    "minutes: no median). Both run against moto in-process, whose DynamoDB costs most of "
-    "the time: compare the ratio, not the rows/s, with AWS.",
-    "Memory: moto in-process writes ~300 rows/s, so 1M rows through the real writer would take "
-    "an hour, and moto's own storage would be counted as the function's memory. The memory "
+    "Throughput is one run of the import and one of the floor (with the re-import and the "
+    "scans, the in-process part is the longest of all benchmarks: no median). Both run "
+    "against moto in-process, whose DynamoDB costs most of the time: compare the ratio, not "
+    "the rows/s, with AWS.",
+    "Memory: moto in-process writes rows far slower than DynamoDB, so a million rows through "
+    "the real writer would take hours, and moto's own storage would be counted as the "
+    "function's memory. The memory "
     "runs therefore stub the customers writer (every unit answered 'created', no DynamoDB "
     "call) and serve S3 and the imports table from a moto server in another process: the "
     "measured path is streaming S3 ranged reads, decoding, CSV parsing, validation, batching, "
@@ -781,8 +782,8 @@ NOTES = (
     "reported too but is not the figure: Linux carries the parent's resident set at fork "
     "into the child's ru_maxrss (ru_maxrss_at_start_mb, read before any import, is the "
     "benchmark process's size), so it is the function's own only when that is smaller.",
-    "The memory runs keep the code's default chunk budget (CRM_IMPORT_CHUNK_ROWS unset: "
-    "200,000); the throughput run uses the local stage's value (chunk_rows_setting).",
+    "The memory runs keep the code's default chunk budget (CRM_IMPORT_CHUNK_ROWS unset); the "
+    "throughput run uses the local stage's value (chunk_rows_setting in both).",
 )
 
 
