@@ -32,7 +32,8 @@ test: lint
 test-fast: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/integration
 
-## Benchmarks: figures as JSON under bench/results/.
+## Benchmarks: every figure as JSON under bench/results/ (git-ignored), and bench/RESULTS.md
+## (committed) rewritten from them: the figures, targets and verdicts that the docs refer to.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -1,13 +1,15 @@
 """`python -m bench [name ...] [--quick]`: run the benchmarks (all by default), print a summary
-table and write bench/results/<name>.json and bench/results/summary.json.
+table, write bench/results/<name>.json and bench/results/summary.json, and rewrite the committed
+bench/RESULTS.md from that summary (not after `--quick`, whose figures mean nothing).
 
-Missed targets are reported, not fatal: the exit status is non-zero only when a benchmark
-could not run at all.
+Missed targets and failed operations are reported (MISSED, FAILED), not fatal: the exit status
+is non-zero only when a benchmark could not run at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -16,9 +18,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bench.common import RESULTS_DIR, machine, write_result
+from bench.common import PROJECT_DIR, RESULTS_DIR, Row, machine, write_result
+from bench.report import RESULTS_MD, write_results_md
 
-Rows = list[tuple[str, str, str]]
+Rows = list[Row]
 
 
 def _cold_start(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, Any]], Rows]]:
@@ -75,9 +78,9 @@ BENCHMARKS: dict[
 }
 
 
-def _table(rows: list[tuple[str, str, str, str]]) -> str:
-    headers = ("benchmark", "figure", "target", "value")
-    rows = [(b, f, t, v) for b, f, v, t in rows]  # the long column last
+def _table(rows: list[tuple[str, ...]]) -> str:
+    headers = ("benchmark", "figure", "target", "verdict", "value")
+    rows = [(b, f, t, v, value) for b, f, value, t, v in rows]  # the long column last
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -88,6 +91,13 @@ def _table(rows: list[tuple[str, str, str, str]]) -> str:
     out = [line(headers), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def _rows_of(name: str, result: Mapping[str, Any]) -> list[Row]:
+    """The summary rows of a result kept from an earlier run (the module renders them)."""
+    module = importlib.import_module(f"bench.{name}")
+    rows: list[Row] = module.summary_rows(result)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few runs only: checks that the benchmarks work, figures are not meaningful",
+        help="a few runs only: checks that the benchmarks work, figures are not meaningful "
+        f"(and {RESULTS_MD.name} is not rewritten)",
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     failed: list[str] = []
     for name in selected:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -125,12 +136,21 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             traceback.print_exc()
             failed.append(name)
-            results[name] = {"name": name, "error": traceback.format_exc()}
-            rows.append((name, "ERROR", "benchmark failed, see stderr", ""))
+            results[name] = {
+                "name": name,
+                "machine": machine(),
+                "error": traceback.format_exc(),
+                "quick": args.quick,
+            }
+            write_result(name, results[name])  # not an older success kept in its place
+            rows.append((name, "ERROR", "benchmark could not run, see stderr", "", "FAILED"))
             continue
         print(
             f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True
         )
+        # Marked in its own file too: a later run of another benchmark keeps it in the summary.
+        result = {**result, "quick": args.quick}
+        write_result(name, result)
         results[name] = result
         rows += [(name, *row) for row in summarise(result)]
 
@@ -138,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in BENCHMARKS:
         previous = RESULTS_DIR / f"{name}.json"
         if name not in results and previous.exists():
-            results[name] = {
-                **json.loads(previous.read_text(encoding="utf-8")),
-                "from_previous_run": True,
-            }
+            kept = json.loads(previous.read_text(encoding="utf-8"))
+            results[name] = {**kept, "from_previous_run": True}
+            try:
+                kept_rows = _rows_of(name, kept) if "error" not in kept else []
+            except Exception as exc:  # a result written by an older version of the benchmark
+                kept_rows = [("(not rendered)", f"{type(exc).__name__}: {exc}", "", "")]
+            rows += [(name, *row) for row in kept_rows]
 
     summary = {
         "machine": machine(),
@@ -149,16 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         "ran": selected,
         "seconds": round(time.perf_counter() - started, 1),
         "table": [
-            dict(zip(("benchmark", "figure", "value", "target"), r, strict=True)) for r in rows
+            {
+                **dict(zip(("benchmark", "figure", "value", "target", "verdict"), r, strict=True)),
+                "from_previous_run": bool(results[r[0]].get("from_previous_run")),
+            }
+            for r in rows
         ],
         "results": results,
     }
     path = write_result("summary", summary)
-    print(_table(rows))
-    print(
-        f"\nwrote {path.relative_to(RESULTS_DIR.parent.parent)} "
-        f"({summary['seconds']} s{', QUICK: figures not meaningful' if args.quick else ''})"
-    )
+    print(_table([r for r in rows if r[0] in selected]))
+    print(f"\nwrote {path.relative_to(PROJECT_DIR)} ({summary['seconds']} s)")
+    if args.quick:
+        print(f"QUICK: figures not meaningful; {RESULTS_MD.relative_to(PROJECT_DIR)} not rewritten")
+    else:
+        print(f"wrote {write_results_md(summary).relative_to(PROJECT_DIR)}")
     return 1 if failed else 0
 
 

@@ -30,7 +30,10 @@ from bench.common import (
     OPERATOR_HEADERS,
     PROJECT_DIR,
     REGION,
+    Failures,
+    Row,
     ensure_import_paths,
+    judged,
     local_stage_environment,
     machine,
     ratio,
@@ -299,6 +302,7 @@ def _timing(
     }
     calls: dict[str, set[int]] = {"upsert_new": set(), "upsert_changed": set()}
     statuses: dict[str, dict[int, int]] = {"upsert_new": {}, "upsert_changed": {}}
+    failures = {"upsert_new": Failures(), "upsert_changed": Failures()}
 
     def record(name: str, total: float, aws: float) -> None:
         series[name]["request"].append(total)
@@ -317,9 +321,9 @@ def _timing(
             else:
                 response, tally, elapsed = getattr(runner, name)(person)
                 calls[name].add(tally.total)
-                statuses[name][response.status_code] = (
-                    statuses[name].get(response.status_code, 0) + 1
-                )
+                status = response.status_code
+                statuses[name][status] = statuses[name].get(status, 0) + 1
+                failures[name].check(status == EXPECTED_STATUS[name], f"{name} answered {status}")
             record(name, elapsed, tally.aws_seconds)
 
     out: dict[str, Any] = {
@@ -332,6 +336,7 @@ def _timing(
         if name in calls:
             out[name]["calls_seen"] = sorted(calls[name])
             out[name]["statuses"] = statuses[name]
+            out[name]["failures"] = failures[name].as_dict()
     floor = out["floor_raw_dynamodb"]["request"]["median_ms"]
     noop = out["floor_noop_route"]["request"]["median_ms"]
     out["ratios"] = {
@@ -344,6 +349,15 @@ def _timing(
         for name in ("upsert_new", "upsert_changed")
     }
     return out
+
+
+def failures_of(name: str, cycles: list[dict[str, dict[str, Any]]]) -> Failures:
+    """The runs of operation `name` in `cycles` that did not answer its expected status."""
+    failures = Failures()
+    for cycle in cycles:
+        status = cycle[name]["status"]
+        failures.check(status == EXPECTED_STATUS[name], f"{name} answered {status}")
+    return failures
 
 
 def _steady(cycles: list[dict[str, dict[str, Any]]], name: str) -> dict[str, Any]:
@@ -394,12 +408,14 @@ def run(runs: int = 200, cycles: int = 5) -> dict[str, Any]:
         _reset_caches()
 
     operations: dict[str, Any] = {}
+    everything = Failures()
     for name, label in OPERATIONS.items():
         first_call = {k: v for k, v in first[name].items() if k != "new_modules"}
         entry: dict[str, Any] = {
             "label": label,
             "first_call": first_call,
             "steady_state": _steady(steady, name),
+            "failures": failures_of(name, [first, *steady]).as_dict(),
         }
         if name in TARGETS:
             entry["target_max_calls"] = TARGETS[name]
@@ -408,6 +424,9 @@ def run(runs: int = 200, cycles: int = 5) -> dict[str, Any]:
                 and first_call["calls"] <= TARGETS[name]
             )
         operations[name] = entry
+        everything.add(entry["failures"])
+    for name in ("upsert_new", "upsert_changed"):
+        everything.add(timing[name]["failures"])
     problems = [
         f"{name}: status {first[name]['status']} (expected {EXPECTED_STATUS[name]})"
         for name in OPERATIONS
@@ -430,14 +449,15 @@ def run(runs: int = 200, cycles: int = 5) -> dict[str, Any]:
         "timing": timing,
         "targets": {name: f"<= {n} calls" for name, n in TARGETS.items()},
         "problems": problems,
+        "failures": everything.as_dict(),
     }
     write_result(NAME, result)
     return result
 
 
-def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(figure, value, target/verdict) rows for the summary table."""
-    rows: list[tuple[str, str, str]] = []
+def summary_rows(result: Mapping[str, Any]) -> list[Row]:
+    """(figure, value, target, verdict) rows for the summary table."""
+    rows: list[Row] = []
     for name, op in result["operations"].items():
         steady, first = op["steady_state"], op["first_call"]
         breakdown = (
@@ -447,15 +467,21 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             )
             or "none"
         )
-        verdict = ""
-        if "target_max_calls" in op:
-            verdict = f"<= {op['target_max_calls']}: " + ("OK" if op["meets_target"] else "MISSED")
         first_note = (
             ""
             if first["by_operation"] == steady["by_operation"]
             else f" (first call: {first['calls']})"
         )
-        rows.append((f"calls {name}", f"{steady['calls']} [{breakdown}]{first_note}", verdict))
+        target = f"<= {op['target_max_calls']} calls" if "target_max_calls" in op else ""
+        met = op.get("meets_target") if target else None
+        rows.append(
+            (
+                f"calls {name}",
+                f"{steady['calls']} [{breakdown}]{first_note}",
+                target,
+                judged(met, op["failures"]),
+            )
+        )
     timing = result["timing"]
     for name in ("upsert_new", "upsert_changed", "floor_raw_dynamodb", "floor_noop_route"):
         req, app = timing[name]["request"], timing[name]["outside_aws_calls"]
@@ -465,10 +491,12 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"median {req['median_ms']:.2f} ms, p99 {req['p99_ms']:.2f}, "
                 f"min {req['min_ms']:.2f}; outside AWS calls: median {app['median_ms']:.2f}",
                 "",
+                judged(None, timing[name].get("failures")),
             )
         )
     for name, value in timing["ratios"].items():
-        rows.append((f"ratio {name}", f"{value}", ""))
+        upsert = "upsert_new" if name.startswith("upsert_new") else "upsert_changed"
+        rows.append((f"ratio {name}", f"{value}", "", judged(None, timing[upsert]["failures"])))
     for problem in result["problems"]:
-        rows.append(("PROBLEM", problem, ""))
+        rows.append(("PROBLEM", problem, "", ""))
     return rows

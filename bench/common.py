@@ -9,6 +9,7 @@ import os
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,69 @@ def summary_ms(seconds: Iterable[float]) -> dict[str, Any]:
         "min_ms": round(min(ms), 3),
         "max_ms": round(max(ms), 3),
     }
+
+
+# A row of the summary table: (figure, value, target, verdict); target and verdict may be "".
+Row = tuple[str, str, str, str]
+OK, MISSED, FAILED = "OK", "MISSED", "FAILED"
+
+
+def verdict(met: bool | None, failed: int = 0, sample: str | None = None) -> str:
+    """The verdict on a figure. A target is judged only on operations that all succeeded: when
+    any measured operation failed (an unexpected status, a workflow that did not succeed, an
+    inexact report), the figure says nothing about the code (a request that fails early makes
+    fewer calls) and the verdict is FAILED, with how many failed and what one of them saw.
+    `met` None: the figure has no target, and only a failure gives it a verdict."""
+    if failed:
+        return f"{FAILED} ({failed} failed, e.g. {sample or '?'})"
+    if met is None:
+        return ""
+    return OK if met else MISSED
+
+
+def verdict_word(text: str) -> str:
+    """OK, MISSED, FAILED or "" from a verdict."""
+    return text.split(" ", 1)[0] if text else ""
+
+
+@dataclass
+class Failures:
+    """The measured operations behind a figure, and those that did not succeed."""
+
+    operations: int = 0
+    failed: int = 0
+    sample: str | None = None
+
+    def check(self, ok: bool, seen: str) -> bool:
+        """Count one operation; `seen` (its status, its answer) is kept if it is the first
+        that failed."""
+        self.operations += 1
+        if not ok:
+            self.failed += 1
+            if self.sample is None:
+                self.sample = seen
+        return ok
+
+    def add(self, other: Failures | Mapping[str, Any]) -> Failures:
+        failed = other.failed if isinstance(other, Failures) else int(other.get("failed", 0))
+        operations = (
+            other.operations if isinstance(other, Failures) else int(other.get("operations", 0))
+        )
+        sample = other.sample if isinstance(other, Failures) else other.get("sample")
+        self.operations += operations
+        self.failed += failed
+        if self.sample is None and failed:
+            self.sample = sample
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"operations": self.operations, "failed": self.failed, "sample": self.sample}
+
+
+def judged(met: bool | None, failures: Failures | Mapping[str, Any] | None) -> str:
+    """`verdict` of a figure from the failures (a `Failures` or its `as_dict()`) behind it."""
+    f = Failures().add(failures) if failures is not None else Failures()
+    return verdict(met, f.failed, f.sample)
 
 
 def ratio(numerator: float, denominator: float) -> float | None:

@@ -47,7 +47,10 @@ from bench.common import (
     LAYER_DIR,
     OPERATOR_HEADERS,
     PROJECT_DIR,
+    Failures,
+    Row,
     ensure_import_paths,
+    judged,
     machine,
     percentile,
     summary_ms,
@@ -59,7 +62,12 @@ SKU = "TEA-BENCH-FULFIL"
 STOCK = {"wh-shanghai": 10_000, "wh-beijing": 10_000, "wh-guangzhou": 10_000}
 PRICE = "150.00"
 FIRST_ORDER_ID = 9_300_001
-MAX_TRANSITIONS = 15
+MAX_TRANSITIONS = 8  # per execution, retries included (issue 11: no more than the 8 of before)
+MAX_CALLS = 25  # the project's AWS calls per order, paid webhook to SUCCEEDED (issue 11)
+# The fault switch's call site: it reads SSM in the test stages only (the local stack is one),
+# every second at most, so how many reads fall in an order's window is a matter of timing. The
+# target is about the path a shop's order takes: those reads are reported apart.
+FAULT_SWITCH = "crm.config:injected_faults"
 POLL_SECONDS = 0.02  # the resolution of every "seen at" below
 PHASE_TIMEOUT = 60.0
 SETTLE_SECONDS = 0.3  # after each order: any call made then is reported as `late_calls`
@@ -307,7 +315,7 @@ class Driver:
             raise RuntimeError(f"PUT /inventory/{SKU}: {answer.status_code} {answer.text[:300]}")
 
     def paid_delivery(self, n: int) -> tuple[Any, str]:
-        from tests.support.shopify import deliver, order_payload
+        from bench.shopify import deliver, order_payload
 
         platform_id = FIRST_ORDER_ID + n
         payload = order_payload(
@@ -323,7 +331,7 @@ class Driver:
         return deliver("orders/paid", payload), f"ord_shopify_{platform_id}"
 
     def logistics(self, order_id: str, event: str) -> tuple[Any, float]:
-        from tests.support.shopify import LOGISTICS_SECRET, generic_headers
+        from bench.shopify import LOGISTICS_SECRET, generic_headers
 
         body = json.dumps(
             {
@@ -472,6 +480,14 @@ def _by_origin(calls: Mapping[tuple[str, str, str], int]) -> dict[str, dict[str,
     return {o: dict(sorted(c.items())) for o, c in sorted(out.items())}
 
 
+def _is_fault_switch(key: tuple[str, str, str]) -> bool:
+    return key[2].rpartition("| ")[2] == FAULT_SWITCH
+
+
+def _without_fault_switch(calls: Mapping[tuple[str, str, str], int]) -> dict[Any, int]:
+    return {k: n for k, n in calls.items() if not _is_fault_switch(k)}
+
+
 def _sites(calls: Mapping[tuple[str, str, str], int]) -> list[dict[str, Any]]:
     rows = [
         {"origin": origin, "operation": op, "site": site, "calls": n}
@@ -604,7 +620,10 @@ def _calls_summary(orders: list[dict[str, Any]]) -> dict[str, Any]:
     first = one(orders[0])
     steady_orders = orders[1:] or orders
     steady = one(steady_orders[-1])
-    shapes = {json.dumps(_by(o["calls"], 0, 1, 2), sort_keys=True) for o in steady_orders}
+    shapes = {
+        json.dumps(_by(_without_fault_switch(o["calls"]), 0, 1, 2), sort_keys=True)
+        for o in steady_orders
+    }
     totals = [sum(o["calls"].values()) for o in steady_orders]
     return {
         "first_order": first,
@@ -652,6 +671,9 @@ def run(n: int = 10) -> dict[str, Any]:
 
     problems: list[str] = []
     orders: list[dict[str, Any]] = []
+    # Every order must go from paid to delivered, its execution SUCCEEDED: one that does not
+    # (a refused webhook, a failed step, a timeout) makes every figure FAILED.
+    went_through = Failures()
     sink = open(os.devnull, "w")  # noqa: SIM115  (EMF metrics printed by every Lambda)
     with (
         warnings.catch_warnings(),
@@ -670,8 +692,10 @@ def run(n: int = 10) -> dict[str, Any]:
             for i in range(n):
                 try:
                     orders.append(driver.order(i))
+                    went_through.check(True, "")
                 except Exception as exc:
                     problems.append(f"order {i}: {type(exc).__name__}: {exc}"[:500])
+                    went_through.check(False, f"order {i}: {type(exc).__name__}: {exc}"[:160])
                 print(f"[bench] fulfilment order {i + 1}/{n}", file=sys.stderr, flush=True)
             polls = driver.polls
             driver.http.close()
@@ -691,8 +715,13 @@ def run(n: int = 10) -> dict[str, Any]:
     for o in orders:
         excluded += o["excluded"]
     late = sum(sum(o["late_calls"].values()) for o in orders)
+    counted = Failures().add(went_through)
     if late:
         problems.append(f"{late} project calls after executions had SUCCEEDED (late_calls)")
+        # Not in any order's count: the calls per order would be understated.
+        counted.check(False, f"{late} calls after SUCCEEDED, not counted")
+    per_order_calls = [sum(_without_fault_switch(o["calls"]).values()) for o in orders]
+    fault_reads = [sum(n for k, n in o["calls"].items() if _is_fault_switch(k)) for o in orders]
     for i, o in enumerate(orders):
         if o["late_calls"]:
             o["late_calls_by_operation"] = _by(o["late_calls"], 0, 1)
@@ -714,6 +743,22 @@ def run(n: int = 10) -> dict[str, Any]:
         "polls": polls,
         "setup_calls_stock": setup_calls,
         "clients_created": clients_seen,
+        "went_through": went_through.as_dict(),
+        "failures": counted.as_dict(),
+        "calls_per_order": {
+            "target": f"<= {MAX_CALLS} calls per order",
+            "meets_target": max(per_order_calls) <= MAX_CALLS,
+            "what": "the project's calls from the paid webhook to SUCCEEDED, every order "
+            "(the first included), less the fault switch's SSM reads",
+            "min": min(per_order_calls),
+            "max": max(per_order_calls),
+            "fault_switch_reads": {
+                "what": f"ssm.GetParameter by {FAULT_SWITCH}: test stages only, cached 1 s "
+                "locally, so their number per order depends on timing",
+                "min": min(fault_reads),
+                "max": max(fault_reads),
+            },
+        },
         "transitions": {
             "target": f"<= {MAX_TRANSITIONS} state transitions",
             "meets_target": meets,
@@ -763,22 +808,36 @@ def run(n: int = 10) -> dict[str, Any]:
             }
             for o, t in zip(orders, transitions, strict=True)
         ],
-        "targets": {"transitions": f"<= {MAX_TRANSITIONS} state transitions per execution"},
+        "targets": {
+            "transitions": f"<= {MAX_TRANSITIONS} state transitions per execution",
+            "calls": f"<= {MAX_CALLS} AWS calls per order, paid webhook to SUCCEEDED",
+        },
         "problems": problems,
     }
     write_result(NAME, result)
     return result
 
 
-def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    rows: list[tuple[str, str, str]] = []
+def summary_rows(result: Mapping[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    went = result["went_through"]
+    rows.append(
+        (
+            "orders paid -> delivered, execution SUCCEEDED",
+            f"{went['operations'] - went['failed']} of {went['operations']}",
+            "every order",
+            judged(True, went),
+        )
+    )
     t = result["transitions"]
     rows.append(
         (
             "state transitions per order",
-            f"{t['state_entered']['max']} entered (+{t['retries']} retries over all orders), "
-            f"{t['history_events']['max']} history events",
-            f"{t['target']}: " + ("OK" if t["meets_target"] else "MISSED"),
+            f"{t['billed_transitions']['max']} billed ({t['state_entered']['max']} entered "
+            f"+{t['retries']} retries over all orders), {t['history_events']['max']} history "
+            f"events: {', '.join(t['states'])}",
+            t["target"],
+            judged(t["meets_target"], went),
         )
     )
     calls = result["aws_calls"]
@@ -786,15 +845,28 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     breakdown = ", ".join(f"{k}x{v}" for k, v in steady["by_operation"].items())
     note = "" if first["calls"] == steady["calls"] else f" (first order: {first['calls']})"
     stable = "" if steady["stable"] else ", NOT stable across orders"
+    per_order = result["calls_per_order"]
+    fault = per_order["fault_switch_reads"]
     rows.append(
         (
-            "AWS calls per order (project's)",
-            f"{steady['calls']}{note}{stable} [{breakdown}]",
+            "AWS calls per order (the project's, less the fault switch)",
+            f"max {per_order['max']}, min {per_order['min']}{stable}; plus "
+            f"{fault['min']}-{fault['max']} fault-switch SSM reads (test stages only)",
+            per_order["target"],
+            judged(per_order["meets_target"], result["failures"]),
+        )
+    )
+    rows.append(
+        (
+            "  all calls of the last order, by operation",
+            f"{steady['calls']}{note} [{breakdown}]",
+            "",
             "",
         )
     )
     for origin, ops in steady["by_origin"].items():
-        rows.append((f"  calls {origin}", ", ".join(f"{k}x{v}" for k, v in ops.items()), ""))
+        listed = ", ".join(f"{k}x{v}" if v > 1 else k for k, v in ops.items())
+        rows.append((f"  calls per step: {origin}", f"{sum(ops.values())} [{listed}]", "", ""))
 
     def timing(s: Mapping[str, Any]) -> str:
         return (
@@ -804,9 +876,11 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
     wall = result["wall_time"]
     for phase in ("total", "to_awaiting_shipped", "to_awaiting_delivered", "to_succeeded"):
-        rows.append((f"time {phase} (n={wall[phase]['all']['n']})", timing(wall[phase]["all"]), ""))
+        rows.append(
+            (f"time {phase} (n={wall[phase]['all']['n']})", timing(wall[phase]["all"]), "", "")
+        )
     warm = wall["total"]["without_first"]
-    rows.append((f"time total, without first order (n={warm['n']})", timing(warm), ""))
+    rows.append((f"time total, without first order (n={warm['n']})", timing(warm), "", ""))
     gcp = result["gc_pauses"]
     rows.append(
         (
@@ -820,10 +894,11 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 else ""
             ),
             "",
+            "",
         )
     )
     share = result["timeline_without_first"]["workflow_share_of_total"]
-    rows.append(("time inside the workflow's steps", f"{share:.0%} of the total (median)", ""))
+    rows.append(("time inside the workflow's steps", f"{share:.0%} of the total (median)", "", ""))
     for problem in result["problems"]:
-        rows.append(("PROBLEM", problem, ""))
+        rows.append(("PROBLEM", problem, "", ""))
     return rows

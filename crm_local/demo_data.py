@@ -44,6 +44,7 @@ from crm.domain.inventory import (
     default_warehouses_json,
     load_warehouses,
 )
+from crm.domain.order_imports import SHOPIFY_EXPORT_COLUMNS
 
 CURRENCY = "CNY"
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -80,69 +81,22 @@ CUSTOMER_COLUMNS = (
     "Tax Exempt",
     "Tags",
 )
-ORDER_COLUMNS = (
-    "Name",
-    "Email",
-    "Financial Status",
-    "Paid at",
-    "Fulfillment Status",
-    "Fulfilled at",
-    "Accepts Marketing",
-    "Currency",
-    "Subtotal",
-    "Shipping",
-    "Taxes",
-    "Total",
-    "Discount Code",
-    "Discount Amount",
-    "Shipping Method",
-    "Created at",
-    "Lineitem quantity",
-    "Lineitem name",
-    "Lineitem price",
-    "Lineitem compare at price",
-    "Lineitem sku",
-    "Lineitem requires shipping",
-    "Lineitem taxable",
-    "Lineitem fulfillment status",
-    "Billing Name",
-    "Billing Street",
-    "Billing Address1",
-    "Billing Address2",
-    "Billing Company",
-    "Billing City",
-    "Billing Zip",
-    "Billing Province",
-    "Billing Country",
-    "Billing Phone",
-    "Shipping Name",
-    "Shipping Street",
-    "Shipping Address1",
-    "Shipping Address2",
-    "Shipping Company",
-    "Shipping City",
-    "Shipping Zip",
-    "Shipping Province",
-    "Shipping Country",
-    "Shipping Phone",
-    "Notes",
-    "Note Attributes",
-    "Cancelled at",
-    "Payment Method",
-    "Payment Reference",
-    "Refunded Amount",
-    "Vendor",
-    "Outstanding Balance",
-    "Employee",
-    "Location",
-    "Device ID",
-    "Id",
-    "Tags",
-    "Risk Level",
-    "Source",
-    "Lineitem discount",
-    "Phone",
+# Shopify's order export header (the importer's one copy), less the columns the demo leaves empty
+# on every row and so does not write: the five tax lines and the ones Shopify appended later.
+DEMO_OMITTED_ORDER_COLUMNS = frozenset(
+    {
+        *(f"Tax {n} {part}" for n in range(1, 6) for part in ("Name", "Value")),
+        "Receipt Number",
+        "Duties",
+        "Billing Province Name",
+        "Shipping Province Name",
+        "Payment ID",
+        "Payment Terms Name",
+        "Next Payment Due At",
+        "Payment References",
+    }
 )
+ORDER_COLUMNS = tuple(c for c in SHOPIFY_EXPORT_COLUMNS if c not in DEMO_OMITTED_ORDER_COLUMNS)
 # Filled on every row of an order; every other column only on the order's first row.
 ORDER_LINE_COLUMNS = frozenset(
     {

@@ -1,7 +1,8 @@
 """Shopify's order export (Admin > Orders > Export > CSV) as Shopify writes it: every column of
 the real header, one row per line item, the order's own fields on its first row only (Name,
 Email, Created at, the line's columns and Vendor are on every row). Used by the order import
-tests to build files like the fixture `tests/fixtures/imports/shopify_orders.csv`."""
+tests to build files like the fixture `tests/fixtures/imports/shopify_orders.csv`; the header is
+the importer's own (`crm.domain.order_imports.SHOPIFY_EXPORT_COLUMNS`)."""
 
 from __future__ import annotations
 
@@ -9,87 +10,9 @@ import csv
 import io
 from typing import Any
 
-HEADER = [
-    "Name",
-    "Email",
-    "Financial Status",
-    "Paid at",
-    "Fulfillment Status",
-    "Fulfilled at",
-    "Accepts Marketing",
-    "Currency",
-    "Subtotal",
-    "Shipping",
-    "Taxes",
-    "Total",
-    "Discount Code",
-    "Discount Amount",
-    "Shipping Method",
-    "Created at",
-    "Lineitem quantity",
-    "Lineitem name",
-    "Lineitem price",
-    "Lineitem compare at price",
-    "Lineitem sku",
-    "Lineitem requires shipping",
-    "Lineitem taxable",
-    "Lineitem fulfillment status",
-    "Billing Name",
-    "Billing Street",
-    "Billing Address1",
-    "Billing Address2",
-    "Billing Company",
-    "Billing City",
-    "Billing Zip",
-    "Billing Province",
-    "Billing Country",
-    "Billing Phone",
-    "Shipping Name",
-    "Shipping Street",
-    "Shipping Address1",
-    "Shipping Address2",
-    "Shipping Company",
-    "Shipping City",
-    "Shipping Zip",
-    "Shipping Province",
-    "Shipping Country",
-    "Shipping Phone",
-    "Notes",
-    "Note Attributes",
-    "Cancelled at",
-    "Payment Method",
-    "Payment Reference",
-    "Refunded Amount",
-    "Vendor",
-    "Outstanding Balance",
-    "Employee",
-    "Location",
-    "Device ID",
-    "Id",
-    "Tags",
-    "Risk Level",
-    "Source",
-    "Lineitem discount",
-    "Tax 1 Name",
-    "Tax 1 Value",
-    "Tax 2 Name",
-    "Tax 2 Value",
-    "Tax 3 Name",
-    "Tax 3 Value",
-    "Tax 4 Name",
-    "Tax 4 Value",
-    "Tax 5 Name",
-    "Tax 5 Value",
-    "Phone",
-    "Receipt Number",
-    "Duties",
-    "Billing Province Name",
-    "Shipping Province Name",
-    "Payment ID",
-    "Payment Terms Name",
-    "Next Payment Due At",
-    "Payment References",
-]
+from crm.domain.order_imports import SHOPIFY_EXPORT_COLUMNS
+
+HEADER = list(SHOPIFY_EXPORT_COLUMNS)
 
 # Columns Shopify repeats on every row of an order.
 EVERY_ROW = ("Name", "Email", "Created at")

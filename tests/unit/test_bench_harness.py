@@ -5,6 +5,7 @@ No timing is asserted here: speed is measured under bench/, never in the tests."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -87,3 +88,167 @@ def test_uninstall_restores_botocore_and_stops_counting(moto_dynamodb: None) -> 
     ddb.get_item(TableName=TABLE, Key={"key": {"S": "a"}})  # a client it had hooked
     boto3.client("dynamodb", region_name=REGION).get_item(TableName=TABLE, Key={"key": {"S": "a"}})
     assert counter.calls == {}
+
+
+# -- bench/ stands on its own ------------------------------------------------------------------
+
+
+def test_bench_imports_nothing_from_tests() -> None:
+    import ast
+
+    bench_dir = Path(__file__).resolve().parents[2] / "bench"
+    imported = []
+    for path in sorted(bench_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.append((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                imported += [(path.name, alias.name) for alias in node.names]
+    assert imported
+    assert [(f, m) for f, m in imported if m == "tests" or m.startswith("tests.")] == []
+
+
+def test_the_benchmarks_deliveries_are_the_tests_deliveries() -> None:
+    from bench import shopify as bench_shopify
+    from tests.support import shopify
+
+    lines = [("TEA-1", 1, "150.00"), ("TEA-2", 3, "19.90")]
+    assert bench_shopify.order_payload(
+        7, email="a@example.com", lines=lines, financial_status="paid"
+    ) == shopify.order_payload(7, email="a@example.com", lines=lines, financial_status="paid")
+    assert bench_shopify.order_payload(8) == shopify.order_payload(8)
+    assert bench_shopify.refund_payload(71, 7, amount="25.00") == shopify.refund_payload(
+        71, 7, amount="25.00"
+    )
+    delivery = bench_shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
+    expected = shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
+    assert delivery.headers() == expected.headers()
+    assert bench_shopify.generic_headers(
+        b"{}", 1_700_000_000, bench_shopify.LOGISTICS_SECRET
+    ) == shopify.generic_headers(b"{}", 1_700_000_000, shopify.LOGISTICS_SECRET)
+
+
+# -- verdicts: a target is judged only on operations that all succeeded -------------------------
+
+
+def test_a_verdict_is_ok_or_missed_only_when_every_operation_succeeded() -> None:
+    from bench.common import verdict
+
+    assert verdict(True) == "OK"
+    assert verdict(False) == "MISSED"
+    assert verdict(None) == ""  # no target, nothing failed: no verdict
+    # A webhook that fails early makes fewer calls: its figure meets the target, and says
+    # nothing.
+    assert verdict(True, failed=2, sample="duplicate answered 401") == (
+        "FAILED (2 failed, e.g. duplicate answered 401)"
+    )
+    assert verdict(False, failed=1, sample="500").startswith("FAILED")
+    assert verdict(None, failed=1, sample="500").startswith("FAILED")
+
+
+def test_failures_count_operations_and_keep_the_first_failure_seen() -> None:
+    from bench.common import Failures, judged
+
+    failures = Failures()
+    assert failures.check(True, "201")
+    assert not failures.check(False, "first POST answered 500")
+    failures.check(False, "first POST answered 503")
+    assert failures.as_dict() == {
+        "operations": 3,
+        "failed": 2,
+        "sample": "first POST answered 500",
+    }
+    both = Failures().add({"operations": 4, "failed": 0, "sample": None}).add(failures)
+    assert (both.operations, both.failed, both.sample) == (7, 2, "first POST answered 500")
+    assert judged(True, both.as_dict()) == "FAILED (2 failed, e.g. first POST answered 500)"
+    assert judged(True, Failures().as_dict()) == "OK"
+    assert judged(True, None) == "OK"
+
+
+# -- bench/RESULTS.md -------------------------------------------------------------------------
+
+
+def test_a_benchmark_is_failed_if_any_row_failed_else_missed_if_any_missed() -> None:
+    from bench.report import overall
+
+    assert overall(["OK", "", "MISSED", "FAILED (1 failed, e.g. 500)"]) == "FAILED"
+    assert overall(["OK", "MISSED", ""]) == "MISSED"
+    assert overall(["OK", ""]) == "OK"
+    assert overall(["", ""]) == "-"
+
+
+def test_the_results_file_is_rendered_from_the_summary_with_its_load() -> None:
+    from bench.report import render
+
+    summary = {
+        "machine": {"at": "2026-01-01T00:00:00+00:00", "python": "3.11", "cpus": 2},
+        "ran": ["orders"],
+        "seconds": 12.0,
+        "table": [
+            {
+                "benchmark": "orders",
+                "figure": "calls duplicate",
+                "value": "1 [BatchGetItem]",
+                "target": "== 1 call (a read)",
+                "verdict": "FAILED (1 failed, e.g. duplicate answered 401)",
+            }
+        ],
+        "results": {
+            "orders": {"machine": {"at": "2026-01-01T00:00:00+00:00", "loadavg": [1, 2, 3]}}
+        },
+    }
+    text = render(summary)
+    assert "| [orders](#orders) | FAILED | 2026-01-01T00:00:00+00:00 | 1.00, 2.00, 3.00 |" in text
+    assert "| calls duplicate | 1 [BatchGetItem] | == 1 call (a read) | FAILED (1 failed" in text
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+def test_cold_start_reads_every_non_http_lambda_and_its_entry_module_from_app_py(
+    tmp_path: Path,
+) -> None:
+    from bench.cold_start import lambda_handlers
+
+    app_py = tmp_path / "app.py"
+    app_py.write_text(
+        "from chalice import Chalice\n"
+        "app = Chalice(app_name='x')\n"
+        "@app.route('/a')\n"
+        "def a():\n"
+        "    from functions import profiles\n"
+        "@app.authorizer()\n"
+        "def operator(auth_request):\n"
+        "    pass\n"
+        "@app.lambda_function(name='step')\n"
+        "def step_handler(event, context):\n"
+        "    from functions import fulfilment\n"
+        "    return fulfilment.step(event, context)\n"
+        "@app.schedule('rate(1 hour)')\n"
+        "def nightly(event):\n"
+        "    import functions.ledger\n"
+        "@app.on_s3_event(bucket='b')\n"
+        "def dropped(event):\n"
+        "    from functions.imports import import_file\n",
+        encoding="utf-8",
+    )
+    assert lambda_handlers(app_py) == [
+        {
+            "lambda": "step",
+            "handler": "app.step_handler",
+            "trigger": "lambda_function",
+            "entry_modules": ["functions.fulfilment"],
+        },
+        {
+            "lambda": "nightly",
+            "handler": "app.nightly",
+            "trigger": "schedule",
+            "entry_modules": ["functions.ledger"],
+        },
+        {
+            "lambda": "dropped",
+            "handler": "app.dropped",
+            "trigger": "on_s3_event",
+            "entry_modules": ["functions.imports"],
+        },
+    ]
