@@ -315,7 +315,7 @@ class Driver:
             raise RuntimeError(f"PUT /inventory/{SKU}: {answer.status_code} {answer.text[:300]}")
 
     def paid_delivery(self, n: int) -> tuple[Any, str]:
-        from bench.shopify import deliver, order_payload
+        from crm_local.shopify import deliver, order_payload
 
         platform_id = FIRST_ORDER_ID + n
         payload = order_payload(
@@ -331,7 +331,7 @@ class Driver:
         return deliver("orders/paid", payload), f"ord_shopify_{platform_id}"
 
     def logistics(self, order_id: str, event: str) -> tuple[Any, float]:
-        from bench.shopify import LOGISTICS_SECRET, generic_headers
+        from crm_local.shopify import LOGISTICS_SECRET, generic_headers
 
         body = json.dumps(
             {

@@ -5,7 +5,7 @@ data resources of `infra/` provisioned under the local stage's names as `bench/a
 does it, plus what the order path now also needs and `tests/conftest.py` provisions too: the
 Step Functions state machines (a paid order starts its fulfilment workflow, a platform's refund
 its refund workflow; moto records executions without running them) and the SES sender.
-Shopify deliveries are built and signed by `bench/shopify.py` (the same bodies as the tests').
+Shopify deliveries are built and signed by `crm_local/shopify.py` (the tests' own).
 
 Calls: every operation of one buyer's story, with fresh ids, once in a fresh process ("first
 call") and for a few more cycles ("steady state"), counted by `bench.calls.CallCounter`.
@@ -246,7 +246,7 @@ class Runner:
 
     def guest_paid(self) -> tuple[Any, int]:
         """orders/paid for an order never seen, bought by a new guest email."""
-        from bench.shopify import deliver, order_payload
+        from crm_local.shopify import deliver, order_payload
 
         n = self.fresh()
         order_id = 7_100_000_000 + n
@@ -276,7 +276,7 @@ class Runner:
     # -- one buyer's story, (a) to (m) ---------------------------------------------------------
 
     def cycle(self) -> dict[str, dict[str, Any]]:
-        from bench.shopify import deliver, order_payload, refund_payload
+        from crm_local.shopify import deliver, order_payload, refund_payload
 
         out: dict[str, dict[str, Any]] = {}
 

@@ -108,26 +108,6 @@ def test_bench_imports_nothing_from_tests() -> None:
     assert [(f, m) for f, m in imported if m == "tests" or m.startswith("tests.")] == []
 
 
-def test_the_benchmarks_deliveries_are_the_tests_deliveries() -> None:
-    from bench import shopify as bench_shopify
-    from tests.support import shopify
-
-    lines = [("TEA-1", 1, "150.00"), ("TEA-2", 3, "19.90")]
-    assert bench_shopify.order_payload(
-        7, email="a@example.com", lines=lines, financial_status="paid"
-    ) == shopify.order_payload(7, email="a@example.com", lines=lines, financial_status="paid")
-    assert bench_shopify.order_payload(8) == shopify.order_payload(8)
-    assert bench_shopify.refund_payload(71, 7, amount="25.00") == shopify.refund_payload(
-        71, 7, amount="25.00"
-    )
-    delivery = bench_shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
-    expected = shopify.deliver("orders/paid", {"id": 7}, webhook_id="w-1")
-    assert delivery.headers() == expected.headers()
-    assert bench_shopify.generic_headers(
-        b"{}", 1_700_000_000, bench_shopify.LOGISTICS_SECRET
-    ) == shopify.generic_headers(b"{}", 1_700_000_000, shopify.LOGISTICS_SECRET)
-
-
 # -- verdicts: a target is judged only on operations that all succeeded -------------------------
 
 
