@@ -44,7 +44,7 @@ from crm.domain.inventory import (
     default_warehouses_json,
     load_warehouses,
 )
-from crm.domain.order_imports import SHOPIFY_EXPORT_COLUMNS
+from crm.domain.order_imports import SHOPIFY_EXPORT_COLUMNS, SHOPIFY_LINE_ITEM_COLUMNS
 
 CURRENCY = "CNY"
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -98,22 +98,7 @@ DEMO_OMITTED_ORDER_COLUMNS = frozenset(
 )
 ORDER_COLUMNS = tuple(c for c in SHOPIFY_EXPORT_COLUMNS if c not in DEMO_OMITTED_ORDER_COLUMNS)
 # Filled on every row of an order; every other column only on the order's first row.
-ORDER_LINE_COLUMNS = frozenset(
-    {
-        "Name",
-        "Email",
-        "Lineitem quantity",
-        "Lineitem name",
-        "Lineitem price",
-        "Lineitem compare at price",
-        "Lineitem sku",
-        "Lineitem requires shipping",
-        "Lineitem taxable",
-        "Lineitem fulfillment status",
-        "Vendor",
-        "Lineitem discount",
-    }
-)
+ORDER_LINE_COLUMNS = frozenset({"Name", "Email", *SHOPIFY_LINE_ITEM_COLUMNS})
 INVENTORY_COLUMNS = ("sku", "warehouse", "on_hand", "safety_stock")
 PAID_STATUSES = ("paid", "partially_refunded", "refunded")
 

@@ -6,9 +6,7 @@ from typing import Any
 
 from crm.domain.errors import ValidationFailed
 from crm.services.fulfilment import STEPS
-from crm.services.workflow_steps import (
-    check_fault,
-)
+from crm.services.workflow_steps import check_fault
 
 
 def fulfilment_step(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -10,24 +10,16 @@ import csv
 import io
 from typing import Any
 
-from crm.domain.order_imports import SHOPIFY_EXPORT_COLUMNS
+from crm.domain.order_imports import (
+    SHOPIFY_EXPORT_COLUMNS,
+    SHOPIFY_LINE_ITEM_COLUMNS,
+    SHOPIFY_REPEATED_COLUMNS,
+)
 
 HEADER = list(SHOPIFY_EXPORT_COLUMNS)
 
-# Columns Shopify repeats on every row of an order.
-EVERY_ROW = ("Name", "Email", "Created at")
-LINE = (
-    "Lineitem quantity",
-    "Lineitem name",
-    "Lineitem price",
-    "Lineitem compare at price",
-    "Lineitem sku",
-    "Lineitem requires shipping",
-    "Lineitem taxable",
-    "Lineitem fulfillment status",
-    "Vendor",
-    "Lineitem discount",
-)
+EVERY_ROW = SHOPIFY_REPEATED_COLUMNS  # on every row of an order, with the line's columns
+LINE = SHOPIFY_LINE_ITEM_COLUMNS
 
 
 def line(sku: str, quantity: int, price: str, name: str = "") -> dict[str, str]:

@@ -205,6 +205,21 @@ SHOPIFY_EXPORT_COLUMNS = (
     "Next Payment Due At",
     "Payment References",
 )
+# The line item's columns, which Shopify writes on every row of an order (one row per line),
+# with these order columns; every other column is on the order's first row only.
+SHOPIFY_LINE_ITEM_COLUMNS = (
+    "Lineitem quantity",
+    "Lineitem name",
+    "Lineitem price",
+    "Lineitem compare at price",
+    "Lineitem sku",
+    "Lineitem requires shipping",
+    "Lineitem taxable",
+    "Lineitem fulfillment status",
+    "Vendor",
+    "Lineitem discount",
+)
+SHOPIFY_REPEATED_COLUMNS = ("Name", "Email", "Created at")
 _PROJECT_ORDER = {name: name for name in ORDER_COLUMNS}
 _PROJECT_LINE = {name: name for name in LINE_COLUMNS}
 # Values Excel may have protected with a leading apostrophe.
