@@ -280,7 +280,7 @@ def await_logistics(event: dict[str, Any]) -> dict[str, Any]:
         )
     except OrderGone:
         _live(order_of(event, must_be_paid=False))  # cancelled: OrderCancelled; missing: retried
-        raise
+        raise Unavailable(f"order {order_id} could not be marked waiting; again") from None
     answer_due(order, strict=True)
     return {}
 

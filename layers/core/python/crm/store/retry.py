@@ -19,6 +19,7 @@ answers the repeat with success (the token is kept for 10 minutes).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -102,7 +103,14 @@ class RetryingConnection(Connection):
         (botocore clients are thread-safe once built; building one is not, hence the lock)."""
         if _usable(self._client):
             return self._client
-        key = (self.region, self.host)
+        # The endpoint botocore would resolve from the environment counts too: a process
+        # that moves to another endpoint (a local stack, a test) gets a client for it.
+        key = (
+            self.region,
+            self.host
+            or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or os.environ.get("AWS_ENDPOINT_URL"),
+        )
         with _CLIENTS_LOCK:
             shared = _CLIENTS.get(key)
             if not _usable(shared):
