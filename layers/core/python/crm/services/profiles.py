@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crm.adapters import s3
 from crm.clock import now_iso
@@ -34,7 +34,6 @@ from crm.domain.customers import (
 )
 from crm.domain.errors import Conflict, NotFound, ValidationFailed
 from crm.domain.identity import normalise_email, normalise_external_ids, normalise_phone
-from crm.domain.orders import order_summary, order_view
 from crm.observability import logger, metrics
 from crm.store.customers import (
     MAX_TRANSACTION_ITEMS,
@@ -43,8 +42,25 @@ from crm.store.customers import (
     StaleProfile,
     get_customer_repository,
 )
-from crm.store.ledger import get_ledger_store
-from crm.store.orders import get_order_store
+
+if TYPE_CHECKING:
+    from crm.store.ledger import LedgerStore
+    from crm.store.orders import OrderStore
+
+
+# Orders and points are read for the 360 view, the export, a merge and an erasure, never for an
+# upsert: imported when first needed, so a cold API Lambda's first upsert does not load them.
+def get_order_store() -> OrderStore:
+    from crm.store.orders import get_order_store as store
+
+    return store()
+
+
+def get_ledger_store() -> LedgerStore:
+    from crm.store.ledger import get_ledger_store as store
+
+    return store()
+
 
 MAX_ATTEMPTS = 12
 # A write that lost to a concurrent one (an identity claimed, the profile changed): read again.
@@ -369,6 +385,8 @@ def customer_360(customer: Customer) -> dict[str, Any]:
 
     settings = get_settings()
     profile = profile_view(customer)
+    from crm.domain.orders import order_summary
+
     orders = get_order_store().for_customer(customer.customer_id, limit=RECENT_ORDERS)
     return {
         **profile,
@@ -388,6 +406,7 @@ def customer_360(customer: Customer) -> dict[str, Any]:
 def export_view(customer: Customer) -> dict[str, Any]:
     """Everything held about the person: profile, identities, orders, points, messages,
     cases."""
+    from crm.domain.orders import order_view
     from crm.services.notifications import timeline
     from crm.store.cases import get_case_store
 
