@@ -15,6 +15,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, Updat
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Conflict, NotFound
+from crm.store import retry
 from crm.store.errors import store_error
 from crm.store.models import CaseModel, bind_models
 
@@ -196,5 +197,6 @@ def get_case_store() -> CaseStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_case_store.cache_clear()
     CaseModel._connection = None

@@ -19,6 +19,7 @@ from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
 from crm.domain.customers import Customer
+from crm.store import retry
 from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, IdentityModel, bind_models
 from crm.store.retry import RetryingConnection
@@ -238,6 +239,7 @@ def get_customer_repository() -> CustomerRepository:
 
 def reset() -> None:
     """Forget built repositories and connections (tests, and a stage switch in one process)."""
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_customer_repository.cache_clear()
     for model in (CustomerModel, IdentityModel):
         model._connection = None

@@ -21,6 +21,7 @@ from pynamodb.expressions.update import Action
 
 from crm.config import get_settings
 from crm.domain.errors import Unavailable
+from crm.store import retry
 from crm.store.models import ImportModel, bind_models
 
 RUNNING, FAILED, DONE = "running", "failed", "done"
@@ -159,5 +160,6 @@ def get_import_store() -> ImportStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_import_store.cache_clear()
     ImportModel._connection = None

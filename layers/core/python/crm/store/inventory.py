@@ -34,6 +34,7 @@ from crm.config import get_settings
 from crm.contention import retry_on_contention
 from crm.domain.errors import Conflict, Unavailable, ValidationFailed
 from crm.domain.inventory import ORDER_PREFIX, Allocation, StockLevel
+from crm.store import retry
 from crm.store.models import InventoryModel, bind_models
 from crm.store.retry import RetryingConnection
 
@@ -545,5 +546,6 @@ def get_inventory_store() -> InventoryStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_inventory_store.cache_clear()
     InventoryModel._connection = None

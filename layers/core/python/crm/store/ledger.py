@@ -20,6 +20,7 @@ from pynamodb.transactions import TransactWrite
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.loyalty import ACTIVE, EXPIRED, Entry, Lot
+from crm.store import retry
 from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, LedgerModel, bind_models
 from crm.store.retry import RetryingConnection
@@ -323,5 +324,6 @@ def get_ledger_store() -> LedgerStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_ledger_store.cache_clear()
     LedgerModel._connection = None

@@ -30,6 +30,7 @@ from crm import clock
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Unavailable
+from crm.store import retry
 from crm.store.models import NotificationModel, bind_models
 from crm.store.retry import RetryingConnection
 
@@ -261,5 +262,6 @@ def get_notification_store() -> NotificationStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_notification_store.cache_clear()
     NotificationModel._connection = None

@@ -39,6 +39,7 @@ from crm.domain.orders import (
     refunds_from_data,
     refunds_to_data,
 )
+from crm.store import retry
 from crm.store.customers import to_customer, to_item
 from crm.store.inventory import level_from_raw
 from crm.store.ledger import account_update, entry_item, lot_item, to_lot
@@ -777,6 +778,7 @@ def batching_order_store(redo: Any) -> BatchingOrderStore:
 
 
 def reset() -> None:
+    retry.reset()  # connections forgotten: their shared client too (a new endpoint, a test)
     get_order_store.cache_clear()
     for model in (OrderModel, DeliveryModel):
         model._connection = None
