@@ -136,3 +136,39 @@ def test_the_steps_on_the_way_of_every_order_read_once_and_write_once(api):
             "dynamodb.TransactWriteItems": 2,
             "ses.SendEmail": 1,
         }
+
+
+def test_an_order_too_large_for_one_write_goes_the_way_of_separate_writes(api):
+    from crm.services.fulfilment import FAST_LINES
+
+    # Given a paid order of more SKUs than one transaction can move with the order
+    skus = [f"TEA-WIDE-{n:02d}" for n in range(FAST_LINES + 1)]
+    for sku in skus:
+        set_stock(api, sku, shanghai=(5, 0))
+    payload = order_payload(
+        8103,
+        financial_status="paid",
+        updated_at="2026-11-20T10:05:00+08:00",
+        lines=[(sku, 1, "10.00") for sku in skus],
+    )
+    delivery = deliver("orders/paid", payload)
+    assert (
+        api.http.post(
+            "/webhooks/shopify", headers=delivery.headers(), body=delivery.body
+        ).status_code
+        == 200
+    )
+    placed = json.loads(api.http.get("/orders/8103", headers=OPERATOR).body)
+    order_id, customer_id = placed["order_id"], placed["customer_id"]
+
+    # When it is allocated, shipped and delivered
+    allocated = run_step("allocate", order_id)
+    run_step("shipped", order_id, customer_id=customer_id, logistics={})
+    run_step("delivered", order_id, customer_id=customer_id, logistics={})
+
+    # Then every line was reserved and shipped once, and the customer told at each step
+    assert sum(len(part["lines"]) for part in allocated["parts"]) == len(skus)
+    assert {stock_items(sku)["wh-shanghai"]["on_hand"] for sku in skus} == {4}
+    assert {stock_items(sku)["wh-shanghai"]["reserved"] for sku in skus} == {0}
+    assert order(api, order_id)["status"] == "delivered"
+    assert messages(customer_id) == ["order_confirmed", "order_delivered", "order_shipped"]

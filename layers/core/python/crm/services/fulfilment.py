@@ -68,6 +68,23 @@ CONFIRMED, SHIPPED_NOTICE, DELIVERED_NOTICE = "order_confirmed", "order_shipped"
 # Lost races before a step falls back to separate reads and writes (the stock kept being
 # taken, a reservation held from an earlier attempt, the order changed under the step).
 FAST_ATTEMPTS = 3
+# Stock lines (SKU x warehouse) one write may move with the order: each line is two items (the
+# reservation and the stock level), and a transaction holds at most 100 with the order, its
+# header, the message's claim and the customer's points. A larger order takes the other path.
+FAST_LINES = 40
+# Stock levels (SKU x configured warehouse) one read may ask for with the customer: a
+# BatchGetItem answers at most 100 keys.
+FAST_LEVELS = 95
+
+
+class _TooManyLines(Exception):
+    """The step's one read or write would pass DynamoDB's 100 keys or items: the separate
+    reads and writes it is."""
+
+
+def _fits(lines: list[Any], limit: int = FAST_LINES) -> None:
+    if len(lines) > limit:
+        raise _TooManyLines()
 
 
 def _live(order: Order) -> Order:
@@ -169,12 +186,16 @@ def with_change_status(change: OrderChange) -> OrderChange:
 
 def _fast(attempt_once: Callable[[int], dict[str, Any] | None]) -> dict[str, Any] | None:
     """Run a step's one-read-one-write path until its write lands; None after FAST_ATTEMPTS
-    lost races (the caller falls back to the path of separate reads and writes)."""
-    for attempt in range(FAST_ATTEMPTS):
-        done = attempt_once(attempt)
-        if done is not None:
-            return done
-        pause(attempt)
+    lost races, or for an order too large for one write (the caller falls back to the path of
+    separate reads and writes)."""
+    try:
+        for attempt in range(FAST_ATTEMPTS):
+            done = attempt_once(attempt)
+            if done is not None:
+                return done
+            pause(attempt)
+    except _TooManyLines:
+        pass
     return None
 
 
@@ -204,8 +225,10 @@ def allocate(event: dict[str, Any]) -> dict[str, Any]:
         else:
             lines = [(line.sku, line.quantity) for line in order.lines]
             stock = stock_store.level_keys([sku for sku, _ in lines], inventory.warehouse_ids())
+            _fits(stock, FAST_LEVELS)
             more = store.read_for_step(None, customer_id=order.customer_id, stock=stock)
             plan = inventory.plan_allocation(lines, more.levels, order.shipping_address)
+            _fits(stock_store.reserved_lines(plan))
             view = inventory.allocation_view(order_id, plan.view(), replay=False)
             recorded = _allocated(order, view, event)
             notice = _notice(read, recorded, CONFIRMED, more.side.customer)
@@ -304,6 +327,7 @@ def shipped(event: dict[str, Any]) -> dict[str, Any]:
         also = _claim(notice)
         if order.progress != SHIPPED:
             lines = stock_store.allocated_lines({"parts": order.fulfilment.get("parts") or []})
+            _fits(lines)
             now = now_iso()
             also.insert(
                 0,
@@ -390,6 +414,7 @@ def delivered(event: dict[str, Any]) -> dict[str, Any]:
         also = _claim(notice)
         if order.progress != SHIPPED and not order.fulfilment.get("shipped_at"):
             lines = stock_store.allocated_lines({"parts": order.fulfilment.get("parts") or []})
+            _fits(lines)
             now = change.now
             also.insert(
                 0,
