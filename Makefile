@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-fast bench package permissions lint format clean install
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt layers/analytics/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip<26.3"  # chalice 1.34 asks for pip<26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

@@ -205,8 +205,9 @@ def _prune(root: Path) -> None:
 def build_analytics_layer(
     out: Path, staging: Path, python_version: str, project_dir: Path = PROJECT_DIR
 ) -> Path:
-    """pandas and pyarrow as Lambda wheels (never this machine's), with `python/` at the root,
-    and their bytecode: /opt is read-only, so without it every cold start compiles pandas."""
+    """pandas, pyarrow, numpy and scipy as Lambda wheels (never this machine's) and the layer's
+    own `crm_analytics`, with `python/` at the root, and their bytecode: /opt is read-only, so
+    without it every cold start compiles pandas."""
     target = staging / "analytics" / "python"
     if target.parent.exists():
         shutil.rmtree(target.parent)
@@ -236,6 +237,12 @@ def build_analytics_layer(
     if done.returncode != 0:
         raise RuntimeError(f"pip install of the analytics layer failed:\n{done.stderr}")
     _prune(target)
+    # The layer's own code (crm_analytics: the jobs' computations) beside its packages.
+    shutil.copytree(
+        project_dir / "layers" / "analytics" / "python" / "crm_analytics",
+        target / "crm_analytics",
+        ignore=_ignore,
+    )
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
         # Unchecked hashes, not timestamps: the zip's fixed dates would make timestamped
         # bytecode look stale, and the layer is immutable anyway. Same bytes on every build.
