@@ -81,3 +81,53 @@ def test_predictions_of_the_published_model_match_the_papers_example() -> None:
     # frequent buying makes one less likely to be
     assert float(model.p_alive(0, 0, 38.86)) == 1.0
     assert float(model.p_alive(10, 5, 38.86)) < float(model.p_alive(10, 38, 38.86))
+
+
+def test_a_shops_orders_are_scored_with_the_same_model_in_days() -> None:
+    import pandas as pd
+
+    from crm_analytics.clv import BgNbd, predict
+
+    # Given CDNOW as a shop's counted orders (cents), up to the calibration end
+    rows = []
+    for line in SAMPLE.read_text().splitlines():
+        customer, _, day, _, value = line.split()
+        placed = date(int(day[:4]), int(day[4:6]), int(day[6:]))
+        if placed <= CALIBRATION_END:
+            rows.append(
+                {
+                    "customer_id": customer,
+                    "day": pd.Timestamp(placed),
+                    "amount": round(float(value) * 100),
+                }
+            )
+    counted = pd.DataFrame(rows)
+
+    # When every customer is scored as of the calibration end
+    predicted = predict(counted, CALIBRATION_END)
+
+    # Then the model is the published one in days: the rate's scale alpha is 7 times the
+    # weekly one, r, a and b are the same
+    assert predicted.bgnbd is not None and predicted.gamma_gamma is not None
+    assert significant(predicted.bgnbd.alpha / 7) == significant(4.414)
+    assert (significant(predicted.bgnbd.r), significant(predicted.bgnbd.a)) == (0.24, 0.79)
+    assert significant(predicted.gamma_gamma.p) == 6.2
+    # And each customer's 90-day expectation is the model's, from the weekly summary
+    x, t_x, T, _ = cdnow_summary()
+    weekly = BgNbd(
+        r=predicted.bgnbd.r,
+        alpha=predicted.bgnbd.alpha / 7,
+        a=predicted.bgnbd.a,
+        b=predicted.bgnbd.b,
+        log_likelihood=0.0,
+    )
+    by_customer = dict(zip(sorted({r["customer_id"] for r in rows}), range(len(x)), strict=True))
+    frame = predicted.frame
+    assert len(frame) == 2357
+    assert frame["p_alive"].between(0, 1).all()
+    assert (frame["clv_12m"] >= 0).all() and frame["clv_12m"].dtype == "int64"
+    customer = "00004"
+    i = by_customer[customer]
+    assert float(frame.loc[customer, "expected_orders_90d"]) == pytest.approx(
+        float(weekly.expected_purchases(90 / 7, x[i], t_x[i], T[i])), rel=1e-6
+    )

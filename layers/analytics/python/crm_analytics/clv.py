@@ -12,8 +12,10 @@ the end of the calibration period, and for spend `m_x` the mean value of the rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
@@ -94,6 +96,10 @@ def bgnbd_log_likelihood(
 def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbd:
     """Maximum likelihood (over log-parameters, so each stays positive)."""
     xs, txs, Ts = _arrays(x, t_x, T)
+    # Time in units of the mean observation, so the search starts near the answer whatever
+    # the caller's unit (weeks, days): alpha scales with time, r, a and b do not.
+    scale = float(np.mean(Ts)) or 1.0
+    txs, Ts = txs / scale, Ts / scale
 
     def negative(log_params: Floats) -> float:
         value = bgnbd_log_likelihood(np.exp(log_params), xs, txs, Ts)
@@ -107,7 +113,9 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbd:
     )
     best = optimize.minimize(negative, best.x, method="BFGS")
     r, alpha, a, b = np.exp(best.x)
-    return BgNbd(float(r), float(alpha), float(a), float(b), -float(best.fun))
+    alpha *= scale
+    ll = bgnbd_log_likelihood(np.array([r, alpha, a, b]), xs, txs * scale, Ts * scale)
+    return BgNbd(float(r), float(alpha), float(a), float(b), ll)
 
 
 def gamma_gamma_log_likelihood(params: Floats, x: Floats, m_x: Floats) -> float:
@@ -131,6 +139,9 @@ def fit_gamma_gamma(x: ArrayLike, m_x: ArrayLike) -> GammaGamma:
     xs, ms = _arrays(x, m_x)
     keep = (xs > 0) & (ms > 0)
     xs, ms = xs[keep], ms[keep]
+    # Money in units of the mean spend (dollars or cents alike): gamma scales with money.
+    scale = float(np.mean(ms))
+    ms = ms / scale
 
     def negative(log_params: Floats) -> float:
         value = gamma_gamma_log_likelihood(np.exp(log_params), xs, ms)
@@ -144,4 +155,68 @@ def fit_gamma_gamma(x: ArrayLike, m_x: ArrayLike) -> GammaGamma:
     )
     best = optimize.minimize(negative, best.x, method="BFGS")
     p, q, g = np.exp(best.x)
-    return GammaGamma(float(p), float(q), float(g), -float(best.fun))
+    g *= scale
+    ll = gamma_gamma_log_likelihood(np.array([p, q, g]), xs, ms * scale)
+    return GammaGamma(float(p), float(q), float(g), ll)
+
+
+# -- a shop's customers --------------------------------------------------------------------------
+
+MIN_REPEAT_BUYERS = 10  # fewer, and the models say nothing worth showing
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per customer (indexed by `customer_id`): `p_alive`, `expected_orders_90d` and `clv_12m`
+    (integer minor units), with the fitted models; `reason` when nothing could be fitted."""
+
+    frame: pd.DataFrame
+    bgnbd: BgNbd | None
+    gamma_gamma: GammaGamma | None
+    reason: str | None = None
+
+
+def history(counted: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """The models' summary of each customer, in days, from counted orders (`customer_id`,
+    `day`, `amount`): same-day orders are one purchase."""
+    daily = counted.groupby(["customer_id", "day"], as_index=False)["amount"].sum()
+    daily = daily.sort_values(["customer_id", "day"])
+    grouped = daily.groupby("customer_id")
+    first, last = grouped["day"].min(), grouped["day"].max()
+    purchases = grouped["day"].size()
+    first_amount = grouped["amount"].first()
+    out = pd.DataFrame(
+        {
+            "x": (purchases - 1).astype("int64"),
+            "t_x": (last - first).dt.days.astype("float64"),
+            "T": (pd.Timestamp(as_of) - first).dt.days.astype("float64"),
+        }
+    )
+    repeat_money = grouped["amount"].sum() - first_amount
+    out["m_x"] = np.where(out["x"] > 0, repeat_money / out["x"].clip(lower=1), 0.0)
+    return out
+
+
+def predict(
+    counted: pd.DataFrame, as_of: date, *, sample: int = 200_000, seed: int = 0
+) -> Predictions:
+    """Fit both models on the shop's history (on a seeded sample of `sample` customers past
+    that size: the parameters settle long before) and score every customer. `clv_12m` is the
+    expected orders of the next 365 days times the expected spend per order, undiscounted."""
+    summary = history(counted, as_of)
+    fit_on = summary if len(summary) <= sample else summary.sample(sample, random_state=seed)
+    repeat = fit_on[fit_on["x"] > 0]
+    if len(repeat) < MIN_REPEAT_BUYERS:
+        empty = pd.DataFrame(
+            index=summary.index, columns=["p_alive", "expected_orders_90d", "clv_12m"]
+        )
+        return Predictions(empty, None, None, f"fewer than {MIN_REPEAT_BUYERS} repeat buyers")
+    purchases = fit_bgnbd(fit_on["x"], fit_on["t_x"], fit_on["T"])
+    spend = fit_gamma_gamma(repeat["x"], repeat["m_x"])
+    x, t_x, T = summary["x"], summary["t_x"], summary["T"]
+    frame = pd.DataFrame(index=summary.index)
+    frame["p_alive"] = purchases.p_alive(x, t_x, T)
+    frame["expected_orders_90d"] = purchases.expected_purchases(90, x, t_x, T)
+    year = purchases.expected_purchases(365, x, t_x, T)
+    frame["clv_12m"] = np.rint(year * spend.expected_spend(x, summary["m_x"])).astype("int64")
+    return Predictions(frame, purchases, spend)
