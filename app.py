@@ -93,6 +93,13 @@ def merge_customer(customer_id):
     return profiles.merge(app.current_request, customer_id)
 
 
+@app.route("/customers/{customer_id}/orders", methods=["GET"], authorizer=operator)
+def customer_orders(customer_id):
+    from functions import profiles
+
+    return profiles.list_orders(app.current_request, customer_id)
+
+
 @app.route("/customers/{customer_id}/export", methods=["GET"], authorizer=operator)
 def export_customer(customer_id):
     from functions import profiles

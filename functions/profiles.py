@@ -66,3 +66,9 @@ def export(customer_id: str) -> Response:
 @endpoint
 def delete(customer_id: str) -> Response:
     return json_response(profiles.erase_customer(customer_id))
+
+
+@endpoint
+def list_orders(request: Request, customer_id: str) -> Response:
+    params = query(request)
+    return json_response(profiles.orders_of(customer_id, page_limit(params), params.get("cursor")))

@@ -347,6 +347,18 @@ def customer_record(customer_id: str) -> dict[str, Any]:
     return customer_360(customer)
 
 
+def orders_of(customer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`GET /customers/{id}/orders`: a page of the customer's orders, newest first, as the 360
+    view lists its five most recent."""
+    from crm.domain.orders import order_summary
+
+    customer = _existing(get_customer_repository(), customer_id)
+    refuse_if_erased(customer)
+    orders, next_cursor = get_order_store().page_for_customer(customer_id, limit, cursor)
+    currency = get_settings().currency
+    return {"items": [order_summary(o, currency) for o in orders], "next_cursor": next_cursor}
+
+
 def export_customer(customer_id: str) -> dict[str, Any]:
     """`GET /customers/{id}/export`: everything held about the person (`export_view`)."""
     customer = _existing(get_customer_repository(), customer_id)
