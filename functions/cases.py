@@ -10,7 +10,7 @@ from chalice.app import Request
 from crm.api import endpoint, json_response, page_limit, query, read_json_object
 from crm.domain.errors import ValidationFailed
 from crm.services.cases import ACTIONS, OPEN, STATUSES, STEPS, page_of_cases, resolve
-from crm.services.workflow_steps import check_fault
+from crm.services.workflow_steps import run_step
 
 
 @endpoint
@@ -40,8 +40,4 @@ def resolve_case(request: Request, case_id: str) -> Response:
 
 
 def exception_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    step = event.get("step")
-    if step not in STEPS:
-        raise ValidationFailed(f"unknown exception step {step!r}")
-    check_fault("exception", str(step), event.get("order_id"))
-    return STEPS[str(step)](event)
+    return run_step("exception", STEPS, event)

@@ -10,7 +10,7 @@ from chalice.app import Request
 from crm.api import endpoint, json_response, read_json_object
 from crm.domain.errors import ValidationFailed
 from crm.services.refunds import STEPS, request_cancellation, request_refund
-from crm.services.workflow_steps import check_fault
+from crm.services.workflow_steps import run_step
 
 
 @endpoint
@@ -32,8 +32,4 @@ def post_cancel(request: Request, order_id: str) -> Response:
 
 
 def refund_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    step = event.get("step")
-    if step not in STEPS:
-        raise ValidationFailed(f"unknown refund step {step!r}")
-    check_fault("refund", str(step), event.get("order_id"))
-    return STEPS[str(step)](event)
+    return run_step("refund", STEPS, event)

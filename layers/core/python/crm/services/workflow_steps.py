@@ -3,6 +3,7 @@ order's internal events (facts the workflows establish: delivered, cancelled, a 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from crm.config import injected_faults
@@ -40,6 +41,20 @@ def check_fault(workflow: str, step: str, order_id: Any = None) -> None:
     point = f"{workflow}.{step}"
     if point in faults or f"{point}@{order_id}" in faults:
         raise InjectedFault(f"fault injected at {point}")
+
+
+def run_step(
+    workflow: str,
+    steps: Mapping[str, Callable[..., Any]],
+    event: dict[str, Any],
+) -> dict[str, Any]:
+    """A workflow's Lambda: the step its input names, after the fault switch's say."""
+    step = event.get("step")
+    if step not in steps:
+        raise ValidationFailed(f"unknown {workflow} step {step!r}")
+    check_fault(workflow, str(step), event.get("order_id"))
+    answer: dict[str, Any] = steps[str(step)](event)
+    return answer
 
 
 def order_of(event: dict[str, Any], *, must_be_paid: bool = True) -> Order:

@@ -649,33 +649,6 @@ class BatchingOrderStore(OrderStore):
                 for item in items:
                     yield table, item
 
-    def page_for_customer(
-        self, customer_id: str, limit: int, cursor: str | None = None
-    ) -> tuple[list[Order], str | None]:
-        """A page of the customer's orders, newest first, and the cursor of the next page (the
-        full index key of the page's last order, opaque: `crm.domain.cursors`)."""
-        start = None
-        if cursor:
-            created_at, order_id = cursors.decode(cursor, 2)
-            start = {
-                "customer_id": {"S": customer_id},
-                "created_at": {"S": created_at},
-                "order_id": {"S": order_id},
-            }
-        try:
-            page = OrderModel.by_customer.query(
-                customer_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
-            )
-            orders = [to_order(item) for item in page]
-        except PynamoDBException as exc:
-            raise Unavailable("the orders could not be read") from exc
-        more = len(orders) == limit and page.last_evaluated_key
-        last = orders[-1] if orders else None
-        next_cursor = (
-            cursors.encode(last.created_at or "", last.order_id) if more and last else None
-        )
-        return orders, next_cursor
-
     def read_order_and_owners(
         self, order_id: str, identity_keys: Iterable[str], delivery_id: str | None = None
     ) -> tuple[Order | None, dict[str, str], bool]:
