@@ -285,7 +285,97 @@ def customer_notifications(customer_id):
     return notifications.list_notifications(app.current_request, customer_id)
 
 
+# -- segments, jobs, reports ---------------------------------------------------------------------
+
+
+@app.route("/segments", methods=["GET"], authorizer=operator)
+def list_segments():
+    from functions import segments
+
+    return segments.list_segments()
+
+
+@app.route("/segments/preview", methods=["POST"], authorizer=operator, content_types=ANY_BODY)
+def preview_segment():
+    from functions import segments
+
+    return segments.preview(app.current_request)
+
+
+@app.route("/segments/{name}", methods=["GET"], authorizer=operator)
+def get_segment(name):
+    from functions import segments
+
+    return segments.get_segment(name)
+
+
+@app.route("/segments/{name}", methods=["PUT"], authorizer=operator, content_types=ANY_BODY)
+def put_segment(name):
+    from functions import segments
+
+    return segments.put_segment(app.current_request, name)
+
+
+@app.route("/segments/{name}", methods=["DELETE"], authorizer=operator)
+def delete_segment(name):
+    from functions import segments
+
+    return segments.delete_segment(name)
+
+
+@app.route("/segments/{name}/members", methods=["GET"], authorizer=operator)
+def segment_members(name):
+    from functions import segments
+
+    return segments.members(app.current_request, name)
+
+
+@app.route("/jobs/{name}/runs", methods=["POST"], authorizer=operator, content_types=ANY_BODY)
+def start_job_run(name):
+    from functions import jobs
+
+    return jobs.start_run(app.current_request, name)
+
+
+@app.route("/jobs/{name}/runs/{run_id}", methods=["GET"], authorizer=operator)
+def get_job_run(name, run_id):
+    from functions import jobs
+
+    return jobs.get_run(name, run_id)
+
+
+@app.route("/reports/{report}", methods=["GET"], authorizer=operator)
+def get_report(report):
+    from functions import reports
+
+    return reports.get_report(app.current_request, report)
+
+
+# The analytics function (pandas; its own package): job runs, previews, reports, erasure's
+# reach into the snapshot.
+@app.lambda_function(name="analytics")
+def analytics(event, context):
+    from functions import analytics
+
+    return analytics.handle(event, context)
+
+
 # -- scheduled jobs -----------------------------------------------------------------------------
+
+
+# 02:30 in the shop's day (UTC+8 by default): after the day's orders, before its morning.
+@app.schedule("cron(30 18 * * ? *)", name="segmentation")
+def segmentation(event):
+    from functions import analytics
+
+    return analytics.scheduled("segmentation", event.to_dict(), event.context)
+
+
+@app.schedule("cron(0 19 * * ? *)", name="reports")
+def reports(event):
+    from functions import analytics
+
+    return analytics.scheduled("reports", event.to_dict(), event.context)
 
 
 @app.schedule("cron(15 2 * * ? *)", name="points_expiry")

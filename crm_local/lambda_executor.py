@@ -33,6 +33,7 @@ _registry: dict[str, Handler] = {}
 _background: set[threading.Thread] = set()
 _background_lock = threading.Lock()
 _original: Callable[..., tuple[str, bool, str]] | None = None
+_original_invoke: Callable[..., Any] | None = None
 
 
 class SeamBroken(RuntimeError):
@@ -58,23 +59,35 @@ def check_moto() -> type:
             f"moto's LambdaFunction._invoke_lambda changed shape ({params}); "
             "crm_local.lambda_executor must be updated"
         )
+    invoke = getattr(LambdaFunction, "invoke", None)
+    invoke_params = list(inspect.signature(invoke).parameters) if invoke else []
+    if invoke_params[:3] != ["self", "body", "request_headers"]:
+        raise SeamBroken(
+            f"moto's LambdaFunction.invoke changed shape ({invoke_params}); "
+            "crm_local.lambda_executor must be updated"
+        )
     return LambdaFunction
 
 
 def install() -> None:
     """Patch moto (idempotent). Fails loudly if moto is not the pinned version."""
-    global _original
+    global _original, _original_invoke
     lambda_function = check_moto()
     if _original is None:
         _original = lambda_function._invoke_lambda  # type: ignore[attr-defined]
         lambda_function._invoke_lambda = _invoke_lambda  # type: ignore[attr-defined]
+        _original_invoke = lambda_function.invoke
+        lambda_function.invoke = _invoke  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    global _original
+    global _original, _original_invoke
     if _original is not None:
         check_moto()._invoke_lambda = _original  # type: ignore[attr-defined]
         _original = None
+    if _original_invoke is not None:
+        check_moto().invoke = _original_invoke  # type: ignore[method-assign]
+        _original_invoke = None
 
 
 def register(function_name: str, handler: Handler) -> None:
@@ -189,6 +202,20 @@ def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return "", False, ""
     payload, errored = run_handler(handler, event, context)
     return payload, errored, f"REPORT RequestId: {context.aws_request_id}"
+
+
+def _invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> Any:
+    """`Invoke` with `InvocationType=Event` queues the work in Lambda and answers 202 at once;
+    moto runs it inside the call. A registered function runs on its own thread instead, with
+    its on-failure destination, as in the cloud."""
+    handler = _registry.get(self.function_name)
+    kind = request_headers.get("x-amz-invocation-type", "RequestResponse")
+    if handler is None or kind != "Event":
+        assert _original_invoke is not None
+        return _original_invoke(self, body, request_headers, response_headers)
+    event = json.loads(body) if body else {}
+    _start_in_background(handler, event, context_for(self), _on_failure_destination(self))
+    return ""
 
 
 def _is_s3_notification(event: Any) -> bool:

@@ -32,9 +32,11 @@ def upsert(request: Request) -> Response:
 @endpoint
 def find(request: Request) -> Response:
     params = query(request)
-    page_limit(params)  # validated for every filter; an identity matches one profile at most
+    limit = page_limit(params)  # validated for every filter; an identity matches one at most
     filters = {name: params[name] for name in FILTERS if name in params}
-    return json_response(profiles.find_customers(**filters))
+    return json_response(
+        profiles.find_customers(**filters, limit=limit, cursor=params.get("cursor"))
+    )
 
 
 @endpoint

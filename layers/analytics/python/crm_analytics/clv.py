@@ -11,7 +11,7 @@ the end of the calibration period, and for spend `m_x` the mean value of the rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -174,6 +174,7 @@ class Predictions:
     bgnbd: BgNbd | None
     gamma_gamma: GammaGamma | None
     reason: str | None = None
+    fitted_on: int = 0  # customers the models were fitted on (0: reused or not fitted)
 
 
 def history(counted: pd.DataFrame, as_of: date) -> pd.DataFrame:
@@ -213,6 +214,15 @@ def predict(
         return Predictions(empty, None, None, f"fewer than {MIN_REPEAT_BUYERS} repeat buyers")
     purchases = fit_bgnbd(fit_on["x"], fit_on["t_x"], fit_on["T"])
     spend = fit_gamma_gamma(repeat["x"], repeat["m_x"])
+    return replace(_scored(summary, purchases, spend), fitted_on=len(fit_on))
+
+
+def score(counted: pd.DataFrame, as_of: date, purchases: BgNbd, spend: GammaGamma) -> Predictions:
+    """Score every customer with models fitted before (the day's own, on a re-run)."""
+    return _scored(history(counted, as_of), purchases, spend)
+
+
+def _scored(summary: pd.DataFrame, purchases: BgNbd, spend: GammaGamma) -> Predictions:
     x, t_x, T = summary["x"], summary["t_x"], summary["T"]
     frame = pd.DataFrame(index=summary.index)
     frame["p_alive"] = purchases.p_alive(x, t_x, T)

@@ -18,3 +18,10 @@ def now_iso() -> str:
 def today() -> date:
     """Today in UTC (what a birthday in the future is measured against)."""
     return now().date()
+
+
+def today_in(timezone: str) -> date:
+    """Today's calendar date where the shop is (its reports and segments count its days)."""
+    from zoneinfo import ZoneInfo
+
+    return now().astimezone(ZoneInfo(timezone)).date()

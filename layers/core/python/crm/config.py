@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 
 
@@ -67,6 +68,14 @@ class Settings:
     # Rows one invocation of the import works through before handing over to the next (it
     # also stops early when its Lambda is close to its time limit).
     import_chunk_rows: int = 200_000
+    # The shop's calendar: the day of an order in segments and reports.
+    timezone: str = "Asia/Shanghai"
+    # Shop units per unit of another currency, for analytics (`CRM_EXCHANGE_RATES`,
+    # `USD=7.1,EUR=7.8`); an order in a currency without a rate is left out and counted.
+    exchange_rates: tuple[tuple[str, str], ...] = ()
+    # The function that runs jobs, previews and reports (`crm_analytics`); by default the
+    # stage's own `analytics` function.
+    analytics_function: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -126,6 +135,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         problems.append("CRM_IMPORT_CHUNK_ROWS must be a positive integer")
         chunk_rows = 0
+    timezone = env.get("CRM_TIMEZONE", "Asia/Shanghai").strip()
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(timezone)
+    except (ValueError, KeyError, OSError):
+        problems.append(f"CRM_TIMEZONE must be an IANA time zone, not {timezone!r}")
+    rates, rate_problem = parse_exchange_rates(env.get("CRM_EXCHANGE_RATES", ""), currency)
+    if rate_problem:
+        problems.append(rate_problem)
+    stage = values.get("stage") or "local"
+    analytics_function = (
+        env.get("CRM_ANALYTICS_FUNCTION", "").strip() or f"shop-crm-{stage}-analytics"
+    )
     problems += unsafe_outside_tests(env)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
@@ -135,8 +158,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secrets_source=secrets_source,
         max_body_bytes=max_body,
         import_chunk_rows=chunk_rows,
+        timezone=timezone,
+        exchange_rates=rates,
+        analytics_function=analytics_function,
         **values,  # type: ignore[arg-type]
     )
+
+
+_RATE = re.compile(r"^([A-Z]{3})=(\d{1,9}(?:\.\d{1,9})?)$")
+
+
+def parse_exchange_rates(
+    text: str, currency: str
+) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """`USD=7.1,EUR=7.8` as `(("EUR", "7.8"), ("USD", "7.1"))` (decimal text: money is never a
+    float), or the problem with it."""
+    rates: dict[str, str] = {}
+    for part in filter(None, (p.strip().upper() for p in text.split(","))):
+        match = _RATE.match(part)
+        if not match or Decimal(match.group(2)) <= 0 or match.group(1) == currency:
+            return (), (
+                "CRM_EXCHANGE_RATES must be CODE=RATE pairs (shop units per unit of another "
+                f"currency, e.g. USD=7.1,EUR=7.8), not {part!r}"
+            )
+        rates[match.group(1)] = match.group(2)
+    return tuple(sorted(rates.items())), None
 
 
 def is_example_address(address: str) -> bool:

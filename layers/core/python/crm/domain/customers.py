@@ -80,6 +80,8 @@ class Customer:
     # The newest time a platform stamped on what it told us: `{"shopify": <updated_at>,
     # "shopify:consent:email": <consent_updated_at>}`; an older state is not applied over it.
     platform_seen: dict[str, str] = field(default_factory=dict)
+    # Written by the segmentation job only: `segments`, `rfm`, `predicted`, `as_of`.
+    analytics: dict[str, Any] = field(default_factory=dict)
     version: int | None = None
 
     def identity_keys(self) -> IdentityKeys:
@@ -554,6 +556,7 @@ def erase(customer: Customer, now: str) -> tuple[Customer, list[str]]:
         timezone=None,
         possible_duplicates=[],
         platform_seen={},
+        analytics={},
         status=ERASED,
         erased_at=now,
         updated_at=now,

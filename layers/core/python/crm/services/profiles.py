@@ -69,23 +69,6 @@ RECENT_ORDERS = 5
 EXPORTS_PREFIX = "exports/"
 # What may go into an export's S3 key: no "/", no "..", nothing a path or a console misreads.
 _EXPORT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-BUILTIN_SEGMENTS = frozenset(
-    {
-        "new",
-        "active",
-        "returning",
-        "loyal",
-        "at_risk",
-        "churned",
-        "high_value",
-        "mid_value",
-        "low_value",
-        "champions",
-        "recent",
-        "needs_attention",
-        "inactive",
-    }
-)
 
 
 def new_customer_id() -> str:
@@ -310,14 +293,13 @@ def find_customers(
     email: str | None = None,
     phone: str | None = None,
     external_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """`GET /customers`: a segment's members, or the active profile an identity belongs to (one
     at most). The first filter given, in this order, is the one used."""
     if segment is not None:
-        if segment not in BUILTIN_SEGMENTS:
-            raise NotFound(f"segment {segment} does not exist")
-        # Memberships are written by the segmentation job; none exist before its first run.
-        return {"items": [], "next_cursor": None}
+        return _segment_members(segment, limit, cursor)
     if email is not None:
         key = "email:" + normalise_email(email)
     elif phone is not None:
@@ -336,6 +318,17 @@ def find_customers(
     customer = repo.get(owner) if owner else None
     items = [profile_view(customer)] if customer and customer.status == ACTIVE else []
     return {"items": items, "next_cursor": None}
+
+
+def _segment_members(segment: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """A page of a segment's members as profiles (as the last segmentation run listed them;
+    one erased or merged since is left out of the page)."""
+    from crm.services.segments import member_ids
+
+    ids, next_cursor = member_ids(segment, limit, cursor)
+    found = get_customer_repository().get_many(ids)
+    items = [profile_view(found[c]) for c in ids if c in found and found[c].status == ACTIVE]
+    return {"items": items, "next_cursor": next_cursor}
 
 
 def customer_record(customer_id: str) -> dict[str, Any]:
@@ -405,14 +398,38 @@ def customer_360(customer: Customer) -> dict[str, Any]:
         "profile": profile,
         "tier": tier_view(customer.stats, now_iso(), program())["name"],
         "points": points_summary(get_ledger_store().account(customer.customer_id)),
-        "segments": [],
-        "rfm": {"r": None, "f": None, "m": None, "group": None},
+        **analytics_view(customer.analytics),
         "stats": stats_view(customer.stats, settings.currency),
         "recent_orders": [order_summary(o, settings.currency) for o in orders],
         "recent_notifications": timeline(customer.customer_id, 5),
-        "open_cases": [],
+        "open_cases": _open_cases(customer.customer_id),
         "possible_duplicates": customer.possible_duplicates,
     }
+
+
+def analytics_view(analytics: dict[str, Any]) -> dict[str, Any]:
+    """What the last segmentation run wrote: the segments, the RFM and the predictions (empty
+    and null until a run has scored the customer)."""
+    currency = get_settings().currency
+    rfm = dict(analytics.get("rfm") or {})
+    if rfm.get("monetary") is not None:
+        rfm["monetary"] = {"amount": rfm["monetary"], "currency": currency}
+    predicted = dict(analytics.get("predicted") or {})
+    if predicted.get("clv_12m") is not None:
+        predicted["clv_12m"] = {"amount": predicted["clv_12m"], "currency": currency}
+    empty_rfm = dict.fromkeys(("r", "f", "m", "group", "recency_days", "frequency", "monetary"))
+    return {
+        "segments": list(analytics.get("segments") or []),
+        "rfm": {**empty_rfm, **rfm},
+        "predicted": predicted or dict.fromkeys(("p_alive", "expected_orders_90d", "clv_12m")),
+    }
+
+
+def _open_cases(customer_id: str) -> list[dict[str, Any]]:
+    from crm.store.cases import OPEN, get_case_store
+
+    cases = get_case_store().for_customer(customer_id)
+    return [c for c in reversed(cases) if c["status"] == OPEN]
 
 
 def export_view(customer: Customer) -> dict[str, Any]:

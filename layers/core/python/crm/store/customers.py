@@ -14,7 +14,12 @@ from typing import Any
 
 from pynamodb.attributes import MapAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.exceptions import (
+    DoesNotExist,
+    PynamoDBException,
+    TransactWriteError,
+    UpdateError,
+)
 from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
@@ -27,7 +32,7 @@ from crm.store.retry import RetryingConnection
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for one TransactWriteItems
 _CUSTOMER_FIELDS = [f.name for f in fields(Customer) if f.name != "version"]
 _LIST_FIELDS = {"tags", "possible_duplicates"}
-_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats", "platform_seen"}
+_MAP_FIELDS = {"consents", "attributes", "external_ids", "stats", "platform_seen", "analytics"}
 
 
 class IdentityTaken(Exception):
@@ -188,6 +193,27 @@ class CustomerRepository:
                             | (IdentityModel.customer_id == customer.customer_id)
                         ),
                     )
+
+    def write_analytics(self, customer_id: str, analytics: dict[str, Any], version: int) -> bool:
+        """Set what the segmentation job computed for an active profile, at the version the
+        job read (so a profile saved meanwhile is not overwritten with stale fields; its own
+        save would in turn fail on the version this write moves). False when the profile is no
+        longer active or changed since: the caller reads it again or leaves it to the next run.
+        """
+        item = CustomerModel(customer_id)
+        item.version = version
+        try:
+            item.update(
+                actions=[CustomerModel.analytics.set(analytics)],
+                condition=CustomerModel.status == "active",
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise store_error(exc, "the customer could not be written") from exc
+        except PynamoDBException as exc:
+            raise store_error(exc, "the customer could not be written") from exc
+        return True
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._connection)

@@ -49,6 +49,8 @@ class CustomerModel(RetryingModel):
     erased_at = UnicodeAttribute(null=True)
     stats = MapAttribute(null=True)  # type: ignore[var-annotated]
     platform_seen = MapAttribute(null=True)  # type: ignore[var-annotated]
+    # What the segmentation job last wrote: segments, rfm, predicted, as_of (JSON text).
+    analytics = JSONAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     # Optimistic locking: every save is conditional on the version it read.

@@ -1,0 +1,221 @@
+"""The analytics function's work: the segmentation job, rule previews, and the snapshot's part
+in an erasure. Each reads the tables or the snapshot, computes with pandas, and writes through
+the core's stores and adapters."""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from crm.adapters import events, s3
+from crm.config import get_settings
+from crm.domain.errors import ValidationFailed
+from crm.domain.loyalty import Program
+from crm.domain.segment_rules import parse_rule
+from crm.store import segments as segment_store
+from crm.store.customers import get_customer_repository
+from crm_analytics import clv, snapshot
+from crm_analytics.segmentation import Outcome, analytics_texts, compute, rule_frame
+from crm_analytics.segments import LIFECYCLE_STAGES, VALUE_BANDS
+
+log = logging.getLogger("crm.analytics")
+MODELS_PREFIX = "analytics/models/"
+WRITERS = 16  # concurrent UpdateItems of the write-back
+SAMPLE_SIZE = 10
+
+
+def _program() -> Program:
+    return Program(currency=get_settings().currency)
+
+
+def rule_segments(currency: str) -> dict[str, Any]:
+    """name -> parsed rule of every stored rule segment (a definition that no longer parses,
+    after a change of the rule language, is left out and logged, not fatal)."""
+    parsed = {}
+    for definition in segment_store.definitions():
+        try:
+            parsed[definition["name"]] = parse_rule(definition["rule"], currency)
+        except ValidationFailed:
+            log.warning("rule segment no longer valid", extra={"segment": definition["name"]})
+    return parsed
+
+
+def _day_models(as_of: date) -> tuple[clv.BgNbd, clv.GammaGamma] | None:
+    stored = s3.get_json(get_settings().data_bucket, f"{MODELS_PREFIX}{as_of.isoformat()}.json")
+    if not isinstance(stored, dict) or "bgnbd" not in stored:
+        return None
+    return clv.BgNbd(**stored["bgnbd"]), clv.GammaGamma(**stored["gamma_gamma"])
+
+
+def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
+    """The nightly job: snapshot, segments and predictions, the profiles' write-back (only
+    what changed), membership files, one event per membership change, and the run's record."""
+    settings = get_settings()
+    taken = snapshot.take(as_of, settings, _program())
+    files = snapshot.write(taken, settings.data_bucket)
+    orders = taken.orders[taken.orders["active"]]
+    models = _day_models(as_of)
+    outcome = compute(
+        orders,
+        taken.customers,
+        as_of,
+        rule_segments=rule_segments(settings.currency),
+        models=models,
+    )
+    if models is None and "bgnbd" in outcome.models:
+        s3.put_json(
+            settings.data_bucket, f"{MODELS_PREFIX}{as_of.isoformat()}.json", outcome.models
+        )
+    written = write_back(outcome, taken.customers, settings.currency, run_id)
+    record(outcome, run_id)
+    return {
+        "as_of": as_of.isoformat(),
+        "customers": len(taken.customers),
+        "orders": len(taken.orders),
+        "orders_left_out": taken.left_out,
+        "snapshot_files": files,
+        "segments": {name: len(ids) for name, ids in outcome.members.items()},
+        "models": outcome.models if "reason" in outcome.models else _rounded(outcome.models),
+        "models_reused": models is not None,
+        **written,
+    }
+
+
+def _rounded(models: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"fitted_on": models.get("fitted_on", 0)}
+    for name in ("bgnbd", "gamma_gamma"):
+        out[name] = {k: round(v, 4) for k, v in models[name].items() if k != "log_likelihood"}
+    return out
+
+
+def write_back(
+    outcome: Outcome, customers: pd.DataFrame, currency: str, run_id: str | None
+) -> dict[str, int]:
+    """Write each profile whose analytics changed, at the version the snapshot read (one more
+    try at the version read again when the profile moved meanwhile), then publish its
+    membership changes. Nothing changed: no write and no event."""
+    texts = analytics_texts(outcome, currency)
+    held = customers.set_index("customer_id")
+    before = held["analytics"].reindex(texts.index).fillna("")
+    versions = held["version"].reindex(texts.index)
+    changed = texts.index[texts.to_numpy() != before.to_numpy()]
+    repo = get_customer_repository()
+
+    def write(customer_id: str) -> tuple[str, bool]:
+        value = json.loads(texts[customer_id]) if texts[customer_id] else {}
+        if repo.write_analytics(customer_id, value, int(versions[customer_id])):
+            return customer_id, True
+        fresh = repo.get(customer_id)
+        if fresh is None or fresh.status != "active" or fresh.version is None:
+            return customer_id, False
+        return customer_id, repo.write_analytics(customer_id, value, fresh.version)
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        results = list(pool.map(write, changed))
+    done = [customer_id for customer_id, ok in results if ok]
+    sent = []
+    for customer_id in done:
+        old = json.loads(before[customer_id]).get("segments", []) if before[customer_id] else []
+        new = json.loads(texts[customer_id]).get("segments", []) if texts[customer_id] else []
+        for kind, names in (
+            ("segment_entered", sorted(set(new) - set(old))),
+            ("segment_exited", sorted(set(old) - set(new))),
+        ):
+            sent += [
+                {
+                    "type": kind,
+                    "customer_id": customer_id,
+                    "segment": name,
+                    "as_of": outcome.as_of.isoformat(),
+                    "run_id": run_id,
+                }
+                for name in names
+            ]
+    calls = events.publish(sent)
+    return {
+        "profiles_changed": len(changed),
+        "profiles_written": len(done),
+        "profiles_skipped": len(changed) - len(done),
+        "segment_events": len(sent),
+        "event_calls": calls,
+    }
+
+
+def record(outcome: Outcome, run_id: str | None) -> None:
+    as_of = outcome.as_of.isoformat()
+    run = {
+        "as_of": as_of,
+        "run_id": run_id,
+        "total_revenue": outcome.total_revenue,
+        "segments": {
+            name: {
+                "size": len(ids),
+                "revenue": outcome.revenue[name],
+                "members": segment_store.members_key(name, as_of),
+            }
+            for name, ids in outcome.members.items()
+        },
+        "models": outcome.models,
+    }
+    files = {name: "".join(f"{c}\n" for c in ids).encode() for name, ids in outcome.members.items()}
+    segment_store.record_run(run, files)
+
+
+def preview(rule: Any) -> dict[str, Any]:
+    """A rule over the latest snapshot's customers, with the scores of the last run: how many
+    it selects and a sample. Without a snapshot yet, one is taken first."""
+    settings = get_settings()
+    parsed = parse_rule(rule, settings.currency)
+    as_of = snapshot.latest_date(settings.data_bucket)
+    if as_of is None:
+        from crm.clock import today_in
+
+        as_of = today_in(settings.timezone)
+        snapshot.write(snapshot.take(as_of, settings, _program()), settings.data_bucket)
+    customers = snapshot.read(settings.data_bucket, "customers")
+    scores = _held_scores(customers)
+    frame = rule_frame(customers, scores)
+    from crm_analytics import rules
+
+    selected = sorted(frame.index[rules.mask(parsed, frame)])
+    return {
+        "count": len(selected),
+        "sample": [{"customer_id": c} for c in selected[:SAMPLE_SIZE]],
+        "as_of": as_of.isoformat(),
+    }
+
+
+def _held_scores(customers: pd.DataFrame) -> pd.DataFrame:
+    """The scores the last run wrote to each profile, in `segment`'s columns."""
+    rows = {}
+    for customer_id, text in zip(customers["customer_id"], customers["analytics"], strict=True):
+        held = json.loads(text) if isinstance(text, str) and text else {}
+        rfm = held.get("rfm")
+        if rfm:
+            segments = held.get("segments", [])
+            rows[customer_id] = {
+                "r": rfm["r"],
+                "f": rfm["f"],
+                "m": rfm["m"],
+                "recency_days": rfm["recency_days"],
+                "group": rfm["group"],
+                "lifecycle": next((s for s in segments if s in _LIFECYCLE), None),
+                "value_band": next((s for s in segments if s in _BANDS), None),
+            }
+    columns = ["r", "f", "m", "recency_days", "group", "lifecycle", "value_band"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+_LIFECYCLE = frozenset(LIFECYCLE_STAGES)
+_BANDS = frozenset(VALUE_BANDS)
+
+
+def scrub(customer_ids: list[str]) -> dict[str, int]:
+    """Erasure's reach into the snapshot: every customers file that names these people is
+    rewritten without them."""
+    return {"files_rewritten": snapshot.scrub(get_settings().data_bucket, set(customer_ids))}

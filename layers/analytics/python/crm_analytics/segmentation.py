@@ -1,0 +1,181 @@
+"""The segmentation of a whole shop as of a date, from the snapshot's frames: every built-in
+segment (lifecycle, value band, RFM group), every rule segment, and the predictions, as what
+each customer's profile should hold (`analytics`), with each segment's members.
+
+Pure over frames: reading and writing are the job's (`crm_analytics.jobs`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crm.domain.money import to_decimal_string
+from crm_analytics import clv, rules
+from crm_analytics.segments import (
+    LIFECYCLE_STAGES,
+    RFM_GROUPS,
+    VALUE_BANDS,
+    Thresholds,
+    counted_orders,
+    segment,
+)
+
+RFM_SEGMENTS = tuple(f"rfm_{group}" for group in RFM_GROUPS)
+BUILTIN_SEGMENTS = (*LIFECYCLE_STAGES, *VALUE_BANDS, *RFM_SEGMENTS)
+PREDICTION_DECIMALS = 4
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass
+class Outcome:
+    as_of: date
+    # Per active customer (index `customer_id`): the RFM columns (`r`, `f`, `m`, `group`,
+    # `recency_days`, `frequency`, `monetary`; NA without a counted order), the predictions
+    # (`p_p_alive`, `p_expected_orders_90d`, `p_clv_12m`) and `segments` (names, sorted).
+    profiles: pd.DataFrame
+    members: dict[str, list[str]]
+    revenue: dict[str, int]  # money kept in the window by each segment's members
+    total_revenue: int
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+def rule_frame(customers: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The documented rule fields of every customer (`crm.domain.segment_rules.FIELDS`):
+    profile fields from the snapshot, scores from this run."""
+    frame = customers.set_index("customer_id").rename(
+        columns={"consents_email": "consents.email", "consents_sms": "consents.sms"}
+    )
+    frame["tags"] = frame["tags"].map(lambda v: list(v) if v is not None else [])
+    joined = scores.reindex(frame.index)
+    for name in ("r", "f", "m", "recency_days"):
+        frame[name] = joined[name].astype("Int64").astype(object).where(joined[name].notna(), None)
+    frame["rfm_group"] = joined["group"].where(joined["group"].notna(), None)
+    frame["lifecycle"] = joined["lifecycle"].where(joined["lifecycle"].notna(), None)
+    frame["value_band"] = joined["value_band"].where(joined["value_band"].notna(), None)
+    return frame
+
+
+def compute(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: date,
+    *,
+    rule_segments: dict[str, Any] | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    models: tuple[clv.BgNbd, clv.GammaGamma] | None = None,
+    sample: int = 200_000,
+) -> Outcome:
+    """`orders`: the snapshot's orders of active customers; `customers`: the active customers.
+    `rule_segments`: name -> parsed rule. `models`: fitted models to reuse (a re-run of the
+    same day scores with the day's models, so what did not change is not rewritten)."""
+    customer_ids = pd.Index(customers["customer_id"], name="customer_id")
+    scores = segment(orders, as_of, thresholds)
+    scores = scores[scores.index.isin(customer_ids)]
+    counted = counted_orders(orders, as_of)
+    counted = counted[counted["customer_id"].isin(customer_ids)]
+
+    members: dict[str, list[str]] = {}
+    for name in LIFECYCLE_STAGES:
+        members[name] = sorted(scores.index[scores["lifecycle"] == name])
+    for name in VALUE_BANDS:
+        members[name] = sorted(scores.index[scores["value_band"] == name])
+    for group, name in zip(RFM_GROUPS, RFM_SEGMENTS, strict=True):
+        members[name] = sorted(scores.index[scores["group"] == group])
+    if rule_segments:
+        frame = rule_frame(customers, scores)
+        for name, rule in sorted(rule_segments.items()):
+            members[name] = sorted(frame.index[rules.mask(rule, frame)])
+
+    predicted, fitted = _predictions(counted, as_of, models, sample)
+
+    window = scores["window_monetary"]
+    revenue = {name: int(window.reindex(ids).fillna(0).sum()) for name, ids in members.items()}
+    profiles = pd.DataFrame(index=customer_ids)
+    profiles = profiles.join(
+        scores[["r", "f", "m", "group", "recency_days", "frequency", "monetary"]]
+    )
+    profiles = profiles.join(predicted.rename(columns=lambda c: f"p_{c}"))
+    pairs = [(c, name) for name, ids in members.items() for c in ids]
+    if pairs:
+        listed = pd.DataFrame(pairs, columns=["customer_id", "segment"]).sort_values("segment")
+        grouped = listed.groupby("customer_id")["segment"].agg(tuple)
+        profiles["segments"] = grouped.reindex(customer_ids)
+    else:
+        profiles["segments"] = None
+    profiles["segments"] = profiles["segments"].map(lambda v: v if isinstance(v, tuple) else ())
+    return Outcome(
+        as_of=as_of,
+        profiles=profiles,
+        members=members,
+        revenue=revenue,
+        total_revenue=int(window.sum()),
+        models=fitted,
+    )
+
+
+def _predictions(
+    counted: pd.DataFrame,
+    as_of: date,
+    models: tuple[clv.BgNbd, clv.GammaGamma] | None,
+    sample: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if counted.empty:
+        return pd.DataFrame(columns=["p_alive", "expected_orders_90d", "clv_12m"]), {
+            "reason": "no counted orders"
+        }
+    if models is not None:
+        result = clv.score(counted, as_of, *models)
+    else:
+        result = clv.predict(counted, as_of, sample=sample)
+    if result.bgnbd is None or result.gamma_gamma is None:
+        return result.frame.iloc[0:0], {"reason": result.reason}
+    return result.frame, {
+        "bgnbd": {k: round(float(v), 6) for k, v in vars(result.bgnbd).items()},
+        "gamma_gamma": {k: round(float(v), 6) for k, v in vars(result.gamma_gamma).items()},
+        "fitted_on": int(result.fitted_on),
+    }
+
+
+def analytics_texts(outcome: Outcome, currency: str) -> pd.Series:
+    """What each profile's `analytics` should hold, as canonical JSON text (compared as text
+    with what it holds: equal text, no write); empty text for nothing."""
+    p = outcome.profiles
+    scored = p["r"].notna().to_numpy()
+    predicted = p["p_p_alive"].notna().to_numpy() if "p_p_alive" in p else np.zeros(len(p), bool)
+    texts = []
+    columns = [
+        p[c].to_numpy() for c in ("r", "f", "m", "group", "recency_days", "frequency", "monetary")
+    ]
+    if predicted.any():
+        alive = p["p_p_alive"].to_numpy(dtype="float64", na_value=np.nan)
+        expected = p["p_expected_orders_90d"].to_numpy(dtype="float64", na_value=np.nan)
+        value = p["p_clv_12m"].to_numpy(dtype="float64", na_value=np.nan)
+    for i, segments in enumerate(p["segments"].to_numpy()):
+        held: dict[str, Any] = {}
+        if segments:
+            held["segments"] = list(segments)
+        if scored[i]:
+            r, f, m, group, recency, frequency, monetary = (col[i] for col in columns)
+            held["rfm"] = {
+                "r": int(r),
+                "f": int(f),
+                "m": int(m),
+                "group": str(group),
+                "recency_days": int(recency),
+                "frequency": int(frequency),
+                "monetary": to_decimal_string(int(monetary), currency),
+            }
+        if predicted[i]:
+            held["predicted"] = {
+                "p_alive": round(float(alive[i]), PREDICTION_DECIMALS),
+                "expected_orders_90d": round(float(expected[i]), PREDICTION_DECIMALS),
+                "clv_12m": to_decimal_string(int(value[i]), currency),
+            }
+        texts.append(json.dumps(held, sort_keys=True) if held else "")
+    return pd.Series(texts, index=p.index, dtype=object)

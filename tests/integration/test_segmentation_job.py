@@ -1,0 +1,194 @@
+"""The segmentation job through the API: a run on demand with `as_of`, its record, the
+profiles' RFM, segments and predictions, `?segment=`, segment members and sizes, rule
+segments and their preview, and a re-run on unchanged data that writes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+
+import boto3
+import pytest
+
+from crm_local import lambda_executor
+from crm_local.provision import AppFunction, provision_functions
+from tests.conftest import LOCAL_ENV, OPERATOR
+from tests.support.shopify import deliver, order_payload
+
+AS_OF = date(2026, 11, 20)
+
+
+@pytest.fixture
+def analytics(api):
+    """The analytics function, run in-process when the API invokes it (as the local stack
+    does)."""
+    from crm_analytics import tasks
+
+    lambda_executor.install()
+    client = lambda s: boto3.client(s, region_name="us-east-1")  # noqa: E731
+    provision_functions(
+        client,
+        [AppFunction(name="analytics", handler_string="app.analytics", handler=None)],
+        "shop-crm",
+        "local",
+        LOCAL_ENV,
+    )
+    lambda_executor.register("shop-crm-local-analytics", lambda e, c: tasks.run(e))
+    yield api
+    lambda_executor.unregister("shop-crm-local-analytics")
+
+
+def call(api, method: str, path: str, body=None):
+    send = getattr(api.http, method)
+    kwargs = {"headers": {**OPERATOR, "Content-Type": "application/json"}}
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    answer = send(path, **kwargs)
+    text = answer.body.decode() if isinstance(answer.body, bytes) else answer.body
+    return answer.status_code, (json.loads(text) if text else None)
+
+
+def place(api, order_id: int, email: str, day: date, amount: str, **extra) -> None:
+    stamp = f"{day.isoformat()}T10:00:00+08:00"
+    payload = order_payload(
+        order_id,
+        email=email,
+        financial_status="paid",
+        created_at=stamp,
+        updated_at=stamp,
+        lines=(("SKU-1", 1, amount),),
+        shipping="0.00",
+        **extra,
+    )
+    delivery = deliver("orders/paid", payload)
+    answer = api.http.post("/webhooks/shopify", headers=delivery.headers(), body=delivery.body)
+    assert answer.status_code == 200, answer.body
+
+
+def run_job(api, as_of: date) -> dict:
+    status, run = call(api, "post", "/jobs/segmentation/runs", {"as_of": as_of.isoformat()})
+    assert status == 202, run
+    assert lambda_executor.wait_for_background(60)
+    for _ in range(50):
+        status, done = call(api, "get", f"/jobs/segmentation/runs/{run['run_id']}")
+        assert status == 200
+        if done["status"] != "running":
+            return done
+        time.sleep(0.1)
+    raise AssertionError("the run did not end")
+
+
+def shop(api) -> dict[str, str]:
+    """Twelve buyers: a loyal one (5 orders this year), returning ones, new ones, one churned,
+    one at risk; customer ids by email."""
+    n = 5000
+    plan = {
+        "loyal@shop.test": [(AS_OF - timedelta(days=d), "300.00") for d in (3, 40, 80, 150, 200)],
+        "churned@shop.test": [(AS_OF - timedelta(days=500), "80.00")],
+        "at.risk@shop.test": [(AS_OF - timedelta(days=120), "50.00")],
+    }
+    for i in range(6):
+        plan[f"returning{i}@shop.test"] = [
+            (AS_OF - timedelta(days=60 + i), "100.00"),
+            (AS_OF - timedelta(days=10 + i), "120.00"),
+        ]
+    for i in range(3):
+        plan[f"new{i}@shop.test"] = [(AS_OF - timedelta(days=5 + i), "60.00")]
+    for email, orders in plan.items():
+        for day, amount in orders:
+            n += 1
+            place(api, n, email, day, amount)
+    ids = {}
+    for email in plan:
+        _status, found = call(api, "get", f"/customers?email={email}")
+        ids[email] = found["items"][0]["customer_id"]
+    return ids
+
+
+def test_a_run_on_demand_scores_every_buyer_and_a_rerun_writes_nothing(analytics):
+    api = analytics
+    ids = shop(api)
+
+    run = run_job(api, AS_OF)
+
+    assert run["status"] == "succeeded", run
+    summary = run["summary"]
+    assert summary["as_of"] == AS_OF.isoformat()
+    assert summary["customers"] == 12
+    assert summary["segments"]["loyal"] == 1
+    assert summary["segments"]["churned"] == 1
+    assert summary["segments"]["at_risk"] == 1
+    assert summary["segments"]["returning"] == 6
+    assert summary["segments"]["new"] == 3
+    assert summary["profiles_written"] == 12
+    assert summary["segment_events"] > 12
+
+    status, view = call(api, "get", f"/customers/{ids['loyal@shop.test']}")
+    assert status == 200
+    assert "loyal" in view["segments"]
+    assert view["rfm"]["frequency"] == 5
+    assert view["rfm"]["recency_days"] == 3
+    assert view["rfm"]["monetary"] == {"amount": "1500.00", "currency": "CNY"}
+    assert set(view["predicted"]) == {"p_alive", "expected_orders_90d", "clv_12m"}
+
+    status, page = call(api, "get", "/customers?segment=new&limit=2")
+    assert status == 200
+    first = [c["customer_id"] for c in page["items"]]
+    status, rest = call(api, "get", f"/customers?segment=new&limit=2&cursor={page['next_cursor']}")
+    members = first + [c["customer_id"] for c in rest["items"]]
+    assert sorted(members) == sorted(ids[f"new{i}@shop.test"] for i in range(3))
+    assert rest["next_cursor"] is None
+
+    status, segments = call(api, "get", "/segments")
+    sizes = {s["name"]: s["size"] for s in segments["items"]}
+    assert sizes["returning"] == 6 and sizes["rfm_champions"] is not None
+
+    again = run_job(api, AS_OF)
+    assert again["summary"]["profiles_written"] == 0
+    assert again["summary"]["segment_events"] == 0
+    assert again["summary"]["models"] == run["summary"]["models"]
+
+
+def test_rule_segments_preview_store_and_fill_at_the_next_run(analytics):
+    api = analytics
+    ids = shop(api)
+    run_job(api, AS_OF)
+    rule = {"rule": {"all": [{"field": "total_spent", "op": ">=", "value": "200.00"}]}}
+
+    status, preview = call(api, "post", "/segments/preview", rule)
+    assert status == 200, preview
+    assert preview["count"] == 7  # the loyal buyer and the six returning ones
+
+    status, created = call(api, "put", "/segments/big_spenders", rule)
+    assert status == 201, created
+    status, bad = call(
+        api, "put", "/segments/bad", {"rule": {"field": "nope", "op": "=", "value": 1}}
+    )
+    assert status == 422
+    assert bad["error"]["details"][0]["field"].startswith("rule")
+
+    run_job(api, AS_OF)
+    status, listed = call(api, "get", "/segments/big_spenders/members?limit=500")
+    assert status == 200
+    assert len(listed["items"]) == 7
+    assert ids["loyal@shop.test"] in [m["customer_id"] for m in listed["items"]]
+    status, one = call(api, "get", "/segments/big_spenders")
+    assert one["size"] == 7 and one["size_history"][-1]["size"] == 7
+
+    status, _ = call(api, "delete", "/segments/big_spenders")
+    assert status == 200
+    status, _ = call(api, "get", "/segments/big_spenders")
+    assert status == 404
+
+
+def test_unknown_jobs_and_bad_dates_are_refused(analytics):
+    api = analytics
+    status, body = call(api, "post", "/jobs/nope/runs", {})
+    assert status == 404
+    status, body = call(api, "post", "/jobs/segmentation/runs", {"as_of": "2026-13-01"})
+    assert (status, body["error"]["details"][0]["issue"]) == (422, "invalid_date")
+    status, body = call(api, "post", "/jobs/segmentation/runs", {"as_of": "2999-01-01"})
+    assert (status, body["error"]["details"][0]["issue"]) == (422, "in_the_future")
+    status, body = call(api, "get", "/jobs/segmentation/runs/run_1_ab")
+    assert status == 404
