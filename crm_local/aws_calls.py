@@ -59,8 +59,8 @@ def _decorator_call(node: ast.expr) -> tuple[str, dict[str, str]] | None:
 
 def entry_points(project_dir: Path = PROJECT_DIR) -> dict[tuple[str, str], str]:
     """`{(source file, function name): Lambda function}` for every function `app.py` declares
-    and the `functions.<module>.<name>` each one delegates to. Read from the source, so nothing
-    is imported (app.py needs the stage's environment)."""
+    and the `functions.<module>.<name>` each one delegates to (unless several functions delegate
+    to it). Read from the source, so nothing is imported (app.py needs the stage's environment)."""
     app_file = project_dir / "app.py"
     tree = ast.parse(app_file.read_text(encoding="utf-8"))
     modules: dict[str, Path] = {}
@@ -70,6 +70,7 @@ def entry_points(project_dir: Path = PROJECT_DIR) -> dict[tuple[str, str], str]:
             for alias in node.names:
                 modules[alias.asname or alias.name] = project_dir / "functions" / f"{alias.name}.py"
     found: dict[tuple[str, str], str] = {}
+    delegates: dict[tuple[str, str], set[str]] = {}
 
     def claim(key: tuple[str, str], function: str) -> None:
         if found.setdefault(key, function) != function:
@@ -100,7 +101,13 @@ def entry_points(project_dir: Path = PROJECT_DIR) -> dict[tuple[str, str], str]:
                 and isinstance(inner.func.value, ast.Name)
                 and inner.func.value.id in modules
             ):
-                claim((str(modules[inner.func.value.id]), inner.func.attr), function)
+                key = (str(modules[inner.func.value.id]), inner.func.attr)
+                delegates.setdefault(key, set()).add(function)
+    for key, functions in delegates.items():
+        # A delegate several functions share (`analytics.scheduled`, for each nightly job) is
+        # no one function's: its caller's frame in app.py, outermost, says whose call it is.
+        if len(functions) == 1 and key not in found:
+            found[key] = next(iter(functions))
     return found
 
 

@@ -140,3 +140,9 @@ def test_the_entry_points_are_every_function_app_py_declares(local_env) -> None:
     assert entries[(str(PROJECT_DIR / "functions" / "inventory.py"), "low_stock_job")] == (
         "low_stock"
     )
+    # A delegate two functions share is neither's: the frame in app.py says whose call it is.
+    analytics = str(PROJECT_DIR / "functions" / "analytics.py")
+    assert (analytics, "scheduled") not in entries
+    assert entries[(app_py, "segmentation")] == "segmentation"
+    assert entries[(app_py, "reports")] == "reports"
+    assert entries[(analytics, "handle")] == "analytics"
