@@ -82,6 +82,40 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class GlueTable:
+    """One dataset of the columnar snapshot (docs/analytics.md) as Athena reads it: the Parquet
+    files under `<database prefix><name>/date=YYYY-MM-DD/`, partitioned by `date` (a string)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, Hive type), in the files' order
+
+
+@dataclass(frozen=True)
+class GlueDatabase:
+    """A Glue database over one prefix of a bucket, its tables partitioned by day. The
+    partitions are projected (`projection.*` table properties: dates from `first_date` to the
+    day after today), so no crawler runs and no partition is ever added."""
+
+    logical_id: str
+    env_var: str
+    bucket: str  # the logical id of the bucket that holds the files
+    prefix: str
+    tables: tuple[GlueTable, ...]
+    first_date: str = "2000-01-01"
+
+
+@dataclass(frozen=True)
+class WorkGroup:
+    """An Athena workgroup whose query results go under `results_prefix` of a bucket (its
+    setting wins over the caller's)."""
+
+    logical_id: str
+    env_var: str
+    bucket: str  # the logical id of the bucket that holds the results
+    results_prefix: str
+
+
+@dataclass(frozen=True)
 class StateMachine:
     """A Standard workflow from `statemachines/<file>`; its `${Name}` substitutions are filled
     with function ARNs (`function:<name>`), resource names (`env:<VAR>`) or literal values
@@ -192,9 +226,17 @@ RETENTION: dict[str, tuple[int, str]] = {
         30,
         "Days a customer's data export (exports/) is kept for the platform to collect",
     ),
+    "AthenaResultsRetentionDays": (
+        7,
+        "Days Athena's query results (athena-results/: segment members, report rows) are "
+        "kept; the jobs read each one once",
+    ),
 }
 # An upload that never completed is invisible but billed, and may hold personal data.
 ABORT_INCOMPLETE_UPLOADS_DAYS = 7
+
+SNAPSHOT_PREFIX = "analytics/snapshot/"  # crm_analytics.snapshot.PREFIX
+ATHENA_RESULTS_PREFIX = "athena-results/"
 
 BUCKETS: tuple[Bucket, ...] = (
     # A file under incoming/<kind>/ is imported by `import_file`; results/ and archive/ are
@@ -213,10 +255,15 @@ BUCKETS: tuple[Bucket, ...] = (
     ),
     # exports/<customer id>/ (a platform's data request: personal data) and payments/<order
     # id>/ (the local payment records: ids and amounts, no personal data, kept).
+    # analytics/snapshot/ (the columnar snapshot, which Athena reads) and athena-results/
+    # (Athena's output) are the analytics' (docs/analytics.md).
     Bucket(
         logical_id="DataBucket",
         env_var="CRM_DATA_BUCKET",
-        expiries=(Expiry("exports/", "ExportsRetentionDays"),),
+        expiries=(
+            Expiry("exports/", "ExportsRetentionDays"),
+            Expiry(ATHENA_RESULTS_PREFIX, "AthenaResultsRetentionDays"),
+        ),
     ),
 )
 
@@ -229,6 +276,102 @@ FAILURES_QUEUE = "FailuresQueue"
 QUEUES: tuple[Queue, ...] = (
     Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE"),
     Queue(logical_id=FAILURES_QUEUE, env_var="CRM_FAILURES_QUEUE"),
+)
+
+# The functions of app.py that run `crm_analytics` (pandas, pyarrow, scipy): they ship as the
+# analytics container image (`infra.build`), and run the snapshot's SQL on Athena.
+ANALYTICS_FUNCTIONS: tuple[str, ...] = ("analytics", "segmentation", "reports")
+
+# The snapshot's datasets as Glue tables, columns as `crm_analytics.snapshot` writes them
+# (Parquet int64 is bigint, date32 date, a list of strings array<string>); a test holds the two
+# equal. Athena runs the same segment, RFM and report definitions over them as SQL
+# (`crm_analytics.sql`) where the snapshot is too large for one Lambda (docs/analytics.md).
+SNAPSHOT_TABLES: tuple[GlueTable, ...] = (
+    GlueTable(
+        "orders",
+        (
+            ("order_id", "string"),
+            ("customer_id", "string"),
+            ("source", "string"),
+            ("currency", "string"),
+            ("placed_at", "string"),
+            ("day", "date"),
+            ("paid", "boolean"),
+            ("cancelled", "boolean"),
+            ("total", "bigint"),
+            ("refunded", "bigint"),
+            ("country_code", "string"),
+            ("province", "string"),
+        ),
+    ),
+    GlueTable(
+        "order_lines",
+        (
+            ("order_id", "string"),
+            ("customer_id", "string"),
+            ("day", "date"),
+            ("sku", "string"),
+            ("quantity", "bigint"),
+            ("amount", "bigint"),
+        ),
+    ),
+    GlueTable(
+        "customers",
+        (
+            ("customer_id", "string"),
+            ("created_at", "string"),
+            ("email", "string"),
+            ("phone", "string"),
+            ("first_name", "string"),
+            ("last_name", "string"),
+            ("gender", "string"),
+            ("locale", "string"),
+            ("timezone", "string"),
+            ("country_code", "string"),
+            ("province", "string"),
+            ("city", "string"),
+            ("zip", "string"),
+            ("birthday", "string"),
+            ("tags", "array<string>"),
+            ("consents_email", "boolean"),
+            ("consents_sms", "boolean"),
+            ("tier", "string"),
+            ("total_spent", "bigint"),
+            ("orders_count", "bigint"),
+            ("first_order_at", "string"),
+            ("last_order_at", "string"),
+            ("points_balance", "bigint"),
+            ("analytics", "string"),
+            ("version", "bigint"),
+        ),
+    ),
+    GlueTable(
+        "points",
+        (
+            ("customer_id", "string"),
+            ("entry_type", "string"),
+            ("points", "bigint"),
+            ("day", "date"),
+        ),
+    ),
+)
+
+GLUE_DATABASES: tuple[GlueDatabase, ...] = (
+    GlueDatabase(
+        logical_id="AnalyticsDatabase",
+        env_var="CRM_GLUE_DATABASE",
+        bucket="DataBucket",
+        prefix=SNAPSHOT_PREFIX,
+        tables=SNAPSHOT_TABLES,
+    ),
+)
+WORKGROUPS: tuple[WorkGroup, ...] = (
+    WorkGroup(
+        logical_id="AnalyticsWorkGroup",
+        env_var="CRM_ATHENA_WORKGROUP",
+        bucket="DataBucket",
+        results_prefix=ATHENA_RESULTS_PREFIX,
+    ),
 )
 
 _WAITS = {
@@ -292,5 +435,11 @@ STAGE_SETTINGS: dict[str, dict[str, object]] = {
 }
 
 
-def all_resources() -> list[Table | Bucket | Topic | Queue | StateMachine]:
-    return [*TABLES, *BUCKETS, *TOPICS, *QUEUES, *STATE_MACHINES]
+Resource = Table | Bucket | Topic | Queue | StateMachine | GlueDatabase | WorkGroup
+
+
+def all_resources() -> list[Resource]:
+    """Everything the template declares. The local stack provisions the tables, buckets,
+    topics, queues and state machines; Glue and Athena have no local stand-in but DuckDB
+    (`crm_analytics.sql.run_duckdb`), so the local stack leaves them out."""
+    return [*TABLES, *BUCKETS, *TOPICS, *QUEUES, *STATE_MACHINES, *GLUE_DATABASES, *WORKGROUPS]

@@ -33,13 +33,15 @@ from infra.resources import (
     OPS_TOPIC,
     STAGE_SETTINGS,
     Bucket,
+    GlueDatabase,
     Queue,
+    Resource,
     StateMachine,
     Table,
     Topic,
+    WorkGroup,
 )
 
-Resource = Table | Bucket | Topic | Queue | StateMachine
 Cfn = dict[str, Any]
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
@@ -53,6 +55,9 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # so far) + 2 dashes leave 35 characters of the 63 S3 allows.
 _BUCKET_BASE = re.compile(r"^[a-z0-9][a-z0-9-]{1,33}[a-z0-9]$")
 _STATE_MACHINE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+# Athena reads database names of lower case, digits and underscores only.
+_GLUE_DATABASE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
+_WORKGROUP_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -106,6 +111,23 @@ def state_machine_arn(machine: StateMachine, stage: str, names: Mapping[str, str
     }
 
 
+def glue_database_name(database: GlueDatabase, stage: str, names: Mapping[str, str]) -> str:
+    name = physical_name(database, stage, names).replace("-", "_")
+    if not _GLUE_DATABASE_NAME.match(name):
+        raise ValueError(
+            f"{database.logical_id}: {name!r} is no name Athena reads "
+            "(lower case, digits and underscores)"
+        )
+    return name
+
+
+def workgroup_name(workgroup: WorkGroup, stage: str, names: Mapping[str, str]) -> str:
+    name = physical_name(workgroup, stage, names)
+    if not _WORKGROUP_NAME.match(name):
+        raise ValueError(f"{workgroup.logical_id}: {name!r} is not a valid workgroup name")
+    return name
+
+
 def env_binding(resource: Resource, stage: str, names: Mapping[str, str]) -> Cfn:
     """What the resource's environment variable holds in the cloud: the same kind of value
     the local stack puts there (a name; an ARN for state machines)."""
@@ -117,6 +139,8 @@ def env_binding(resource: Resource, stage: str, names: Mapping[str, str]) -> Cfn
         return {"Fn::GetAtt": [resource.logical_id, "TopicName"]}
     if isinstance(resource, Queue):
         return {"Fn::GetAtt": [resource.logical_id, "QueueName"]}
+    if isinstance(resource, GlueDatabase | WorkGroup):
+        return {"Ref": resource.logical_id}  # the name
     return state_machine_arn(resource, stage, names)
 
 
@@ -302,6 +326,124 @@ def queue_resource(queue: Queue) -> Cfn:
             "VisibilityTimeout": queue.visibility_timeout,
             "MessageRetentionPeriod": 1_209_600,
             "SqsManagedSseEnabled": True,
+        },
+    }
+
+
+# -- Glue and Athena -----------------------------------------------------------------------------
+
+_PARQUET = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {
+        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+        "Parameters": {"serialization.format": "1"},
+    },
+}
+PARTITION_KEY = "date"  # `date=YYYY-MM-DD/` in every dataset's keys
+
+
+def glue_table_id(database: GlueDatabase, table: str) -> str:
+    return database.logical_id + "".join(part.capitalize() for part in table.split("_"))
+
+
+def _bucket_of(logical_id: str, owner: str, resources: Iterable[Resource]) -> Bucket:
+    for resource in resources:
+        if isinstance(resource, Bucket) and resource.logical_id == logical_id:
+            return resource
+    raise ValueError(
+        f"{owner} names bucket {logical_id}, which infra/resources.py does not declare"
+    )
+
+
+def _s3_url(bucket: Bucket, stage: str, names: Mapping[str, str], path: str) -> Cfn:
+    """`s3://<bucket>/<path>`; `path` may hold `${!name}` (a literal `${name}`)."""
+    return {"Fn::Sub": "s3://" + bucket_name(bucket, stage, names)["Fn::Sub"] + "/" + path}
+
+
+def glue_resources(
+    database: GlueDatabase,
+    resources: Iterable[Resource],
+    stage: str,
+    names: Mapping[str, str],
+) -> dict[str, Cfn]:
+    """The database and a table per dataset. Each table projects its `date` partitions (a
+    string `yyyy-MM-dd` from the database's first date to tomorrow, UTC: the shop's day may be
+    ahead of UTC's), so Athena finds a day's files by their key and nothing has to register
+    partitions."""
+    bucket = _bucket_of(database.bucket, database.logical_id, resources)
+    out: dict[str, Cfn] = {
+        database.logical_id: {
+            "Type": "AWS::Glue::Database",
+            "Properties": {
+                "CatalogId": {"Ref": "AWS::AccountId"},
+                "DatabaseInput": {
+                    "Name": glue_database_name(database, stage, names),
+                    "Description": f"The columnar snapshot (s3://<data bucket>/{database.prefix})",
+                },
+            },
+        }
+    }
+    for table in database.tables:
+        location = f"{database.prefix}{table.name}/"
+        out[glue_table_id(database, table.name)] = {
+            "Type": "AWS::Glue::Table",
+            "Properties": {
+                "CatalogId": {"Ref": "AWS::AccountId"},
+                "DatabaseName": {"Ref": database.logical_id},
+                "TableInput": {
+                    "Name": table.name,
+                    "TableType": "EXTERNAL_TABLE",
+                    "Parameters": {
+                        "classification": "parquet",
+                        "EXTERNAL": "TRUE",
+                        "projection.enabled": "true",
+                        f"projection.{PARTITION_KEY}.type": "date",
+                        f"projection.{PARTITION_KEY}.format": "yyyy-MM-dd",
+                        f"projection.{PARTITION_KEY}.range": f"{database.first_date},NOW+1DAYS",
+                        f"projection.{PARTITION_KEY}.interval": "1",
+                        f"projection.{PARTITION_KEY}.interval.unit": "DAYS",
+                        "storage.location.template": _s3_url(
+                            bucket,
+                            stage,
+                            names,
+                            f"{location}{PARTITION_KEY}=${{!{PARTITION_KEY}}}/",
+                        ),
+                    },
+                    "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "string"}],
+                    "StorageDescriptor": {
+                        "Columns": [{"Name": n, "Type": t} for n, t in table.columns],
+                        "Location": _s3_url(bucket, stage, names, location),
+                        **copy.deepcopy(_PARQUET),
+                    },
+                },
+            },
+        }
+    return out
+
+
+def workgroup_resource(
+    workgroup: WorkGroup, resources: Iterable[Resource], stage: str, names: Mapping[str, str]
+) -> Cfn:
+    """The workgroup the analytics run their queries in: results under its prefix of the
+    bucket (whatever the caller asks), encrypted, with CloudWatch metrics."""
+    bucket = _bucket_of(workgroup.bucket, workgroup.logical_id, resources)
+    return {
+        "Type": "AWS::Athena::WorkGroup",
+        "Properties": {
+            "Name": workgroup_name(workgroup, stage, names),
+            "Description": "The analytics' queries over the columnar snapshot",
+            "State": "ENABLED",
+            # Query history is no data: the workgroup goes with the stack even when it ran.
+            "RecursiveDeleteOption": True,
+            "WorkGroupConfiguration": {
+                "EnforceWorkGroupConfiguration": True,
+                "PublishCloudWatchMetricsEnabled": True,
+                "ResultConfiguration": {
+                    "OutputLocation": _s3_url(bucket, stage, names, workgroup.results_prefix),
+                    "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
+                },
+            },
         },
     }
 
@@ -577,6 +719,10 @@ def infra_resources(
             add({resource.logical_id: queue_resource(resource)})
         elif isinstance(resource, StateMachine):
             add(state_machine_resources(resource, resources, stage, names, stage_settings, ids))
+        elif isinstance(resource, GlueDatabase):
+            add(glue_resources(resource, resources, stage, names))
+        elif isinstance(resource, WorkGroup):
+            add({resource.logical_id: workgroup_resource(resource, resources, stage, names)})
         else:
             raise TypeError(f"no CloudFormation for {resource!r}")
     return out

@@ -14,12 +14,15 @@ from infra import template as cfn
 from infra.resources import (
     Bucket,
     Expiry,
+    GlueDatabase,
+    GlueTable,
     Index,
     Notification,
     Queue,
     StateMachine,
     Table,
     Topic,
+    WorkGroup,
 )
 
 STAGE = "prod"
@@ -32,6 +35,8 @@ NAMES = {
     "CRM_OPS_TOPIC": "crm-prod-ops",
     "CRM_EVENTS_QUEUE": "crm-prod-events",
     "CRM_FULFILMENT_SM": "crm-prod-fulfilment",
+    "CRM_GLUE_DATABASE": "crm_prod_analytics",
+    "CRM_ATHENA_WORKGROUP": "crm-prod-analytics",
 }
 DEFINITION = {
     "StartAt": "Allocate",
@@ -69,6 +74,22 @@ DATA = Bucket(
 OPS = Topic(logical_id="OpsTopic", env_var="CRM_OPS_TOPIC")
 EVENTS = Queue(logical_id="EventsQueue", env_var="CRM_EVENTS_QUEUE", visibility_timeout=90)
 FAILURES = Queue(logical_id="FailuresQueue", env_var="CRM_FAILURES_QUEUE")
+SNAPSHOT = GlueDatabase(
+    logical_id="AnalyticsDatabase",
+    env_var="CRM_GLUE_DATABASE",
+    bucket="DataBucket",
+    prefix="analytics/snapshot/",
+    tables=(
+        GlueTable("orders", (("order_id", "string"), ("day", "date"), ("total", "bigint"))),
+        GlueTable("order_lines", (("order_id", "string"), ("tags", "array<string>"))),
+    ),
+)
+ATHENA = WorkGroup(
+    logical_id="AnalyticsWorkGroup",
+    env_var="CRM_ATHENA_WORKGROUP",
+    bucket="DataBucket",
+    results_prefix="athena-results/",
+)
 # What each function of the synthetic app was "seen" doing (infra/permissions.json's shape).
 PERMISSIONS = {
     "api_handler": {
@@ -204,7 +225,7 @@ def machine(tmp_path: Path) -> StateMachine:
 
 @pytest.fixture
 def resources(machine: StateMachine) -> list:
-    return [ORDERS, DROP, DATA, OPS, EVENTS, FAILURES, machine]
+    return [ORDERS, DROP, DATA, OPS, EVENTS, FAILURES, machine, SNAPSHOT, ATHENA]
 
 
 def merge(template: dict, resources: list, **options) -> dict:
@@ -319,6 +340,77 @@ def test_a_bucket_name_that_cannot_fit_is_refused() -> None:
         cfn.bucket_name(bucket, STAGE, {"CRM_B": "crm-prod-a-much-too-long-bucket-name-prefix"})
     with pytest.raises(ValueError, match="bucket name"):
         cfn.bucket_name(bucket, STAGE, {"CRM_B": "Crm_Prod"})
+
+
+# -- the snapshot's tables and the Athena workgroup -----------------------------------------------
+
+# No CRM_DATA_BUCKET in NAMES: the default name.
+DATA_BUCKET_NAME = "crm-prod-data-bucket-${AWS::AccountId}-${AWS::Region}"
+
+
+def test_each_snapshot_dataset_is_a_parquet_table_with_projected_dates(merged: dict) -> None:
+    resources = merged["Resources"]
+    database = resources["AnalyticsDatabase"]
+    table = resources["AnalyticsDatabaseOrderLines"]
+    props = table["Properties"]["TableInput"]
+
+    assert database["Type"] == "AWS::Glue::Database"
+    assert database["Properties"]["DatabaseInput"]["Name"] == "crm_prod_analytics"
+    assert table["Type"] == "AWS::Glue::Table"
+    assert table["Properties"]["DatabaseName"] == {"Ref": "AnalyticsDatabase"}
+    assert props["Name"] == "order_lines"
+    assert props["TableType"] == "EXTERNAL_TABLE"
+    assert props["PartitionKeys"] == [{"Name": "date", "Type": "string"}]
+    storage = props["StorageDescriptor"]
+    assert storage["Columns"] == [
+        {"Name": "order_id", "Type": "string"},
+        {"Name": "tags", "Type": "array<string>"},
+    ]
+    assert storage["Location"] == {
+        "Fn::Sub": f"s3://{DATA_BUCKET_NAME}/analytics/snapshot/order_lines/"
+    }
+    assert storage["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    # No crawler and no partition to add: Athena computes each day's location.
+    parameters = props["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.date.type"] == "date"
+    assert parameters["projection.date.format"] == "yyyy-MM-dd"
+    assert parameters["projection.date.range"] == "2000-01-01,NOW+1DAYS"
+    assert parameters["storage.location.template"] == {
+        # ${!date} is a literal ${date} for Athena, not a substitution of CloudFormation's.
+        "Fn::Sub": f"s3://{DATA_BUCKET_NAME}/analytics/snapshot/order_lines/date=${{!date}}/"
+    }
+    assert {"AnalyticsDatabaseOrders", "AnalyticsDatabaseOrderLines"} <= set(resources)
+
+
+def test_athena_keeps_its_results_under_its_prefix_of_the_data_bucket(merged: dict) -> None:
+    workgroup = merged["Resources"]["AnalyticsWorkGroup"]
+    configuration = workgroup["Properties"]["WorkGroupConfiguration"]
+
+    assert workgroup["Type"] == "AWS::Athena::WorkGroup"
+    assert workgroup["Properties"]["Name"] == "crm-prod-analytics"
+    assert configuration["EnforceWorkGroupConfiguration"] is True  # whatever a caller asks
+    assert configuration["ResultConfiguration"]["OutputLocation"] == {
+        "Fn::Sub": f"s3://{DATA_BUCKET_NAME}/athena-results/"
+    }
+
+
+def test_functions_find_the_database_and_the_workgroup_by_name(merged: dict) -> None:
+    variables = merged["Resources"]["Allocate"]["Properties"]["Environment"]["Variables"]
+
+    # Ref of a Glue database and of a workgroup is its name.
+    assert variables["CRM_GLUE_DATABASE"] == {"Ref": "AnalyticsDatabase"}
+    assert variables["CRM_ATHENA_WORKGROUP"] == {"Ref": "AnalyticsWorkGroup"}
+    assert merged["Outputs"]["AnalyticsDatabaseName"]["Value"] == {"Ref": "AnalyticsDatabase"}
+
+
+def test_a_database_name_athena_cannot_read_or_a_missing_bucket_is_refused(resources: list) -> None:
+    # The default name is made of the stage and the logical id, with underscores.
+    assert cfn.glue_database_name(SNAPSHOT, "prod", {}) == "crm_prod_analytics_database"
+    with pytest.raises(ValueError, match="no name Athena reads"):
+        cfn.glue_database_name(SNAPSHOT, "prod", {"CRM_GLUE_DATABASE": "Crm_Prod"})
+    with pytest.raises(ValueError, match="DataBucket"):
+        merge(chalice_like(), [r for r in resources if r is not DATA])
 
 
 # -- state machines ------------------------------------------------------------------------------
