@@ -13,16 +13,22 @@ Resource words of the map:
 - `OpsTopic`, `EventsQueue`, `OrderFulfilment`, `OrderFulfilment/executions`;
 - `PhoneNumbers`: an SMS sent straight to a phone number (`sns:Publish` with `PhoneNumber`);
 - `SenderIdentity`: the SES identity of the sending address;
-- `Secrets/<name>`: a parameter under the stage's secrets path (granted to every function).
+- `Secrets/<name>`: a parameter under the stage's secrets path (granted to every function);
+- `Function/<name>`: a function of the stack, by its name in app.py (`lambda:InvokeFunction`;
+  recorded from a call on `<app>-<stage>-<name>`, its name or ARN);
+- `AnalyticsWorkGroup`: an Athena workgroup; `AnalyticsDatabase`: a Glue database (and the
+  account's catalog, which IAM asks for with it), `AnalyticsDatabase/orders`: one of its tables.
 
-Two derivations complete what the suites can show:
+Three derivations complete what the suites can show:
 
 - a task token does not say which workflow it belongs to: `SendTaskSuccess`/`SendTaskFailure`
   are granted on every state machine whose definition waits for a task token;
 - `IMPLIED`: a grant that the same code path needs in another case than the one the suites
   ran (the channel of a message is the customer's, not the code's; the payment provider is
   the stage's; a waiting task is answered with success or failure, whichever the recorded
-  facts say, so `SendTaskSuccess` and `SendTaskFailure` go together on the same machines).
+  facts say, so `SendTaskSuccess` and `SendTaskFailure` go together on the same machines);
+- `CLOUD_ONLY`: what a function does only in the cloud, where the suites have no stand-in that
+  makes the same calls (the snapshot's SQL runs on Athena there, on DuckDB here).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.resources import (
+    ANALYTICS_FUNCTIONS,
+    GLUE_DATABASES,
+    WORKGROUPS,
     Bucket,
     Queue,
     StateMachine,
@@ -48,6 +57,7 @@ PERMISSIONS_FILE = Path(__file__).resolve().parent / "permissions.json"
 PHONE_NUMBERS = "PhoneNumbers"
 SENDER_IDENTITY = "SenderIdentity"
 SECRETS = "Secrets/"
+FUNCTION = "Function/"
 EXECUTIONS = "/executions"
 LIST_PREFIX = "?prefix="
 
@@ -75,6 +85,52 @@ IMPLIED: dict[tuple[str, str], tuple[list[tuple[str, str]], str]] = {
         "crm.adapters.payments: the suites run the local provider (a record in the data "
         "bucket); a stage with CRM_PAYMENTS=manual asks operations on the ops topic instead",
     ),
+}
+
+
+def _athena_grants() -> list[tuple[str, str]]:
+    """Run a query in the workgroup over the database's tables: Athena acts with the caller's
+    rights, so the caller reads the tables' files and writes the results itself."""
+    grants: list[tuple[str, str]] = []
+    for workgroup in WORKGROUPS:
+        grants += [
+            (f"athena:{action}", workgroup.logical_id)
+            for action in (
+                "StartQueryExecution",
+                "GetQueryExecution",
+                "GetQueryResults",
+                "StopQueryExecution",
+            )
+        ]
+        results = f"{workgroup.bucket}/{workgroup.results_prefix}*"
+        grants += [
+            ("s3:GetBucketLocation", workgroup.bucket),
+            ("s3:GetObject", results),
+            ("s3:PutObject", results),
+            ("s3:AbortMultipartUpload", results),
+        ]
+    for database in GLUE_DATABASES:
+        tables = [f"{database.logical_id}/{t.name}" for t in database.tables]
+        grants.append(("glue:GetDatabase", database.logical_id))
+        for action in ("glue:GetTable", "glue:GetPartitions"):
+            grants += [(action, word) for word in (database.logical_id, *tables)]
+        grants += [
+            ("s3:GetBucketLocation", database.bucket),
+            ("s3:GetObject", f"{database.bucket}/{database.prefix}*"),
+            ("s3:ListBucket", f"{database.bucket}{LIST_PREFIX}{database.prefix}*"),
+        ]
+    return sorted(set(grants))
+
+
+# function -> what it does in the cloud only, and why.
+CLOUD_ONLY: dict[str, tuple[list[tuple[str, str]], str]] = {
+    name: (
+        _athena_grants(),
+        "crm_analytics: past the documented size the snapshot's segment, RFM and report "
+        "definitions run as SQL on Athena over the Glue tables (crm_analytics.athena); the "
+        "suites run the same SQL on DuckDB, which makes no AWS call",
+    )
+    for name in ANALYTICS_FUNCTIONS
 }
 
 # A step that answers a waiting task answers success or failure, whichever the recorded facts
@@ -120,6 +176,11 @@ _S3_ACTIONS = {
     "ListMultipartUploads": "s3:ListBucketMultipartUploads",
     "ListParts": "s3:ListMultipartUploadParts",
 }
+# Invoking a function, whichever way, is authorised as `lambda:InvokeFunction`.
+_LAMBDA_ACTIONS = {
+    "Invoke": "lambda:InvokeFunction",
+    "InvokeWithResponseStream": "lambda:InvokeFunction",
+}
 # A transaction's parts are authorised as the single-item actions (there is no IAM action for
 # TransactWriteItems or TransactGetItems themselves).
 _TRANSACT_PARTS = {
@@ -142,8 +203,18 @@ def _last(name: str, separator: str) -> str:
 class Names:
     """Physical names of a stage (its `.chalice/config.json` values) -> logical ids."""
 
-    def __init__(self, env: Mapping[str, str], resources: Iterable[Any] | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        resources: Iterable[Any] | None = None,
+        *,
+        app_name: str = "shop-crm",
+        functions: Iterable[str] | None = None,
+    ) -> None:
         self.env = env
+        # Functions are named `<app>-<stage>-<name>` (chalice's names, and the local stack's).
+        self.function_prefix = f"{app_name}-{env.get('CRM_STAGE', '')}-"
+        self.functions = set(functions) if functions is not None else None
         self.by_kind: dict[str, dict[str, str]] = {
             "table": {},
             "bucket": {},
@@ -168,6 +239,18 @@ class Names:
         self.secrets_prefix = (
             source.removeprefix("ssm:") if source.startswith("ssm:/") else f"/crm/{stage}/"
         )
+
+    def function(self, physical: str) -> str:
+        """A function's name in app.py from its cloud name or ARN (with or without a version or
+        alias: `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`)."""
+        name = physical.split(":function:", 1)[1] if ":function:" in physical else physical
+        name = name.split(":", 1)[0]
+        if not name.startswith(self.function_prefix):
+            raise UnknownResource(f"function {physical!r} (not {self.function_prefix}<name>)")
+        name = name.removeprefix(self.function_prefix)
+        if self.functions is not None and name not in self.functions:
+            raise UnknownResource(f"function {physical!r} ({name!r} is no function of app.py)")
+        return name
 
     def logical(self, kind: str, physical: str) -> str:
         key = physical
@@ -239,6 +322,9 @@ def permissions_of(
             out += [(default_action, m) for m in machines_with_tokens]
         elif kind == "queue":
             out.append((default_action, names.logical("queue", name)))
+        elif kind == "function":
+            action = _LAMBDA_ACTIONS.get(operation, default_action)
+            out.append((action, FUNCTION + names.function(name)))
         elif kind == "parameter":
             if not name.startswith(names.secrets_prefix):
                 raise UnknownResource(f"parameter {name!r} outside {names.secrets_prefix}")
@@ -255,13 +341,22 @@ def build_map(
     env: Mapping[str, str],
     functions: Iterable[str],
     resources: Iterable[Any] | None = None,
+    *,
+    app_name: str = "shop-crm",
+    cloud_only: Mapping[str, tuple[list[tuple[str, str]], str]] | None = None,
 ) -> tuple[PermissionMap, list[str]]:
     """The map of the recorded calls, for every function of `functions` (those with no call
-    get an empty entry), and the calls that could not be placed."""
+    get an empty entry, or their `cloud_only` grants), and the calls that could not be
+    placed."""
     resources = list(resources) if resources is not None else all_resources()
-    names = Names(env, resources)
+    functions = list(functions)
+    names = Names(env, resources, app_name=app_name, functions=functions)
     machines = token_machines(resources)
     grants: dict[str, dict[str, set[str]]] = {f: {} for f in functions}
+    for function, (pairs, _why) in (CLOUD_ONLY if cloud_only is None else cloud_only).items():
+        if function in grants:
+            for action, word in pairs:
+                grants[function].setdefault(action, set()).add(word)
     problems: list[str] = []
     for call in calls:
         try:
@@ -289,6 +384,14 @@ def declared_functions(project_dir: Path | None = None) -> list[str]:
 
     entries = aws_calls.entry_points(project_dir or aws_calls.PROJECT_DIR)
     return sorted(set(entries.values()))
+
+
+def app_name(project_dir: Path | None = None) -> str:
+    """The app's name in `.chalice/config.json`, the first part of every function's name."""
+    from crm_local import aws_calls
+
+    config = (project_dir or aws_calls.PROJECT_DIR) / ".chalice" / "config.json"
+    return str(json.loads(config.read_text())["app_name"])
 
 
 def load_map(path: Path = PERMISSIONS_FILE) -> PermissionMap:
@@ -357,7 +460,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"no recorded calls under {args.recordings}", file=sys.stderr)
         return 1
     functions = declared_functions()
-    permissions, problems = build_map(calls, stage_environment(args.stage), functions)
+    permissions, problems = build_map(
+        calls, stage_environment(args.stage), functions, app_name=app_name()
+    )
     strangers = sorted(set(permissions) - set(functions))
     if problems or strangers:
         for line in problems + [f"{f}: not a function of app.py" for f in strangers]:

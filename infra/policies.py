@@ -22,12 +22,21 @@ from typing import Any
 
 from infra.permissions import (
     EXECUTIONS,
+    FUNCTION,
     LIST_PREFIX,
     PHONE_NUMBERS,
     SENDER_IDENTITY,
     data_words,
 )
-from infra.resources import Bucket, Queue, StateMachine, Table, Topic
+from infra.resources import (
+    Bucket,
+    GlueDatabase,
+    Queue,
+    StateMachine,
+    Table,
+    Topic,
+    WorkGroup,
+)
 
 Cfn = dict[str, Any]
 SENDER_PARAMETER = "SenderEmail"
@@ -110,7 +119,15 @@ def email_statement(actions: Iterable[str]) -> Cfn:
 class Resolver:
     """Resource words of the map -> ARN expressions of the template."""
 
-    def __init__(self, resources: Iterable[Any], stage: str, names: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        resources: Iterable[Any],
+        stage: str,
+        names: Mapping[str, str],
+        *,
+        app_name: str = "shop-crm",
+        functions: Iterable[str] = (),
+    ) -> None:
         # Imported here: infra.template imports this module.
         from infra import template as cfn
 
@@ -118,6 +135,8 @@ class Resolver:
         self.by_id = {r.logical_id: r for r in resources}
         self.stage = stage
         self.names = names
+        self.app_name = app_name
+        self.functions = set(functions)
 
     def _resource(self, logical_id: str, word: str) -> Any:
         try:
@@ -128,7 +147,27 @@ class Resolver:
                 f"{logical_id}: run `make permissions`"
             ) from None
 
+    def arns(self, word: str) -> list[Cfn]:
+        """Every ARN the word stands for: a Glue database is asked for with its catalog."""
+        head, _, rest = word.partition("/")
+        resource = self.by_id.get(head)
+        if isinstance(resource, GlueDatabase) and not rest:
+            glue = f"{_ARN_PREFIX}:glue:{_REGIONAL}"
+            name = self.cfn.glue_database_name(resource, self.stage, self.names)
+            return [{"Fn::Sub": f"{glue}:catalog"}, {"Fn::Sub": f"{glue}:database/{name}"}]
+        return [self.arn(word)]
+
     def arn(self, word: str) -> Cfn:
+        if word.startswith(FUNCTION):
+            name = word.removeprefix(FUNCTION)
+            if name not in self.functions:
+                raise ValueError(
+                    f"infra/permissions.json names {word!r}, but app.py declares no function "
+                    f"{name!r}: run `make permissions`"
+                )
+            physical = self.cfn.cloud_function_name(self.app_name, self.stage, name)
+            # By name, not Fn::GetAtt: a role that may invoke a function does not wait for it.
+            return {"Fn::Sub": f"{_ARN_PREFIX}:lambda:{_REGIONAL}:function:{physical}"}
         head, _, rest = word.partition("/")
         resource = self._resource(head, word)
         if isinstance(resource, Table):
@@ -147,6 +186,12 @@ class Resolver:
             return {"Ref": head}
         if isinstance(resource, Queue) and not rest:
             return {"Fn::GetAtt": [head, "Arn"]}
+        if isinstance(resource, GlueDatabase) and rest in {t.name for t in resource.tables}:
+            name = self.cfn.glue_database_name(resource, self.stage, self.names)
+            return {"Fn::Sub": f"{_ARN_PREFIX}:glue:{_REGIONAL}:table/{name}/{rest}"}
+        if isinstance(resource, WorkGroup) and not rest:
+            name = self.cfn.workgroup_name(resource, self.stage, self.names)
+            return {"Fn::Sub": f"{_ARN_PREFIX}:athena:{_REGIONAL}:workgroup/{name}"}
         raise ValueError(f"infra/permissions.json: no ARN for {word!r}")
 
 
@@ -182,7 +227,7 @@ def grant_statements(grants: Mapping[str, Iterable[str]], resolver: Resolver) ->
             {
                 "Effect": "Allow",
                 "Action": list(actions),
-                "Resource": [resolver.arn(w) for w in sorted(words)],
+                "Resource": [arn for w in sorted(words) for arn in resolver.arns(w)],
             }
         )
     for (bucket, action), prefixes in listing.items():

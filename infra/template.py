@@ -928,7 +928,9 @@ def _apply_permissions(
                 + [f"no function {', '.join(stale)}"] * bool(stale)
             )
         )
-    resolver = policies.Resolver(resources, stage, names)
+    resolver = policies.Resolver(
+        resources, stage, names, app_name=app_name, functions=app_names.values()
+    )
     destinations = set(destination_ids)
     for function_id, name in sorted(app_names.items()):
         function = all_resources[function_id]

@@ -18,7 +18,8 @@ from typing import Any
 
 PARTITION, REGION, ACCOUNT = "aws", "us-east-1", "123456789012"
 PSEUDO = {"AWS::Partition": PARTITION, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-DATA_SERVICES = ("dynamodb", "s3", "sns", "sqs", "states", "ses", "lambda")
+DATA_SERVICES = ("dynamodb", "s3", "sns", "sqs", "states", "ses", "lambda", "athena", "glue")
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Resolver:
             return f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
         if kind == "AWS::S3::Bucket":
             return self.value(self.resources[name]["Properties"]["BucketName"])
+        if kind == "AWS::Glue::Database":
+            return str(self.resources[name]["Properties"]["DatabaseInput"]["Name"])
+        if kind == "AWS::Athena::WorkGroup":
+            return str(self.resources[name]["Properties"]["Name"])
         return name
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -62,8 +67,9 @@ class Resolver:
             return f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         if kind == "AWS::SQS::Queue":
             return f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{name}"
-        if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
-            return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        if kind in FUNCTION_TYPES:
+            physical = self.resources[name]["Properties"].get("FunctionName", name)
+            return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{physical}"
         raise ValueError(f"no Arn for {name} ({kind})")
 
     def value(self, node: Any) -> Any:
@@ -218,9 +224,25 @@ def sample_request(
             f"arn:{PARTITION}:ses:{REGION}:{ACCOUNT}:identity/{sender}",
             {"ses:FromAddress": sender},
         )
+    if word.startswith("Function/"):
+        from infra.template import app_function_names
+
+        name = word.removeprefix("Function/")
+        [function_id] = [f for f, n in app_function_names(dict(template)).items() if n == name]
+        return Request(action, resolver.get_att(function_id, "Arn"))
     bucket_word, _, prefix = word.partition("?prefix=")
     head, _, rest = bucket_word.partition("/")
     kind = resources[head]["Type"]
+    if kind == "AWS::Glue::Database":
+        glue = f"arn:{PARTITION}:glue:{REGION}:{ACCOUNT}"
+        database = resolver.ref(head)
+        return Request(
+            action, f"{glue}:table/{database}/{rest}" if rest else f"{glue}:database/{database}"
+        )
+    if kind == "AWS::Athena::WorkGroup":
+        return Request(
+            action, f"arn:{PARTITION}:athena:{REGION}:{ACCOUNT}:workgroup/{resolver.ref(head)}"
+        )
     if kind == "AWS::DynamoDB::Table":
         arn = resolver.get_att(head, "Arn")
         return Request(action, f"{arn}/{rest}" if rest else arn)

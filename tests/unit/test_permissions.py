@@ -164,3 +164,73 @@ def test_the_check_after_the_suites_fails_on_a_call_the_map_does_not_grant(tmp_p
 
     assert permissions.main(["--check", str(tmp_path)]) == 1
     assert "low_stock: dynamodb:GetItem OrdersTable" in capsys.readouterr().err
+
+
+def test_an_invoked_function_of_the_stack_is_granted_by_its_name_in_app_py() -> None:
+    from crm_local import aws_calls
+
+    # Given the API invoking the analytics function (by name, or by ARN with a qualifier), as
+    # the recorder sees the calls
+    by_name = aws_calls.resources_of(
+        "lambda", "Invoke", {"FunctionName": "shop-crm-local-analytics", "Payload": b"{}"}
+    )
+    by_arn = aws_calls.resources_of(
+        "lambda",
+        "Invoke",
+        {
+            "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:shop-crm-local-analytics:7"
+        },
+    )
+    calls = [
+        call("api_handler", "lambda", "Invoke", *by_name),
+        call("refund_step", "lambda", "Invoke", *by_arn),
+    ]
+
+    built, problems = permissions.build_map(calls, ENV, [*FUNCTIONS, "analytics"], cloud_only={})
+
+    # Then each may invoke it: the word the template turns into the function's ARN
+    assert problems == []
+    assert built["api_handler"] == {"lambda:InvokeFunction": ["Function/analytics"]}
+    assert built["refund_step"]["lambda:InvokeFunction"] == ["Function/analytics"]
+
+
+def test_an_invoke_of_a_function_that_is_not_the_stack_s_is_reported_not_granted() -> None:
+    calls = [
+        call("api_handler", "lambda", "Invoke", {"kind": "function", "name": name})
+        for name in ("shop-crm-prod-analytics", "shop-crm-local-nobody", "elsewhere")
+    ]
+
+    built, problems = permissions.build_map(calls, ENV, [*FUNCTIONS, "analytics"], cloud_only={})
+
+    assert built["api_handler"] == {}
+    assert len(problems) == 3
+    assert "'nobody' is no function of app.py" in problems[1]
+
+
+def test_the_analytics_functions_may_query_the_snapshot_on_athena_though_no_suite_shows_it() -> (
+    None
+):
+    # Given no recorded call at all
+    built, _ = permissions.build_map([], ENV, ["analytics", "reports", "api_handler"])
+
+    # Then the functions that run crm_analytics may run the snapshot's SQL on Athena
+    analytics = built["analytics"]
+    assert analytics["athena:StartQueryExecution"] == ["AnalyticsWorkGroup"]
+    assert analytics["athena:StopQueryExecution"] == ["AnalyticsWorkGroup"]
+    assert analytics["glue:GetDatabase"] == ["AnalyticsDatabase"]
+    assert analytics["glue:GetTable"] == [
+        "AnalyticsDatabase",
+        "AnalyticsDatabase/customers",
+        "AnalyticsDatabase/order_lines",
+        "AnalyticsDatabase/orders",
+        "AnalyticsDatabase/points",
+    ]
+    assert analytics["s3:GetObject"] == [
+        "DataBucket/analytics/snapshot/*",
+        "DataBucket/athena-results/*",
+    ]
+    assert analytics["s3:ListBucket"] == ["DataBucket?prefix=analytics/snapshot/*"]
+    assert analytics["s3:PutObject"] == ["DataBucket/athena-results/*"]
+    assert built["reports"] == analytics
+    assert built["api_handler"] == {}  # the API runs no query
+    assert all(why for _grants, why in permissions.CLOUD_ONLY.values())

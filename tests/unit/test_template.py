@@ -98,6 +98,7 @@ PERMISSIONS = {
         "s3:ListBucket": ["DataBucket?prefix=exports/*"],
         "s3:PutObject": ["DataBucket/exports/*"],
         "states:StartExecution": ["FulfilmentStateMachine"],
+        "lambda:InvokeFunction": ["Function/nightly"],
     },
     "operator": {},
     "import_file": {
@@ -113,7 +114,11 @@ PERMISSIONS = {
         "states:DescribeExecution": ["FulfilmentStateMachine/executions"],
         "states:SendTaskSuccess": ["FulfilmentStateMachine"],
     },
-    "nightly": {"dynamodb:Scan": ["OrdersTable"]},
+    "nightly": {
+        "athena:StartQueryExecution": ["AnalyticsWorkGroup"],
+        "dynamodb:Scan": ["OrdersTable"],
+        "glue:GetTable": ["AnalyticsDatabase", "AnalyticsDatabase/orders"],
+    },
 }
 
 
@@ -673,6 +678,63 @@ def test_a_map_word_infra_does_not_declare_refuses_the_build(resources: list) ->
 
     with pytest.raises(ValueError, match="LostTable"):
         merge(chalice_like(), resources, permissions=wrong)
+
+
+def test_a_function_may_invoke_a_function_of_the_stack_by_its_cloud_name(merged: dict) -> None:
+    iam, resolver = evaluator(merged)
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+    function = "arn:aws:lambda:us-east-1:123456789012:function:shop-crm-prod-"
+    [statement] = [
+        s
+        for s in statements_of(merged, "ApiHandlerRole")
+        if s["Action"] == ["lambda:InvokeFunction"]
+    ]
+
+    # Named, not Fn::GetAtt: the API's role does not wait for the function it invokes.
+    assert statement["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}"
+            ":function:shop-crm-prod-nightly"
+        }
+    ]
+    assert iam.allowed(api, iam.Request("lambda:InvokeFunction", f"{function}nightly"))
+    assert not iam.allowed(api, iam.Request("lambda:InvokeFunction", f"{function}allocate"))
+    assert not iam.allowed(api, iam.Request("lambda:InvokeFunction", f"{function}nightly:1"))
+
+
+def test_a_map_word_naming_no_function_of_app_py_refuses_the_build(resources: list) -> None:
+    wrong = {**PERMISSIONS, "nightly": {"lambda:InvokeFunction": ["Function/nobody"]}}
+
+    with pytest.raises(ValueError, match="no function 'nobody'"):
+        merge(chalice_like(), resources, permissions=wrong)
+
+
+def test_athena_and_glue_grants_name_the_workgroup_the_database_and_its_tables(
+    merged: dict,
+) -> None:
+    iam, resolver = evaluator(merged)
+    nightly = iam.statements_of_function(merged, "Nightly", resolver)
+    api = iam.statements_of_function(merged, "APIHandler", resolver)
+    glue = "arn:aws:glue:us-east-1:123456789012"
+    workgroup = "arn:aws:athena:us-east-1:123456789012:workgroup/crm-prod-analytics"
+    get_table = [s for s in statements_of(merged, "NightlyRole") if "glue:GetTable" in s["Action"]]
+
+    # IAM asks for the catalog and the database with every table.
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in get_table[0]["Resource"]] == [
+        "catalog",
+        "database/crm_prod_analytics",
+        "table/crm_prod_analytics/orders",
+    ]
+    assert iam.allowed(nightly, iam.Request("athena:StartQueryExecution", workgroup))
+    assert iam.allowed(nightly, iam.Request("glue:GetTable", f"{glue}:catalog"))
+    assert iam.allowed(
+        nightly, iam.Request("glue:GetTable", f"{glue}:table/crm_prod_analytics/orders")
+    )
+    assert not iam.allowed(
+        nightly, iam.Request("glue:GetTable", f"{glue}:table/crm_prod_analytics/order_lines")
+    )
+    assert not iam.allowed(nightly, iam.Request("athena:StartQueryExecution", f"{workgroup}x"))
+    assert not iam.allowed(api, iam.Request("athena:StartQueryExecution", workgroup))
 
 
 def test_the_authorizer_may_read_secrets_and_touch_no_data(merged: dict) -> None:
