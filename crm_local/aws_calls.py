@@ -18,7 +18,7 @@ tests call those directly). A thread has no caller frames, so a thread started i
 (provisioning, the tests' own set-up, moto itself) are not recorded.
 
 What is kept of a call is what IAM authorises: the service, the operation and the resource
-(table and index, bucket and the first segment of the key, topic or "a phone number", the
+(table and index, bucket and the first folder of the key, topic or "a phone number", the
 sending address, state machine, execution, queue, parameter). `infra.permissions` turns that
 into IAM actions on the template's resources.
 """
@@ -148,10 +148,18 @@ class Attribution:
 # -- what a call touches --------------------------------------------------------------------------
 
 
+# Prefixes whose folders hold data of different kinds, cut one folder deeper: under
+# `analytics/` the snapshot (customers' personal fields) is not the segments' files the API
+# serves.
+DEEP_PREFIXES = ("analytics/",)
+
+
 def _prefix(key: Any) -> str:
-    """The first segment of an object key (`incoming/`), which is what policies are cut by."""
+    """The first folder of an object key (`incoming/`; the first two under a deep prefix:
+    `analytics/segments/`), which is what policies are cut by."""
     text = str(key or "")
-    return text.split("/", 1)[0] + "/" if "/" in text else ""
+    folders = text.split("/")[:-1]
+    return "".join(f"{f}/" for f in folders[: 2 if text.startswith(DEEP_PREFIXES) else 1])
 
 
 def _copy_source(value: Any) -> tuple[str, str]:

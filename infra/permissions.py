@@ -8,8 +8,10 @@ logical ids of `infra.resources`). `infra.template` builds each function's polic
 Resource words of the map:
 
 - `OrdersTable`, `OrdersTable/index/by_customer`: a table, an index;
-- `DropBucket/incoming/*`: the objects under a prefix; `DataBucket` and
-  `DataBucket?prefix=exports/*` (s3:ListBucket): the bucket, or listing under a prefix only;
+- `DropBucket/incoming/*`: the objects under a prefix (a key's first folder; its first two
+  under `analytics/`, `DataBucket/analytics/segments/*`: `crm_local.aws_calls.DEEP_PREFIXES`);
+  `DataBucket` and `DataBucket?prefix=exports/*` (s3:ListBucket): the bucket, or listing under
+  a prefix only;
 - `OpsTopic`, `EventsQueue`, `OrderFulfilment`, `OrderFulfilment/executions`;
 - `PhoneNumbers`: an SMS sent straight to a phone number (`sns:Publish` with `PhoneNumber`);
 - `SenderIdentity`: the SES identity of the sending address;

@@ -55,6 +55,30 @@ def test_a_call_inside_an_entry_is_recorded_with_what_it_touched(recorder) -> No
     assert on_disk == recorder.calls()  # written as soon as it was seen
 
 
+def test_keys_are_cut_at_their_first_folder_and_under_analytics_at_their_second() -> None:
+    def prefix(key: str) -> str:
+        [resource] = aws_calls.resources_of("s3", "GetObject", {"Bucket": "b", "Key": key})
+        return resource["prefix"]
+
+    def listed(prefix: str) -> str:
+        [resource] = aws_calls.resources_of(
+            "s3", "ListObjectsV2", {"Bucket": "b", "Prefix": prefix}
+        )
+        return resource["prefix"]
+
+    assert prefix("incoming/customers/a.csv") == "incoming/"
+    assert prefix("top.json") == ""
+    # The segments' files the API serves are not the snapshot's personal data beside them.
+    assert prefix("analytics/segments/definitions/vip.json") == "analytics/segments/"
+    assert prefix("analytics/snapshot/customers/date=2024-05-01/part-00000.parquet") == (
+        "analytics/snapshot/"
+    )
+    assert prefix("analytics/x.json") == "analytics/"
+    assert listed("analytics/snapshot/orders/") == "analytics/snapshot/"
+    assert listed("analytics/") == "analytics/"
+    assert listed("jobs/segmentation/") == "jobs/"
+
+
 def test_a_thread_started_inside_an_entry_belongs_to_it(recorder) -> None:
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
