@@ -166,20 +166,21 @@ def test_the_check_after_the_suites_fails_on_a_call_the_map_does_not_grant(tmp_p
     assert "low_stock: dynamodb:GetItem OrdersTable" in capsys.readouterr().err
 
 
+REGION, ANALYTICS = "us-east-1", "shop-crm-local-analytics"
+
+
 def test_an_invoked_function_of_the_stack_is_granted_by_its_name_in_app_py() -> None:
     from crm_local import aws_calls
 
     # Given the API invoking the analytics function (by name, or by ARN with a qualifier), as
     # the recorder sees the calls
     by_name = aws_calls.resources_of(
-        "lambda", "Invoke", {"FunctionName": "shop-crm-local-analytics", "Payload": b"{}"}
+        "lambda", "Invoke", {"FunctionName": ANALYTICS, "Payload": b"{}"}
     )
     by_arn = aws_calls.resources_of(
         "lambda",
         "Invoke",
-        {
-            "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:shop-crm-local-analytics:7"
-        },
+        {"FunctionName": f"arn:aws:lambda:{REGION}:123456789012:function:{ANALYTICS}:7"},
     )
     calls = [
         call("api_handler", "lambda", "Invoke", *by_name),
