@@ -37,7 +37,8 @@ test-fast: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## The deployable artifact (template, code, layers) under build/, offline.
+## The deployable artifact (template, code, core layer, the analytics image's build context)
+## under build/, offline.
 package: $(STAMP)
 	$(BIN)/python -m infra.build --stage prod --out build/package
 

@@ -4,12 +4,17 @@
 Steps: stage app.py, the stage's config, its IAM policy and `functions/` (as `vendor/functions`,
 since chalice only packages app.py, chalicelib/ and vendor/) in `<out>/../staging`; run
 `chalice package` there (it downloads Lambda wheels of requirements.txt from PyPI); zip the core
-layer (`crm`) and the analytics layer (pandas, pyarrow for the Lambda platform); merge the
-resources of `infra.resources` into chalice's template.
+layer (`crm`); write the build context of the analytics image; merge the resources of
+`infra.resources` into chalice's template, and make the analytics functions image functions.
+
+The analytics functions (`ANALYTICS_FUNCTIONS`) load pandas, pyarrow, numpy and scipy: about
+320 MB unzipped even pruned, past the 250 MB a zip function may hold with its layers. They run
+from a container image instead (10 GB), built with docker from `<out>/analytics-image/`
+(decision 71); every other function stays a zip function with the core layer.
 
 The output directory holds `template.json` (chalice's `sam.json` merged with infra; `sam.json`
 itself is removed so there is one template to deploy), `deployment.zip`, `core-layer.zip`,
-`analytics-layer.zip` and a README with the deploy commands.
+`analytics-image/` and a README with the deploy commands.
 """
 
 from __future__ import annotations
@@ -29,26 +34,38 @@ from typing import Any
 
 from infra import template as cfn
 from infra.permissions import load_map
-from infra.resources import all_resources
+from infra.resources import ANALYTICS_FUNCTIONS, all_resources
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CORE_LAYER = "CoreLayer"
-ANALYTICS_LAYER = "AnalyticsLayer"
 CORE_LAYER_ZIP = "core-layer.zip"
-ANALYTICS_LAYER_ZIP = "analytics-layer.zip"
 TEMPLATE = "template.json"
-# Functions of app.py (by name) that load pandas or pyarrow: they, and only they, get the
-# analytics layer.
-ANALYTICS_FUNCTIONS: tuple[str, ...] = ()
+# Functions of app.py (by name) that load pandas, pyarrow or scipy: they, and only they, run
+# from the analytics image (`infra.resources.ANALYTICS_FUNCTIONS`).
+__all__ = ["ANALYTICS_FUNCTIONS"]
 LAMBDA_PLATFORM = "manylinux2014_x86_64"  # python3.11 runs on Amazon Linux 2 (glibc 2.26)
 # Lambda's limit for a function's code and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
-# What the analytics layer can do without: test suites, C headers and sources, and Arrow
-# Flight (an RPC framework nothing here uses, 20 MB). Without this trim pandas + pyarrow +
-# numpy alone pass Lambda's unzipped limit.
-ANALYTICS_PRUNE_DIRS = ("tests", "include", "includes", "src", "bin")
-ANALYTICS_PRUNE_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".hpp", ".cc", ".cpp")
-ANALYTICS_PRUNE_GLOBS = ("pyarrow/*flight*", "pyarrow/_pyarrow_cpp_tests*")
+# Lambda's limit for an image, uncompressed, with all its layers (the base image's too).
+LAMBDA_IMAGE_LIMIT = cfn.IMAGE_LIMIT
+ANALYTICS_IMAGE_DIR = "analytics-image"
+ANALYTICS_IMAGE_PARAMETER = "AnalyticsImageUri"
+# AWS's base image for the functions' Python: the runtime and its interface client.
+BASE_IMAGE = "public.ecr.aws/lambda/python:{version}"
+# The image's packages: the functions' own and the analytics', (project file, context file).
+IMAGE_REQUIREMENTS = (
+    ("requirements.txt", "requirements.txt"),
+    ("layers/analytics/requirements.txt", "analytics-requirements.txt"),
+)
+# The image's code beside its packages, in the task root: (project path, path there). The
+# chalice runtime (`chalice/`, what `chalice package` puts in deployment.zip) joins them.
+IMAGE_CODE = (
+    ("app.py", "app.py"),
+    ("functions", "functions"),
+    ("layers/core/python/crm", "crm"),
+    ("layers/analytics/python/crm_analytics", "crm_analytics"),
+)
+CHALICE_RUNTIME = "chalice"
 
 Log = Callable[[str], None]
 
@@ -59,8 +76,8 @@ class BuildResult:
     template: Path
     artifacts: dict[str, Path]
     unzipped_bytes: dict[str, int]
+    image_context: Path
     seconds: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 def stage_config(
@@ -190,27 +207,11 @@ def build_core_layer(out: Path, project_dir: Path = PROJECT_DIR) -> Path:
     )
 
 
-def _prune(root: Path) -> None:
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        if directory.name in ANALYTICS_PRUNE_DIRS and directory.exists():
-            shutil.rmtree(directory)
-    for pattern in ANALYTICS_PRUNE_GLOBS:
-        for path in root.glob(pattern):
-            path.unlink()
-    for path in list(root.rglob("*")):
-        if path.is_file() and path.suffix in ANALYTICS_PRUNE_SUFFIXES:
-            path.unlink()
-
-
-def build_analytics_layer(
-    out: Path, staging: Path, python_version: str, project_dir: Path = PROJECT_DIR
-) -> Path:
-    """pandas, pyarrow, numpy and scipy as Lambda wheels (never this machine's) and the layer's
-    own `crm_analytics`, with `python/` at the root, and their bytecode: /opt is read-only, so
-    without it every cold start compiles pandas."""
-    target = staging / "analytics" / "python"
-    if target.parent.exists():
-        shutil.rmtree(target.parent)
+def pip_install_command(
+    python_version: str, target: Path, requirements: Iterable[Path]
+) -> list[str]:
+    """pip installing wheels of the Lambda platform (never this machine's) into `target`:
+    what the Dockerfile's `pip install` puts in the image, run anywhere."""
     command = [
         sys.executable,
         "-m",
@@ -218,9 +219,8 @@ def build_analytics_layer(
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        # The venv's own packages are no concern of a layer.
+        # The venv's own packages are no concern of the image.
         "--no-warn-conflicts",
-        "--no-compile",
         "--platform",
         LAMBDA_PLATFORM,
         "--implementation",
@@ -230,38 +230,102 @@ def build_analytics_layer(
         "--only-binary=:all:",
         "--target",
         str(target),
-        "-r",
-        str(project_dir / "layers" / "analytics" / "requirements.txt"),
     ]
+    for path in requirements:
+        command += ["-r", str(path)]
+    return command
+
+
+def _image_code() -> list[str]:
+    """The context's code, as the task root holds it."""
+    return [CHALICE_RUNTIME, *(inside for _, inside in IMAGE_CODE)]
+
+
+def dockerfile(python_version: str) -> str:
+    requirements = [name for _, name in IMAGE_REQUIREMENTS]
+    continued = " \\\n        "
+    install = continued.join(
+        ['pip install --no-cache-dir --only-binary=:all: --target "${LAMBDA_TASK_ROOT}"']
+        + [f"-r /tmp/requirements/{name}" for name in requirements]
+    )
+    copies = "\n".join(f"COPY {name} ${{LAMBDA_TASK_ROOT}}/{name}" for name in _image_code())
+    compiled = continued.join(f"${{LAMBDA_TASK_ROOT}}/{name}" for name in _image_code())
+    functions = ", ".join(ANALYTICS_FUNCTIONS)
+    return f"""# The analytics functions ({functions}): pandas, pyarrow, numpy and scipy
+# pass the 250 MB of a zip function; an image may hold 10 GB. Written by `make package`
+# (infra/build.py); the package's README.md says how to build, push and deploy it.
+FROM {BASE_IMAGE.format(version=python_version)}
+
+# Lambda wheels only, as tests/integration/test_package_limits.py installs them to measure.
+COPY {" ".join(requirements)} /tmp/requirements/
+RUN {install} \\
+    && rm -rf /tmp/requirements
+
+{copies}
+# The task root is read-only at run time: compiled once here, not at every cold start.
+RUN python -m compileall -q{continued}{compiled}
+
+# Each function runs its own handler (ImageConfig.Command in the template).
+CMD ["app.{ANALYTICS_FUNCTIONS[0]}"]
+"""
+
+
+def write_image_context(
+    out: Path, deployment: Path, python_version: str, project_dir: Path = PROJECT_DIR
+) -> Path:
+    """`<out>/analytics-image/`: the Dockerfile, the requirements it installs, the app's code,
+    and the chalice runtime of `deployment` (the one every zip function runs)."""
+    context = out / ANALYTICS_IMAGE_DIR
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    for source, name in IMAGE_REQUIREMENTS:
+        shutil.copy2(project_dir / source, context / name)
+    for source, inside in IMAGE_CODE:
+        path = project_dir / source
+        if path.is_dir():
+            shutil.copytree(path, context / inside, ignore=_ignore)
+        else:
+            shutil.copy2(path, context / inside)
+    with zipfile.ZipFile(deployment) as archive:
+        runtime = [n for n in archive.namelist() if n.startswith(f"{CHALICE_RUNTIME}/")]
+        if not runtime:
+            raise RuntimeError(f"no {CHALICE_RUNTIME}/ in {deployment.name}")
+        archive.extractall(context, members=runtime)
+    (context / "Dockerfile").write_text(dockerfile(python_version))
+    return context
+
+
+def image_content(context: Path, target: Path, python_version: str) -> int:
+    """What the Dockerfile puts in the task root, built here without docker: the packages as
+    Lambda wheels (pip's cache is used) and the context's code. Returns its size in bytes."""
+    if target.exists():
+        shutil.rmtree(target)
+    command = pip_install_command(
+        python_version, target, [context / name for _, name in IMAGE_REQUIREMENTS]
+    )
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"pip install of the analytics layer failed:\n{done.stderr}")
-    _prune(target)
-    # The layer's own code (crm_analytics: the jobs' computations) beside its packages.
-    shutil.copytree(
-        project_dir / "layers" / "analytics" / "python" / "crm_analytics",
-        target / "crm_analytics",
-        ignore=_ignore,
-    )
+        raise RuntimeError(f"pip install of the analytics image failed:\n{done.stderr}")
+    for name in _image_code():
+        source = context / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target / name)
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
-        # Unchecked hashes, not timestamps: the zip's fixed dates would make timestamped
-        # bytecode look stale, and the layer is immutable anyway. Same bytes on every build.
+        # As the Dockerfile's compileall (pip compiled the packages already).
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "compileall",
-                "-q",
-                "-j",
-                "0",
-                "--invalidation-mode",
-                "unchecked-hash",
-                str(target),
-            ],
+            [sys.executable, "-m", "compileall", "-q", "-j", "0"]
+            + [str(target / name) for name in _image_code()],
             check=True,
             capture_output=True,
         )
-    return zip_tree(target, out / ANALYTICS_LAYER_ZIP, "python", bytecode=True)
+    return tree_size(target)
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def unzipped_size(path: Path) -> int:
@@ -270,9 +334,12 @@ def unzipped_size(path: Path) -> int:
 
 
 def _check_sizes(template: dict[str, Any], sizes: dict[str, int], code_size: int) -> list[str]:
-    """Refuse a function whose code and layers pass Lambda's unzipped limit."""
+    """Refuse a zip function whose code and layers pass Lambda's unzipped limit (an image
+    function's image is built by docker; the package test measures what it holds)."""
     problems = []
     for function_id, function in cfn.functions_of(template).items():
+        if cfn.is_image(function):
+            continue
         total = code_size + sum(
             sizes.get(layer["Ref"], 0)
             for layer in function["Properties"].get("Layers", [])
@@ -290,41 +357,58 @@ def deploy_instructions(stage: str, out: Path, env: dict[str, str]) -> str:
     path = secrets_path(env, stage)
     template = out / TEMPLATE
     packaged = out / "packaged.yaml"
+    context = out / ANALYTICS_IMAGE_DIR
     secrets = "\n".join(
         f"aws ssm put-parameter --name {path}{name} --type SecureString --value '<{name}>'"
         for name in ("operator_token", "shopify_secret", "webhook_secret", "logistics_secret")
     )
+    repository = f"shop-crm-{stage}-analytics"
+    registry = "<account>.dkr.ecr.<region>.amazonaws.com"
     return f"""# Deploying stage `{stage}`
 
 Built by `make package`. `{TEMPLATE}` is chalice's `sam.json` merged with `infra/`; the
-zips beside it are the code (`deployment.zip`) and the layers. Paths in the template are
-relative to it.
+zips beside it are the code (`deployment.zip`) and the core layer, `{ANALYTICS_IMAGE_DIR}/`
+the build context of the image the analytics functions ({", ".join(ANALYTICS_FUNCTIONS)})
+run from (pandas, pyarrow, numpy and scipy are too large for a zip function). Paths in the
+template are relative to it.
 
-Once per account and region: a bucket for the artifacts, and the secrets (SecureString
-parameters, which CloudFormation cannot create; add `--overwrite` to rotate one):
+Once per account and region: a bucket for the artifacts, a repository for the image, and the
+secrets (SecureString parameters, which CloudFormation cannot create; add `--overwrite` to
+rotate one):
 
 ```sh
 aws s3 mb s3://<artifact-bucket>
+aws ecr create-repository --repository-name {repository}
 {secrets}
 ```
 
-Each deploy (IAM roles without fixed names need CAPABILITY_IAM; the SAM transform needs
-CAPABILITY_AUTO_EXPAND):
+Each deploy: build and push the image under a new tag (CloudFormation updates the functions
+only when `AnalyticsImageUri` changes), then package and deploy the template (IAM roles
+without fixed names need CAPABILITY_IAM; the SAM transform needs CAPABILITY_AUTO_EXPAND):
 
 ```sh
+TAG=$(git rev-parse --short HEAD)
+aws ecr get-login-password | docker login --username AWS --password-stdin {registry}
+# x86_64, as the functions; no provenance attestation (Lambda refuses its manifest list)
+docker build --platform linux/amd64 --provenance=false \\
+    -t {registry}/{repository}:$TAG {context}
+docker push {registry}/{repository}:$TAG
 aws cloudformation package --template-file {template} \\
     --s3-bucket <artifact-bucket> --output-template-file {packaged}
 aws cloudformation deploy --template-file {packaged} --stack-name shop-crm-{stage} \\
     --s3-bucket <artifact-bucket> --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \\
-    --parameter-overrides SenderEmail=<the shop's sending address> [OpsAlertEmail=<address>]
+    --parameter-overrides SenderEmail=<the shop's sending address> \\
+        AnalyticsImageUri={registry}/{repository}:$TAG [OpsAlertEmail=<address>]
 aws cloudformation describe-stacks --stack-name shop-crm-{stage} --query 'Stacks[0].Outputs'
 ```
 
 `SenderEmail` must be an SES identity of the account (the address or its domain);
-`OpsAlertEmail` subscribes an address to the alarms. The outputs give the API's URL
-(`EndpointURL`) and the cloud names of the tables, buckets, topics and queues. Buckets are
-named `<configured name>-<account>-<region>`; tables and buckets are kept when the stack is
-deleted.
+`OpsAlertEmail` subscribes an address to the alarms; `AnalyticsImageUri` is the image just
+pushed (ECR, same account and region: whoever deploys needs `ecr:BatchGetImage` and
+`ecr:GetDownloadUrlForLayer` on it). The outputs give the API's URL (`EndpointURL`) and the
+cloud names of the tables, buckets, topics, queues, the Glue database and the Athena
+workgroup. Buckets are named `<configured name>-<account>-<region>`; tables and buckets are
+kept when the stack is deleted.
 """
 
 
@@ -332,7 +416,6 @@ def build(
     stage: str,
     out: Path,
     *,
-    skip_analytics_layer: bool = False,
     project_dir: Path = PROJECT_DIR,
     log: Log = print,
 ) -> BuildResult:
@@ -366,19 +449,10 @@ def build(
     }
     layers = {CORE_LAYER: (f"./{CORE_LAYER_ZIP}", "crm: domain, store, adapters, config")}
     mark = step("core layer", mark)
-    warnings: list[str] = []
-    if skip_analytics_layer:
-        if ANALYTICS_FUNCTIONS:
-            warnings.append(
-                "the analytics layer was skipped, but "
-                f"{', '.join(ANALYTICS_FUNCTIONS)} need it: not deployable as is"
-            )
-    else:
-        artifacts[ANALYTICS_LAYER] = build_analytics_layer(
-            out, staging, runtime.removeprefix("python"), project_dir
-        )
-        layers[ANALYTICS_LAYER] = (f"./{ANALYTICS_LAYER_ZIP}", "pandas and pyarrow")
-        mark = step("analytics layer", mark)
+    context = write_image_context(
+        out, artifacts["deployment"], runtime.removeprefix("python"), project_dir
+    )
+    mark = step("analytics image context", mark)
 
     template = cfn.merge(
         chalice_template,
@@ -392,9 +466,7 @@ def build(
         secrets_path=secrets_path(env, stage),
     )
     template["Description"] = f"shop-crm, stage {stage} (built by infra.build)"
-    if not skip_analytics_layer:
-        for name in ANALYTICS_FUNCTIONS:
-            cfn.attach_layer(template, name, ANALYTICS_LAYER)
+    cfn.use_image(template, ANALYTICS_FUNCTIONS, ANALYTICS_IMAGE_PARAMETER)
     cycle = cfn.find_cycle(template)
     if cycle:
         raise RuntimeError("dependency cycle in the template: " + " -> ".join(cycle))
@@ -403,13 +475,6 @@ def build(
     problems = _check_sizes(template, sizes, sizes["deployment"])
     if problems:
         raise RuntimeError("too large for Lambda:\n" + "\n".join(problems))
-    if ANALYTICS_LAYER in sizes:
-        worst = sizes["deployment"] + sizes[CORE_LAYER] + sizes[ANALYTICS_LAYER]
-        if worst > LAMBDA_UNZIPPED_LIMIT:
-            warnings.append(
-                f"code + core + analytics layers = {worst:,} bytes unzipped, past "
-                "Lambda's limit: no function can use the analytics layer"
-            )
 
     (out / TEMPLATE).write_text(json.dumps(template, indent=1) + "\n")
     (out / "sam.json").unlink()
@@ -425,8 +490,8 @@ def build(
         template=out / TEMPLATE,
         artifacts=artifacts,
         unzipped_bytes=sizes,
+        image_context=context,
         seconds=seconds,
-        warnings=warnings,
     )
     log(summary(result))
     return result
@@ -439,7 +504,10 @@ def summary(result: BuildResult) -> str:
             f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB zipped, "
             f"{result.unzipped_bytes[name] / 1e6:.2f} MB unzipped"
         )
-    lines += [f"  warning: {w}" for w in result.warnings]
+    lines.append(
+        f"  {result.image_context.name}/: the analytics image's build context "
+        f"({', '.join(ANALYTICS_FUNCTIONS)}; docker builds it)"
+    )
     lines.append(f"Deploy: see {result.out / 'README.md'}")
     return "\n".join(lines)
 
@@ -450,13 +518,8 @@ def main(argv: Iterable[str] | None = None) -> None:
     )
     parser.add_argument("--stage", default="prod")
     parser.add_argument("--out", type=Path, default=Path("build/package"))
-    parser.add_argument(
-        "--skip-analytics-layer",
-        action="store_true",
-        help="leave out the pandas/pyarrow layer (a ~100 MB download)",
-    )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    build(args.stage, args.out, skip_analytics_layer=args.skip_analytics_layer)
+    build(args.stage, args.out)
 
 
 if __name__ == "__main__":

@@ -740,17 +740,134 @@ def bind_environment(
                 variables[var] = copy.deepcopy(bindings[var])
 
 
-def attach_layer(template: Cfn, function_name: str, layer_id: str) -> None:
-    """Give one function (by its name in app.py) a layer of the template."""
-    function_id = function_logical_id(function_name)
+# -- container-image functions -------------------------------------------------------------------
+
+# Lambda's limit for an image, uncompressed, with all its layers (a zip function's code and
+# layers may hold 250 MB unzipped).
+IMAGE_LIMIT = 10 * 1024**3
+# What of a chalice function an image function keeps as it is.
+_IMAGE_KEEPS = (
+    "FunctionName",
+    "Description",
+    "Role",
+    "Environment",
+    "Timeout",
+    "MemorySize",
+    "Architectures",
+    "ReservedConcurrentExecutions",
+)
+# What it leaves behind: the zip's code, runtime and layers (an image carries its own), and
+# what it says another way (Tracing, Tags, Events).
+_IMAGE_DROPS = ("Runtime", "Handler", "CodeUri", "Layers", "Tracing", "Tags", "Events")
+
+
+def image_parameter() -> Cfn:
+    return {
+        "Type": "String",
+        "Description": "The analytics image, pushed to ECR in this account and region: "
+        "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (or @sha256:<digest>); "
+        "a new tag or digest for each build, so CloudFormation sees the change",
+        "AllowedPattern": r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/\S+$",
+        "ConstraintDescription": "an image URI of Amazon ECR",
+    }
+
+
+def use_image(template: Cfn, function_names: Iterable[str], parameter: str) -> None:
+    """Make the named functions (names in app.py) container-image functions whose image is the
+    stack parameter `parameter`, each running its own handler (`ImageConfig.Command`).
+
+    They become plain `AWS::Lambda::Function`s: `aws cloudformation package` uploads the
+    template's own directory as the `CodeUri` of an `AWS::Serverless::Function` that has
+    none, and the SAM transform then refuses a function with both `CodeUri` and `ImageUri`.
+    So their schedules become an `AWS::Events::Rule` each (with the permission to invoke,
+    under SAM's names), `Tracing` a `TracingConfig`, `Tags` a list. Role, environment, memory,
+    timeout, log group, alarms and destinations stay as `merge` made them."""
+    names = list(function_names)
+    if not names:
+        return
+    resources = template["Resources"]
     functions = functions_of(template)
-    if function_id not in functions:
-        raise ValueError(f"no function {function_name!r} ({function_id}) in the template")
-    if layer_id not in template["Resources"]:
-        raise ValueError(f"no layer {layer_id} in the template")
-    layers = functions[function_id]["Properties"].setdefault("Layers", [])
-    if {"Ref": layer_id} not in layers:
-        layers.append({"Ref": layer_id})
+    template.setdefault("Parameters", {})[parameter] = image_parameter()
+    for name in names:
+        function_id = function_logical_id(name)
+        if function_id not in functions:
+            raise ValueError(f"no function {name!r} ({function_id}) in the template")
+        body = functions[function_id]
+        if body["Type"] != SERVERLESS_FUNCTION:
+            raise ValueError(f"{function_id} is no chalice function ({body['Type']})")
+        props = body["Properties"]
+        unknown = sorted(set(props) - set(_IMAGE_KEEPS) - set(_IMAGE_DROPS))
+        if unknown:
+            raise ValueError(f"{function_id}: no image function equivalent for {unknown}")
+        image: Cfn = {
+            "PackageType": "Image",
+            "Code": {"ImageUri": {"Ref": parameter}},
+            "ImageConfig": {"Command": [props["Handler"]]},
+        }
+        image.update({key: props[key] for key in _IMAGE_KEEPS if key in props})
+        if "Tracing" in props:
+            image["TracingConfig"] = {"Mode": props["Tracing"]}
+        if props.get("Tags"):
+            image["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(props["Tags"].items())]
+        for event_name, event in (props.get("Events") or {}).items():
+            for logical_id, resource in _schedule_resources(function_id, event_name, event):
+                if logical_id in resources:
+                    raise ValueError(f"{logical_id} clashes with another resource")
+                resources[logical_id] = resource
+        body["Type"] = LAMBDA_FUNCTION
+        body["Properties"] = image
+
+
+def _schedule_resources(function_id: str, event_name: str, event: Cfn) -> list[tuple[str, Cfn]]:
+    """What SAM makes of a `Schedule` event: a rule targeting the function, and the
+    permission EventBridge needs to invoke it."""
+    properties = event.get("Properties", {})
+    if event.get("Type") != "Schedule" or set(properties) - {"Schedule"}:
+        raise ValueError(f"{function_id}: event {event_name} is no plain schedule: {event}")
+    rule_id = f"{function_id}{event_name}"
+    rule = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "ScheduleExpression": properties["Schedule"],
+            "State": "ENABLED",
+            "Targets": [
+                {"Arn": {"Fn::GetAtt": [function_id, "Arn"]}, "Id": f"{rule_id}LambdaTarget"}
+            ],
+        },
+    }
+    permission = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": function_id},
+            "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]},
+        },
+    }
+    return [(rule_id, rule), (f"{rule_id}Permission", permission)]
+
+
+def is_image(function: Cfn) -> bool:
+    return function.get("Properties", {}).get("PackageType") == "Image"
+
+
+def asynchronous_function_ids(template: Cfn, resources: Iterable[Resource]) -> list[str]:
+    """Functions invoked asynchronously by an event source: SAM's async events (chalice's
+    schedules), a bucket notification, or an EventBridge rule's target."""
+    functions = functions_of(template)
+    targeted = {
+        target["Arn"]["Fn::GetAtt"][0]
+        for body in template["Resources"].values()
+        if body.get("Type") == "AWS::Events::Rule"
+        for target in body.get("Properties", {}).get("Targets", [])
+        if isinstance(target.get("Arn"), dict) and "Fn::GetAtt" in target["Arn"]
+    }
+    notified = bucket_notified_functions(resources)
+    return sorted(
+        f
+        for f, body in functions.items()
+        if monitoring.is_async(body) or f in notified or f in targeted
+    )
 
 
 def layer_resource(content: str, description: str, runtime: str) -> Cfn:
@@ -775,11 +892,12 @@ def _role_of(template: Cfn, function_id: str) -> Cfn | None:
 
 
 def app_function_names(template: Cfn) -> dict[str, str]:
-    """`{logical id: name in app.py}` of the template's functions (the handler `app.<name>`;
-    the API handler, `app.app`, is `api_handler`)."""
+    """`{logical id: name in app.py}` of the template's functions (the handler `app.<name>`, an
+    image function's command; the API handler, `app.app`, is `api_handler`)."""
     names: dict[str, str] = {}
     for function_id, function in functions_of(template).items():
-        handler = str(function["Properties"].get("Handler", ""))
+        props = function["Properties"]
+        handler = str(props.get("Handler") or props.get("ImageConfig", {}).get("Command", [""])[0])
         names[function_id] = (
             "api_handler" if function_id == "APIHandler" else handler.rpartition(".")[2]
         )
@@ -848,11 +966,7 @@ def merge(
     template.setdefault("Conditions", {}).update(monitoring.conditions())
     by_id = {r.logical_id: r for r in resources}
     app_names = app_function_names(template)
-    async_ids = sorted(
-        f
-        for f in functions
-        if monitoring.is_async(functions[f]) or f in bucket_notified_functions(resources)
-    )
+    async_ids = asynchronous_function_ids(template, resources)
     failures = FAILURES_QUEUE if isinstance(by_id.get(FAILURES_QUEUE), Queue) else None
     _apply_permissions(
         template,

@@ -1,5 +1,5 @@
-"""`make package` for real (without the analytics layer, a ~100 MB download): the template
-lints, and the code runs from the artifact alone."""
+"""`make package` for real: the template lints, and the code runs from the artifact alone (the
+analytics image's content: tests/integration/test_package_limits.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ DATA_LIBRARIES = ("pandas", "numpy", "pyarrow")
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
     out = tmp_path_factory.mktemp("package") / "package"
-    return build.build("prod", out, skip_analytics_layer=True, log=lambda _line: None)
+    return build.build("prod", out, log=lambda _line: None)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,35 @@ def test_the_output_holds_the_template_the_code_and_the_layers(package: build.Bu
     names = {p.name for p in package.out.iterdir()}
 
     assert {"template.json", "deployment.zip", "core-layer.zip", "README.md"} <= names
+    assert build.ANALYTICS_IMAGE_DIR in names
     assert "sam.json" not in names  # one template to deploy, not two
-    assert "aws cloudformation deploy" in (package.out / "README.md").read_text()
+    assert not [n for n in names if "analytics" in n and n.endswith(".zip")]  # no layer
+    readme = (package.out / "README.md").read_text()
+    assert "aws cloudformation deploy" in readme
+    assert "docker push" in readme
+    assert "AnalyticsImageUri=" in readme
     assert not (PROJECT_DIR / ".chalice" / "policy-prod.json").exists()
+
+
+def test_the_image_context_holds_the_dockerfile_its_requirements_and_the_app(
+    package: build.BuildResult,
+) -> None:
+    context = package.image_context
+    dockerfile = (context / "Dockerfile").read_text()
+
+    assert dockerfile.startswith("# The analytics functions")
+    assert "FROM public.ecr.aws/lambda/python:3.11\n" in dockerfile
+    for name in ("requirements.txt", "analytics-requirements.txt"):
+        assert f"-r /tmp/requirements/{name}" in dockerfile
+    assert (context / "analytics-requirements.txt").read_text() == (
+        PROJECT_DIR / "layers" / "analytics" / "requirements.txt"
+    ).read_text()
+    for name in ("app.py", "functions", "crm", "crm_analytics", "chalice"):
+        assert f"COPY {name} ${{LAMBDA_TASK_ROOT}}/{name}" in dockerfile
+        assert (context / name).exists(), name
+    assert (context / "chalice" / "app.py").is_file()  # the runtime deployment.zip carries
+    assert (context / "crm_analytics" / "athena.py").is_file()
+    assert not list(context.rglob("__pycache__"))
 
 
 def test_the_template_passes_cfn_lint(package: build.BuildResult) -> None:
@@ -73,14 +99,41 @@ def test_the_template_has_no_dependency_cycle(template: dict[str, Any]) -> None:
     assert find_cycle(template) is None
 
 
-def test_every_function_has_the_core_layer(template: dict[str, Any]) -> None:
-    functions = functions_of(template)
+def test_the_analytics_functions_run_from_the_image_and_every_other_from_the_zip(
+    template: dict[str, Any],
+) -> None:
+    from infra.template import app_function_names, is_image
 
-    assert {"APIHandler", "Operator"} <= set(functions)
+    functions = functions_of(template)
+    names = app_function_names(template)
+    images = {names[f] for f, body in functions.items() if is_image(body)}
+
+    assert images == set(build.ANALYTICS_FUNCTIONS) == {"analytics", "segmentation", "reports"}
     for function_id, function in functions.items():
-        assert {"Ref": build.CORE_LAYER} in function["Properties"].get("Layers", []), function_id
+        props = function["Properties"]
+        if is_image(function):
+            assert function["Type"] == "AWS::Lambda::Function"
+            assert props["Code"] == {"ImageUri": {"Ref": build.ANALYTICS_IMAGE_PARAMETER}}
+            assert props["ImageConfig"] == {"Command": [f"app.{names[function_id]}"]}
+            assert "Layers" not in props
+            # Set for the prod stage in .chalice/config.json.
+            assert (props["MemorySize"], props["Timeout"]) == (3008, 900), function_id
+        else:
+            # `aws cloudformation package` uploads the zip it names (a function without one
+            # would get the template's whole directory).
+            assert props["CodeUri"] == "./deployment.zip", function_id
+            assert props["Layers"] == [{"Ref": build.CORE_LAYER}], function_id
     layer = template["Resources"][build.CORE_LAYER]
     assert layer["Properties"]["Content"] == f"./{build.CORE_LAYER_ZIP}"
+    assert "Default" not in template["Parameters"][build.ANALYTICS_IMAGE_PARAMETER]
+    # The nightly jobs keep their schedules, as rules.
+    rules = {
+        body["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: body["Properties"]
+        for body in template["Resources"].values()
+        if body["Type"] == "AWS::Events::Rule"
+    }
+    assert rules["Segmentation"]["ScheduleExpression"] == "cron(30 18 * * ? *)"
+    assert rules["Reports"]["ScheduleExpression"] == "cron(0 19 * * ? *)"
 
 
 def test_every_table_has_the_keys_the_local_stack_creates(template: dict[str, Any]) -> None:
@@ -137,7 +190,13 @@ def test_every_handler_resolves_from_the_artifact_alone(
 ) -> None:
     task, layer = artifact
     functions = functions_of(template)
-    handlers = sorted({f["Properties"]["Handler"] for f in functions.values()})
+    # The image's handlers too: the same app.py, which loads no analytics package itself.
+    handlers = sorted(
+        {
+            f["Properties"].get("Handler") or f["Properties"]["ImageConfig"]["Command"][0]
+            for f in functions.values()
+        }
+    )
     env = {"AWS_DEFAULT_REGION": "us-east-1"}
     for function in functions.values():
         for var, value in function["Properties"]["Environment"]["Variables"].items():
@@ -167,7 +226,7 @@ def test_every_handler_resolves_from_the_artifact_alone(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["resolved"] == {h: True for h in handlers}
-    assert {"app.app", "app.operator"} <= set(handlers)
+    assert {"app.app", "app.operator", "app.analytics", "app.reports"} <= set(handlers)
     assert report["data_libraries"] == []
     assert report["site_packages"] == []
     assert str(PROJECT_DIR) not in report["path"]
@@ -288,17 +347,13 @@ def _universe(template: dict[str, Any], permissions: dict) -> list[tuple[str, st
 def test_no_function_may_use_a_resource_it_was_never_seen_using(
     template: dict[str, Any], permissions: dict, policies: dict
 ) -> None:
-    from infra.monitoring import is_async
     from infra.resources import FAILURES_QUEUE, all_resources
-    from infra.template import app_function_names, bucket_notified_functions
+    from infra.template import app_function_names, asynchronous_function_ids
     from tests.support import iam
 
     resolver = policies[""]
-    asynchronous = {
-        app_function_names(template)[f]
-        for f, body in functions_of(template).items()
-        if is_async(body) or f in bucket_notified_functions(all_resources())
-    }
+    names = app_function_names(template)
+    asynchronous = {names[f] for f in asynchronous_function_ids(template, all_resources())}
     universe = _universe(template, permissions)
     too_much = []
     for function, grants in permissions.items():
@@ -313,7 +368,9 @@ def test_no_function_may_use_a_resource_it_was_never_seen_using(
                 too_much.append((function, action, word))
 
     assert sorted(set(too_much)) == [], "\n".join(map(str, sorted(set(too_much))))
-    assert {"import_file", "points_expiry", "low_stock"} <= asynchronous
+    assert {"import_file", "points_expiry", "low_stock", "segmentation", "reports"} <= (
+        asynchronous
+    )
 
 
 def test_every_function_of_app_py_has_its_grants_or_a_reason_for_none(permissions: dict) -> None:

@@ -512,26 +512,97 @@ def test_a_cycle_is_found_when_there_is_one(merged: dict) -> None:
     assert {"ImportFile", "DropBucket"} <= set(cycle)
 
 
-def test_every_function_gets_the_core_layer_and_one_the_analytics_layer(merged: dict) -> None:
-    merged["Resources"]["AnalyticsLayer"] = cfn.layer_resource(
-        "./analytics-layer.zip", "a", "python3.11"
-    )
-    cfn.attach_layer(merged, "allocate", "AnalyticsLayer")
-    cfn.attach_layer(merged, "allocate", "AnalyticsLayer")  # twice is once
-
+def test_every_function_gets_the_core_layer(merged: dict) -> None:
     layers = {
         f: merged["Resources"][f]["Properties"]["Layers"]
-        for f in ("APIHandler", "Operator", "ImportFile", "Allocate")
+        for f in ("APIHandler", "Operator", "ImportFile", "Allocate", "Nightly")
     }
-    assert all({"Ref": "CoreLayer"} in lst for lst in layers.values())
-    assert layers["Allocate"] == [{"Ref": "CoreLayer"}, {"Ref": "AnalyticsLayer"}]
-    assert {"Ref": "AnalyticsLayer"} not in layers["APIHandler"]
+
+    assert all(lst == [{"Ref": "CoreLayer"}] for lst in layers.values())
     layer = merged["Resources"]["CoreLayer"]
     assert layer["Type"] == "AWS::Lambda::LayerVersion"
     assert layer["Properties"]["Content"] == "./core-layer.zip"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+
+
+# -- container-image functions -------------------------------------------------------------------
+
+
+@pytest.fixture
+def imaged(merged: dict) -> dict:
+    """The merged template with the scheduled `nightly` and the workflow's `allocate` run from
+    an image."""
+    merged["Resources"]["Nightly"]["Properties"]["Tracing"] = "Active"
+    cfn.use_image(merged, ["nightly", "allocate"], "JobsImageUri")
+    return merged
+
+
+def test_an_image_function_runs_its_handler_from_the_image_parameter(imaged: dict) -> None:
+    nightly = imaged["Resources"]["Nightly"]
+    props = nightly["Properties"]
+
+    # Not AWS::Serverless::Function: `aws cloudformation package` would upload the template's
+    # directory as the CodeUri it lacks, and SAM refuses CodeUri beside ImageUri.
+    assert nightly["Type"] == "AWS::Lambda::Function"
+    assert props["PackageType"] == "Image"
+    assert props["Code"] == {"ImageUri": {"Ref": "JobsImageUri"}}
+    assert props["ImageConfig"] == {"Command": ["app.nightly"]}
+    assert not {"Runtime", "Handler", "CodeUri", "Layers", "Events", "Tracing"} & set(props)
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    # As merge made it: its name, role, environment and log group.
+    assert props["FunctionName"] == "shop-crm-prod-nightly"
+    assert props["Role"] == {"Fn::GetAtt": ["NightlyRole", "Arn"]}
+    assert props["Environment"]["Variables"]["CRM_ORDERS_TABLE"] == {"Ref": "OrdersTable"}
+    assert nightly["DependsOn"] == ["NightlyLogGroup"]
+    assert imaged["Parameters"]["JobsImageUri"]["Type"] == "String"
+    assert cfn.app_function_names(imaged)["Nightly"] == "nightly"
+    assert cfn.is_image(nightly) and not cfn.is_image(imaged["Resources"]["ImportFile"])
+
+
+def test_an_image_function_s_schedule_is_a_rule_that_may_invoke_it(imaged: dict) -> None:
+    resources = imaged["Resources"]
+    rule = resources["NightlyNightlyEvent"]
+    permission = resources["NightlyNightlyEventPermission"]
+
+    assert rule["Type"] == "AWS::Events::Rule"
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0 2 * * ? *)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["Nightly", "Arn"]}
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["NightlyNightlyEvent", "Arn"]}
+    # Still asynchronous: its failures go to the failures queue.
+    assert "Nightly" in cfn.asynchronous_function_ids(imaged, [])
+    assert resources["NightlyInvokeConfig"]["Properties"]["FunctionName"] == {"Ref": "Nightly"}
+
+
+def test_a_workflow_still_invokes_an_image_function_by_its_arn(imaged: dict) -> None:
+    substitutions = imaged["Resources"]["FulfilmentStateMachine"]["Properties"][
+        "DefinitionSubstitutions"
+    ]
+
+    assert substitutions["AllocateArn"] == {"Fn::GetAtt": ["Allocate", "Arn"]}
+    assert cfn.find_cycle(imaged) is None
+
+
+def test_the_template_with_image_functions_passes_cfn_lint(imaged: dict) -> None:
+    from cfnlint.api import lint
+
+    matches = lint(json.dumps(imaged))
+
+    errors = [f"{m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
+
+
+def test_what_an_image_function_cannot_carry_refuses_the_build(merged: dict) -> None:
     with pytest.raises(ValueError, match="nobody"):
-        cfn.attach_layer(merged, "nobody", "AnalyticsLayer")
+        cfn.use_image(merged, ["nobody"], "ImageUri")
+    merged["Resources"]["ImportFile"]["Properties"]["Events"] = {
+        "Upload": {"Type": "S3", "Properties": {"Bucket": "b"}}
+    }
+    with pytest.raises(ValueError, match="no plain schedule"):
+        cfn.use_image(merged, ["import_file"], "ImageUri")
+    merged["Resources"]["Operator"]["Properties"]["SnapStart"] = {"ApplyOn": "None"}
+    with pytest.raises(ValueError, match="SnapStart"):
+        cfn.use_image(merged, ["operator"], "ImageUri")
 
 
 def test_the_api_handler_has_chalice_s_logical_id() -> None:
