@@ -119,3 +119,18 @@ def api(aws: dict[str, object]) -> Iterator[object]:
 
     with Client(app, stage_name="local", project_dir=str(PROJECT_DIR)) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What a test measured and recorded as `size: ...` (the package's limits), after the run,
+    whatever the worker it ran on."""
+    lines = [
+        f"{name.removeprefix('size: ')}: {value}"
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in getattr(report, "user_properties", [])
+        if name.startswith("size: ")
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "package sizes")
+        for line in lines:
+            terminalreporter.write_line(line)
