@@ -14,8 +14,10 @@ the stack is walked for the outermost frame of an entry point: a function declar
 (a route is the API Lambda `api_handler`; the authorizer, pure Lambdas, schedules and event
 handlers are their own functions), or the `functions.<module>.<name>` it delegates to (some
 tests call those directly). A thread has no caller frames, so a thread started inside an entry
-(s3transfer's workers, a pool) inherits the function that started it. Calls made by no function
-(provisioning, the tests' own set-up, moto itself) are not recorded.
+(s3transfer's workers, a pool) inherits the function that started it. A Lambda that
+`crm_local.lambda_executor` runs in-process is a boundary (`invoked`): what it calls is its
+own, not its invoker's. Calls made by no function (provisioning, the tests' own set-up, moto
+itself) are not recorded.
 
 What is kept of a call is what IAM authorises: the service, the operation and the resource
 (table and index, bucket and the first folder of the key, topic or "a phone number", the
@@ -26,12 +28,13 @@ into IAM actions on the template's resources.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +131,27 @@ class Attribution:
             self._by_code[code] = function
             return function
 
+    def function_named(self, physical: str) -> str | None:
+        """The function of app.py that a Lambda's name (`<app>-<stage>-<name>`) is, if any."""
+        names = sorted(set(self._entries.values()), key=len, reverse=True)
+        return next((n for n in names if physical == n or physical.endswith(f"-{n}")), None)
+
+    @contextlib.contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        """Everything this thread calls meanwhile is `function`'s, whatever its frames say."""
+        stack = getattr(self._thread, "invoked", None)
+        if stack is None:
+            stack = self._thread.invoked = []
+        stack.append(function)
+        try:
+            yield
+        finally:
+            stack.pop()
+
     def current(self) -> str | None:
+        invoked = getattr(self._thread, "invoked", None)
+        if invoked:
+            return str(invoked[-1])
         frame: Any = sys._getframe(1)
         outermost = None
         while frame is not None:
@@ -344,6 +367,17 @@ def install(directory: Path | str, project_dir: Path = PROJECT_DIR) -> Recorder:
         path = Path(directory) / f"calls-{os.getpid()}.json"
         _recorder = Recorder(path, Attribution(entries)).install()
     return _recorder
+
+
+def invoked(function_name: str) -> contextlib.AbstractContextManager[None]:
+    """While a Lambda invoked in-process runs (`crm_local.lambda_executor`), its calls are its
+    own: the invoking function's frames are still on the stack when the invocation is
+    synchronous, and its thread is inherited when it is not."""
+    recorder = _recorder
+    function = recorder.attribution.function_named(function_name) if recorder else None
+    if recorder is None or function is None:
+        return contextlib.nullcontext()
+    return recorder.attribution.running(function)
 
 
 def install_from_environment(project_dir: Path = PROJECT_DIR) -> Recorder | None:

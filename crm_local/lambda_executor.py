@@ -10,9 +10,11 @@ project, which is why moto is pinned exactly (requirements-dev.txt).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -156,8 +158,12 @@ def run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[s
     Step Functions matches in `Retry`/`Catch`."""
     started = time.monotonic()
     errored = True
+    # Recording AWS calls (`make permissions`): the invoked function's calls are its own.
+    recording = sys.modules.get("crm_local.aws_calls")
+    boundary = recording.invoked(context.function_name) if recording else contextlib.nullcontext()
     try:
-        result = handler(event, context)
+        with boundary:
+            result = handler(event, context)
     except Exception as exc:
         payload = _error_payload(exc)
     except BaseException as exc:  # a SystemExit in a handler must not stop the endpoint

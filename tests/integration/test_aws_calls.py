@@ -170,3 +170,64 @@ def test_the_entry_points_are_every_function_app_py_declares(local_env) -> None:
     assert entries[(app_py, "segmentation")] == "segmentation"
     assert entries[(app_py, "reports")] == "reports"
     assert entries[(analytics, "handle")] == "analytics"
+
+
+def other_entry(work):
+    """Stands for another function's entry point."""
+    return work()
+
+
+@pytest.mark.parametrize("invocation", ["RequestResponse", "Event"])
+def test_a_function_invoked_in_process_makes_its_own_calls_not_its_invoker_s(
+    tmp_path, monkeypatch, invocation
+) -> None:
+    from crm_local import lambda_executor
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    attribution = aws_calls.Attribution(
+        {(HERE, "job_entry"): "the_job", (HERE, "other_entry"): "other_job"}
+    )
+    installed = aws_calls.Recorder(tmp_path / "calls-1.json", attribution).install()
+    monkeypatch.setattr(aws_calls, "_recorder", installed)
+    lambda_executor.install()
+    try:
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="data")
+            role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")[
+                "Role"
+            ]["Arn"]
+            lam = boto3.client("lambda", region_name="us-east-1")
+            lam.create_function(
+                FunctionName="shop-crm-local-other_job",
+                Runtime="python3.11",
+                Role=role,
+                Handler="app.other_job",
+                Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            )
+            # Given a function whose code (run in-process) writes an object
+            lambda_executor.register(
+                "shop-crm-local-other_job",
+                lambda e, c: s3.put_object(Bucket="data", Key="analytics/snapshot/x", Body=b""),
+            )
+
+            # When another function invokes it
+            job_entry(
+                lambda: lam.invoke(
+                    FunctionName="shop-crm-local-other_job", InvocationType=invocation
+                )
+            )
+            assert lambda_executor.wait_for_background(10)
+    finally:
+        lambda_executor.unregister("shop-crm-local-other_job")
+        lambda_executor.uninstall()
+        installed.uninstall()
+
+    # Then the invoker invoked, and the write is the invoked function's
+    assert [(c["function"], c["operation"]) for c in installed.calls()] == [
+        ("other_job", "PutObject"),
+        ("the_job", "Invoke"),
+    ]
