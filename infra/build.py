@@ -40,9 +40,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 CORE_LAYER = "CoreLayer"
 CORE_LAYER_ZIP = "core-layer.zip"
 TEMPLATE = "template.json"
-# Functions of app.py (by name) that load pandas, pyarrow or scipy: they, and only they, run
-# from the analytics image (`infra.resources.ANALYTICS_FUNCTIONS`).
-__all__ = ["ANALYTICS_FUNCTIONS"]
+# ANALYTICS_FUNCTIONS (infra.resources): the functions of app.py (by name) that load pandas,
+# pyarrow, numpy or scipy. They, and only they, run from the analytics image.
 LAMBDA_PLATFORM = "manylinux2014_x86_64"  # python3.11 runs on Amazon Linux 2 (glibc 2.26)
 # Lambda's limit for a function's code and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
