@@ -13,6 +13,10 @@ def handle(event: Any, context: Any) -> Any:
     return tasks.run(event if isinstance(event, dict) else {})
 
 
-def scheduled(job: str, event: Any, context: Any) -> Any:
-    """A nightly rule's run of `job` (its EventBridge event carries nothing it needs)."""
-    return tasks.run({"task": "job", "job": job})
+def segmentation_schedule(event: Any, context: Any) -> Any:
+    """The nightly rule's run (its EventBridge event carries nothing the job needs)."""
+    return tasks.run({"task": "job", "job": "segmentation"})
+
+
+def reports_schedule(event: Any, context: Any) -> Any:
+    return tasks.run({"task": "job", "job": "reports"})

@@ -8,12 +8,10 @@ import json
 import time
 from datetime import date, timedelta
 
-import boto3
 import pytest
 
 from crm_local import lambda_executor
-from crm_local.provision import AppFunction, provision_functions
-from tests.conftest import LOCAL_ENV, OPERATOR
+from tests.conftest import OPERATOR
 from tests.support.shopify import deliver, order_payload
 
 AS_OF = date(2026, 11, 20)
@@ -21,22 +19,8 @@ AS_OF = date(2026, 11, 20)
 
 @pytest.fixture
 def analytics(api):
-    """The analytics function, run in-process when the API invokes it (as the local stack
-    does)."""
-    from crm_analytics import tasks
-
-    lambda_executor.install()
-    client = lambda s: boto3.client(s, region_name="us-east-1")  # noqa: E731
-    provision_functions(
-        client,
-        [AppFunction(name="analytics", handler_string="app.analytics", handler=None)],
-        "shop-crm",
-        "local",
-        LOCAL_ENV,
-    )
-    lambda_executor.register("shop-crm-local-analytics", lambda e, c: tasks.run(e))
-    yield api
-    lambda_executor.unregister("shop-crm-local-analytics")
+    """The API with the analytics function (provisioned by the `aws` fixture)."""
+    return api
 
 
 def call(api, method: str, path: str, body=None):

@@ -119,6 +119,11 @@ def delete_segment(name: str) -> dict[str, Any]:
 
 
 def preview(body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - {"rule"})
+    if unknown:
+        raise ValidationFailed(
+            "unknown field", details=[{"field": f, "issue": "unknown_field"} for f in unknown]
+        )
     if "rule" not in body:
         raise ValidationFailed("rule is required", details=[{"field": "rule", "issue": "required"}])
     parse_rule(body["rule"], get_settings().currency)  # refused here, not in the function
