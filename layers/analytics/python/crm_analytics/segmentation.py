@@ -136,8 +136,10 @@ def _predictions(
     if result.bgnbd is None or result.gamma_gamma is None:
         return result.frame.iloc[0:0], {"reason": result.reason}
     return result.frame, {
-        "bgnbd": {k: round(float(v), 6) for k, v in vars(result.bgnbd).items()},
-        "gamma_gamma": {k: round(float(v), 6) for k, v in vars(result.gamma_gamma).items()},
+        # Full precision: a re-run of the day scores with exactly these (JSON keeps a float's
+        # every bit), so what did not change scores the same.
+        "bgnbd": {k: float(v) for k, v in vars(result.bgnbd).items()},
+        "gamma_gamma": {k: float(v) for k, v in vars(result.gamma_gamma).items()},
         "fitted_on": int(result.fitted_on),
     }
 
