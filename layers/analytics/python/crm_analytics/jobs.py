@@ -58,14 +58,16 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
     settings = get_settings()
     taken = snapshot.take(as_of, settings, _program())
     files = snapshot.write(taken, settings.data_bucket)
-    orders = taken.orders[taken.orders["active"]]
+    orders = taken.orders[taken.orders["customer_active"]]
     models = _day_models(as_of)
+    engine = scoring_engine(len(orders))
     outcome = compute(
         orders,
         taken.customers,
         as_of,
         rule_segments=rule_segments(settings.currency),
         models=models,
+        scores=sql_scores(as_of) if engine == "sql" else None,
     )
     if models is None and "bgnbd" in outcome.models:
         s3.put_json(
@@ -82,8 +84,56 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
         "segments": {name: len(ids) for name, ids in outcome.members.items()},
         "models": outcome.models if "reason" in outcome.models else _rounded(outcome.models),
         "models_reused": models is not None,
+        "engine": engine,
         **written,
     }
+
+
+def scoring_engine(orders: int) -> str:
+    """`pandas` in the function's memory, or `sql` (Athena over the snapshot; DuckDB stands in
+    locally) past `CRM_ANALYTICS_SQL_ABOVE` orders (docs/analytics.md); `CRM_ANALYTICS_ENGINE`
+    forces one."""
+    import os
+
+    forced = os.environ.get("CRM_ANALYTICS_ENGINE", "auto")
+    if forced in ("pandas", "sql"):
+        return forced
+    return "sql" if orders > int(os.environ.get("CRM_ANALYTICS_SQL_ABOVE", "5000000")) else "pandas"
+
+
+ACTIVE_ORDERS = "(SELECT * FROM {table} WHERE customer_active)"  # segment_sql names it
+
+
+def sql_scores(as_of: date) -> pd.DataFrame:
+    """The RFM, lifecycle and value band of every active customer as one SQL query over the
+    snapshot just written: on Athena over the Glue table in the cloud; locally on DuckDB over a
+    copy of the snapshot's orders (moto's Athena answers without running SQL)."""
+    import os
+
+    from crm_analytics import sql
+
+    settings = get_settings()
+    if settings.is_local:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="crm-snapshot-") as root:
+            for key in s3.list_keys(settings.data_bucket, f"{snapshot.PREFIX}orders/"):
+                path = os.path.join(root, key.removeprefix(snapshot.PREFIX))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as out:
+                    out.write(s3.get_bytes(settings.data_bucket, key) or b"")
+            source = ACTIVE_ORDERS.format(table=sql.orders_source_duckdb(root))
+            return sql.run_duckdb(sql.segment_sql(source, as_of))
+    from crm_analytics.athena import run_athena
+
+    database = os.environ["CRM_GLUE_DATABASE"]
+    frame = run_athena(
+        sql.segment_sql(ACTIVE_ORDERS.format(table=f'"{database}"."orders"'), as_of),
+        database=database,
+        workgroup=os.environ["CRM_ATHENA_WORKGROUP"],
+        output_location=f"s3://{settings.data_bucket}/athena-results/",
+    )
+    return sql.as_segments(frame)
 
 
 def _rounded(models: dict[str, Any]) -> dict[str, Any]:

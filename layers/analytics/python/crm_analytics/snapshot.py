@@ -46,6 +46,9 @@ ORDER_COLUMNS = {
     "refunded": pa.int64(),
     "country_code": pa.string(),
     "province": pa.string(),
+    # The buyer is an active customer (not erased, not merged away): scored. Every order
+    # counts in sales all the same.
+    "customer_active": pa.bool_(),
 }
 LINE_COLUMNS = {
     "order_id": pa.string(),
@@ -174,6 +177,7 @@ def _order_rows(
                 "refunded": converter.apply(order.refunded, factor),
                 "country_code": address.get("country_code"),
                 "province": address.get("province"),
+                "customer_active": False,
             }
         )
         for line in order.lines:
@@ -287,7 +291,7 @@ def take(as_of: date, settings: Settings, program: Program) -> Snapshot:
     )
     # An order of a profile that is no longer active (erased, or merged and not yet moved)
     # stays in the orders for the books but has no customer to score.
-    snapshot.orders["active"] = snapshot.orders["customer_id"].isin(active)
+    snapshot.orders["customer_active"] = snapshot.orders["customer_id"].isin(active)
     return snapshot
 
 

@@ -50,6 +50,7 @@ ORDER_COLUMNS = (
     ("refunded", "BIGINT"),
     ("country_code", "VARCHAR"),
     ("province", "VARCHAR"),
+    ("customer_active", "BOOLEAN"),
 )
 
 
