@@ -204,3 +204,71 @@ def test_the_sql_path_scores_exactly_as_pandas_does(analytics, monkeypatch):
     assert second["summary"]["engine"] == "sql"
     assert second["summary"]["segments"] == first["summary"]["segments"]
     assert second["summary"]["profiles_written"] == 0
+
+
+def test_a_change_to_one_percent_of_customers_rewrites_about_that_many(analytics):
+    # Given 200 scored buyers
+    api = analytics
+    n = 20_000
+    for i in range(200):
+        for k in range(1 + i % 3):
+            n += 1
+            place(api, n, f"buyer{i}@shop.test", AS_OF - timedelta(days=5 + 40 * k + i), "99.00")
+    first = run_job(api, AS_OF)
+    assert first["summary"]["profiles_written"] == 200
+
+    # When 2 of them (1%) order again before the same day is run again
+    for i in (7, 8):
+        n += 1
+        place(api, n, f"buyer{i}@shop.test", AS_OF - timedelta(days=1), "500.00")
+    again = run_job(api, AS_OF)
+
+    # Then the two are rewritten, and only the few whose quintile moved with them besides
+    written = again["summary"]["profiles_written"]
+    assert 2 <= written <= 10, again["summary"]
+    assert again["summary"]["models_reused"] is True
+
+
+def test_a_profile_saved_during_the_write_back_keeps_both_changes(aws):
+    # Given a profile the job read at version 1
+    from crm.domain.customers import parse_profile
+    from crm.services.profiles import patch_customer, upsert_customer
+    from crm.store.customers import get_customer_repository
+
+    customer, _ = upsert_customer(
+        parse_profile({"email": "both@shop.test"}, default_country="CN", today=AS_OF, partial=False)
+    )
+    read_version = customer.version
+    # When the profile is changed first, then the job writes at the version it read
+    patch_customer(
+        customer.customer_id,
+        parse_profile({"first_name": "Both"}, default_country="CN", today=AS_OF, partial=True),
+    )
+    repo = get_customer_repository()
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, read_version) is False
+    # Then the job's retry at the version it reads again lands, and nothing is lost
+    fresh = repo.get(customer.customer_id)
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, fresh.version)
+    # And a save from a profile read before the job's write is refused, not lost
+    final = repo.get(customer.customer_id)
+    assert final.first_name == "Both" and final.analytics == {"segments": ["new"]}
+    from crm.store.customers import StaleProfile
+
+    with pytest.raises(StaleProfile):
+        repo.save(fresh, now="2026-11-30T00:00:00+00:00")
+
+
+def test_two_runs_at_once_leave_the_profiles_as_one_run_does(analytics):
+    # Given a shop, and two runs of the same day requested at once
+    import concurrent.futures
+
+    api = analytics
+    shop(api)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_job(api, AS_OF), range(2)))
+
+    # Then both succeed, and a third run finds nothing left to write
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"], runs
+    assert sum(r["summary"]["profiles_written"] for r in runs) >= 12
+    third = run_job(api, AS_OF)
+    assert third["summary"]["profiles_written"] == 0
