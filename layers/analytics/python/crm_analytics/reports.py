@@ -115,7 +115,7 @@ def _ratio(part: int | Fraction, whole: int | Fraction) -> float:
     return float(round(Fraction(part) / Fraction(whole), 4))
 
 
-def _money_renderer(currency: str, decimals: int) -> Callable[[int], str]:
+def money_renderer(currency: str, decimals: int) -> Callable[[int], str]:
     """Minor units as the currency's decimal string; `decimals` must be the currency's own
     (the snapshot's minor units are those of `crm.domain.money`)."""
     if decimals != exponent(currency):
@@ -234,7 +234,7 @@ def sales(
     """The sales report of `start`..`end` (inclusive, by order day); see the module's
     definitions."""
     # Wrong arguments are refused before any work, as `sales_from_sums` would refuse them.
-    _money_renderer(currency, decimals)
+    money_renderer(currency, decimals)
     buckets(start, end, granularity)
     orders = _frame(orders, ORDER_COLUMNS, "orders")
     lines = _frame(lines, LINE_COLUMNS, "order_lines")
@@ -291,7 +291,7 @@ def sales_from_sums(
     that is not there had no order); one entry per name in the breakdowns, a missing or empty
     name given as None; `skus` every SKU sold or at least the first `TOP_SKUS` of them by the
     report's order."""
-    money = _money_renderer(currency, decimals)
+    money = money_renderer(currency, decimals)
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
@@ -421,7 +421,7 @@ def loyalty(
     """Points issued, redeemed, expired, reversed and adjusted in `start`..`end` (inclusive,
     either open), and the points outstanding now, their liability and the tiers; see the
     module's definitions."""
-    _money_renderer(currency, decimals)  # a wrong currency is refused before any work
+    money_renderer(currency, decimals)  # a wrong currency is refused before any work
     if start is not None and end is not None and start > end:
         raise ValueError("start is after end")
     points = _frame(points, POINT_COLUMNS, "points")
@@ -462,7 +462,7 @@ def loyalty_from_sums(
     `crm_analytics.report_sql`): `by_type` the signed points of the range's entries by entry
     type (a type not there had none), `outstanding` the customers' balances summed, `tiers`
     customers by tier name ("none" for no tier)."""
-    money = _money_renderer(currency, decimals)
+    money = money_renderer(currency, decimals)
 
     def total(entry_type: str) -> int:
         return int(by_type.get(entry_type, 0))
