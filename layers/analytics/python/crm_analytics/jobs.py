@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
@@ -117,23 +118,27 @@ def sql_scores(as_of: date) -> pd.DataFrame:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="crm-snapshot-") as root:
-            for key in s3.list_keys(settings.data_bucket, f"{snapshot.PREFIX}orders/"):
-                path = os.path.join(root, key.removeprefix(snapshot.PREFIX))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as out:
-                    out.write(s3.get_bytes(settings.data_bucket, key) or b"")
+            snapshot.download(settings.data_bucket, root, ("orders",))
             source = ACTIVE_ORDERS.format(table=sql.orders_source_duckdb(root))
             return sql.run_duckdb(sql.segment_sql(source, as_of))
+    database = os.environ["CRM_GLUE_DATABASE"]
+    source = ACTIVE_ORDERS.format(table=f'"{database}"."orders"')
+    return sql.as_segments(athena_runner()(sql.segment_sql(source, as_of)))
+
+
+def athena_runner() -> Callable[[str], pd.DataFrame]:
+    """Run a query on Athena in the stage's workgroup and Glue database."""
+    import os
+
     from crm_analytics.athena import run_athena
 
-    database = os.environ["CRM_GLUE_DATABASE"]
-    frame = run_athena(
-        sql.segment_sql(ACTIVE_ORDERS.format(table=f'"{database}"."orders"'), as_of),
-        database=database,
+    settings = get_settings()
+    return lambda text: run_athena(
+        text,
+        database=os.environ["CRM_GLUE_DATABASE"],
         workgroup=os.environ["CRM_ATHENA_WORKGROUP"],
         output_location=f"s3://{settings.data_bucket}/athena-results/",
     )
-    return sql.as_segments(frame)
 
 
 def _rounded(models: dict[str, Any]) -> dict[str, Any]:
