@@ -83,3 +83,13 @@ def test_bad_queries_are_refused_before_any_work(api, path, status, issue):
     assert got == status, body
     if issue:
         assert body["error"]["details"][0]["issue"] == issue
+
+
+def test_before_any_snapshot_previews_and_reports_say_so_without_scanning(api):
+    status, body = call(api, "get", "/reports/sales?from=2026-11-01&to=2026-11-02")
+    assert (status, body["error"]["code"]) == (409, "no_snapshot")
+    rule = {"rule": {"field": "orders_count", "op": ">", "value": 0}}
+    status, body = call(api, "post", "/segments/preview", rule)
+    assert (status, body["error"]["code"]) == (409, "no_snapshot")
+    status, body = call(api, "get", "/reports/segments")
+    assert status == 200 and body["history"] == []

@@ -223,15 +223,12 @@ def record(outcome: Outcome, run_id: str | None) -> None:
 
 def preview(rule: Any) -> dict[str, Any]:
     """A rule over the latest snapshot's customers, with the scores of the last run: how many
-    it selects and a sample. Without a snapshot yet, one is taken first."""
+    it selects and a sample (the API refuses a preview before there is a snapshot)."""
     settings = get_settings()
     parsed = parse_rule(rule, settings.currency)
     as_of = snapshot.latest_date(settings.data_bucket)
     if as_of is None:
-        from crm.clock import today_in
-
-        as_of = today_in(settings.timezone)
-        snapshot.write(snapshot.take(as_of, settings, _program()), settings.data_bucket)
+        raise LookupError("no analytics snapshot yet")
     customers = snapshot.read(settings.data_bucket, "customers")
     scores = _held_scores(customers)
     frame = rule_frame(customers, scores)

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 from typing import Any
 
 from crm.adapters import s3
-from crm.clock import today_in
 from crm.config import get_settings
 from crm.domain.loyalty import Program
 from crm.domain.money import exponent
@@ -20,24 +19,26 @@ REPORTS_PREFIX = "analytics/reports/"
 
 
 def _snapshot_date() -> date:
-    """The latest snapshot's date; one is taken first when there is none yet."""
-    settings = get_settings()
-    found = snapshot.latest_date(settings.data_bucket)
-    if found is not None:
-        return found
-    as_of = today_in(settings.timezone)
-    taken = snapshot.take(as_of, settings, Program(currency=settings.currency))
-    snapshot.write(taken, settings.data_bucket)
-    return as_of
+    """The latest snapshot's date (the API refuses a report before there is one)."""
+    found = snapshot.latest_date(get_settings().data_bucket)
+    if found is None:
+        raise LookupError("no analytics snapshot yet")
+    return found
 
 
 def compute(name: str, params: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     bucket, currency = settings.data_bucket, settings.currency
     decimals = exponent(currency)
+    if name == "segments":  # the runs' size history, not the snapshot
+        latest = snapshot.latest_date(bucket)
+        return {
+            **reports.segments_report(segment_store.history()),
+            "snapshot_as_of": latest.isoformat() if latest else None,
+        }
     as_of = _snapshot_date()
     orders = int((snapshot.manifest(bucket) or {}).get("orders", 0))
-    if name != "segments" and scoring_engine(orders) == "sql":
+    if scoring_engine(orders) == "sql":
         return {**_via_sql(name, params, as_of), "snapshot_as_of": as_of.isoformat()}
     if name == "sales":
         start, end = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
@@ -65,8 +66,6 @@ def compute(name: str, params: dict[str, Any]) -> dict[str, Any]:
             currency=currency,
             decimals=decimals,
         )
-    elif name == "segments":
-        report = reports.segments_report(segment_store.history())
     else:
         raise ValueError(f"no report {name!r}")
     return {**report, "snapshot_as_of": as_of.isoformat()}

@@ -64,6 +64,10 @@ def report(name: str, params: dict[str, str]) -> dict[str, Any]:
     if "as_of" in ALLOWED[name]:
         as_of: date | None = parse_as_of(params.get("as_of"))
         clean["as_of"] = as_of.isoformat() if as_of else None
+    if name != "segments":
+        from crm.services.segments import require_snapshot
+
+        require_snapshot()
     answer = lambdas.invoke(
         get_settings().analytics_function, {"task": "report", "report": name, "params": clean}
     )
