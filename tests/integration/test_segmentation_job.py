@@ -272,3 +272,26 @@ def test_two_runs_at_once_leave_the_profiles_as_one_run_does(analytics):
     assert sum(r["summary"]["profiles_written"] for r in runs) >= 12
     third = run_job(api, AS_OF)
     assert third["summary"]["profiles_written"] == 0
+
+
+def test_other_currencies_are_converted_at_the_configured_rate_or_left_out(api, monkeypatch):
+    # Given a shop in CNY with a rate for USD and none for EUR
+    from crm.config import get_settings
+
+    monkeypatch.setenv("CRM_EXCHANGE_RATES", "USD=7.1")
+    get_settings.cache_clear()
+    place(api, 31001, "yuan@shop.test", AS_OF - timedelta(days=2), "100.00")
+    place(api, 31002, "dollar@shop.test", AS_OF - timedelta(days=2), "10.01", currency="USD")
+    place(api, 31003, "euro@shop.test", AS_OF - timedelta(days=2), "10.00", currency="EUR")
+
+    run = run_job(api, AS_OF)
+
+    # Then the dollars count as yuan at 7.1 (half-even to the fen), the euros not at all
+    assert run["status"] == "succeeded", run
+    assert run["summary"]["orders_left_out"] == {"EUR": 1}
+    _, dollar = call(api, "get", "/customers?email=dollar@shop.test")
+    _, view = call(api, "get", f"/customers/{dollar['items'][0]['customer_id']}")
+    assert view["rfm"]["monetary"] == {"amount": "71.07", "currency": "CNY"}  # 1001 x 7.1
+    _, euro = call(api, "get", "/customers?email=euro@shop.test")
+    _, view = call(api, "get", f"/customers/{euro['items'][0]['customer_id']}")
+    assert view["rfm"]["r"] is None and view["segments"] == []
