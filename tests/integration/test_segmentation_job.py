@@ -8,10 +8,11 @@ import json
 import time
 from datetime import date, timedelta
 
+import boto3
 import pytest
 
 from crm_local import lambda_executor
-from tests.conftest import OPERATOR
+from tests.conftest import LOCAL_ENV, OPERATOR
 from tests.support.shopify import deliver, order_payload
 
 AS_OF = date(2026, 11, 20)
@@ -295,3 +296,46 @@ def test_other_currencies_are_converted_at_the_configured_rate_or_left_out(api, 
     _, euro = call(api, "get", "/customers?email=euro@shop.test")
     _, view = call(api, "get", f"/customers/{euro['items'][0]['customer_id']}")
     assert view["rfm"]["r"] is None and view["segments"] == []
+
+
+def events_on_the_queue() -> list[dict]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=LOCAL_ENV["CRM_EVENTS_QUEUE"])["QueueUrl"]
+    found = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        messages = answer.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_one_event_per_membership_change(analytics):
+    # Given a scored shop, every membership announced once
+    api = analytics
+    ids = shop(api)
+    events_on_the_queue()  # what the webhooks queued, if anything
+    first = run_job(api, AS_OF)
+    entered = [e for e in events_on_the_queue() if e["type"] == "segment_entered"]
+    assert len(entered) == first["summary"]["segment_events"]
+    assert len(entered) == sum(first["summary"]["segments"].values())
+    assert {(e["customer_id"], e["segment"]) for e in entered} == {
+        (c, name)
+        for name in first["summary"]["segments"]
+        for c in ids.values()
+        if name in call(api, "get", f"/customers/{c}")[1]["segments"]
+    }
+
+    # When a new buyer orders again, the next day
+    buyer = ids["new0@shop.test"]
+    place(api, 40001, "new0@shop.test", AS_OF + timedelta(days=1), "60.00")
+    second = run_job(api, AS_OF + timedelta(days=1))
+
+    # Then it leaves `new` and enters `returning`, each said once, with the run that saw it
+    mine = [e for e in events_on_the_queue() if e["customer_id"] == buyer]
+    moves = {(e["type"], e["segment"]) for e in mine}
+    assert ("segment_exited", "new") in moves and ("segment_entered", "returning") in moves
+    assert len(mine) == len(moves)
+    assert {e["run_id"] for e in mine} == {second["run_id"]}
