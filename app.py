@@ -368,14 +368,14 @@ def analytics(event, context):
 def segmentation(event):
     from functions import analytics
 
-    return analytics.scheduled("segmentation", event.to_dict(), event.context)
+    return analytics.segmentation_schedule(event.to_dict(), event.context)
 
 
 @app.schedule("cron(0 19 * * ? *)", name="reports")
 def reports(event):
     from functions import analytics
 
-    return analytics.scheduled("reports", event.to_dict(), event.context)
+    return analytics.reports_schedule(event.to_dict(), event.context)
 
 
 @app.schedule("cron(15 2 * * ? *)", name="points_expiry")

@@ -254,6 +254,14 @@ def run_job(
             help="An ISO time that replaces the job's clock (points_expiry).", show_default=False
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The day segmentation or reports is computed for (YYYY-MM-DD).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a scheduled job now and print the summary it returns.
 
@@ -269,11 +277,13 @@ def run_job(
         endpoint = resolve_aws_url(aws_url, cloud)
         console = _console()
         with console.status(f"Running {name}..."):
-            run = invoke(name, endpoint, stage, now)
+            run = invoke(name, endpoint, stage, now, as_of)
         if run.error is not None:
             raise CliError(f"{name} ({run.function}) failed: {run.error}")
         console.print(f"[bold]{name}[/] ran in {run.seconds:.1f} s ({run.function}):")
         _print_summary(console, run.result)
+        if isinstance(run.result, dict) and run.result.get("status") == "failed":
+            raise CliError(f"{name} ({run.function}) failed: {run.result.get('error')}")
 
 
 def _print_summary(console: Any, result: Any) -> None:

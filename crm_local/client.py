@@ -414,8 +414,9 @@ def job_function(job: str, stage: str) -> str:
     return function_name(app_name(), stage, job)
 
 
-def scheduled_event(now: str | None = None) -> dict[str, Any]:
-    """What EventBridge sends a scheduled function; `detail.now` replaces the job's clock."""
+def scheduled_event(now: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+    """What EventBridge sends a scheduled function; `detail.now` replaces the job's clock,
+    `detail.as_of` the day a segmentation or reports run is computed for."""
     return {
         "version": "0",
         "id": f"crm-cli-{uuid.uuid4()}",
@@ -425,7 +426,10 @@ def scheduled_event(now: str | None = None) -> dict[str, Any]:
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": LOCAL_REGION,
         "resources": [],
-        "detail": {"now": now} if now else {},
+        "detail": {
+            **({"now": now} if now else {}),
+            **({"as_of": as_of} if as_of else {}),
+        },
     }
 
 
@@ -437,7 +441,13 @@ class JobRun:
     seconds: float
 
 
-def run_job(job: str, endpoint_url: str | None, stage: str, now: str | None = None) -> JobRun:
+def run_job(
+    job: str,
+    endpoint_url: str | None,
+    stage: str,
+    now: str | None = None,
+    as_of: str | None = None,
+) -> JobRun:
     """Invoke the job's function once, synchronously (no retry: a job is not re-run)."""
     function = job_function(job, stage)
     client = aws_client("lambda", endpoint_url, read_timeout=960, attempts=1)
@@ -445,7 +455,7 @@ def run_job(job: str, endpoint_url: str | None, stage: str, now: str | None = No
     with aws_errors(endpoint_url, f"function {function}"):
         try:
             answer = client.invoke(
-                FunctionName=function, Payload=json.dumps(scheduled_event(now)).encode()
+                FunctionName=function, Payload=json.dumps(scheduled_event(now, as_of)).encode()
             )
         except client.exceptions.ResourceNotFoundException:
             raise CliError(f"there is no function {function} at {where(endpoint_url)}") from None

@@ -161,6 +161,8 @@ def run(
         delivered = play_carrier(console, api, shop, live, logistics_secret, options.deliveries)
         console.rule("Summary")
         summarise(console, api, drop, shop, reports, live, delivered)
+        console.rule("Customer intelligence")
+        intelligence(console, api, shop.today)
         console.print(f"[bold green]Demo done[/] in {time.monotonic() - began:.0f} s.")
 
 
@@ -285,6 +287,83 @@ def _bad_rows(drop: DropFolder, report: dict[str, Any]) -> list[tuple[str, str]]
 def _customer_id(api: Api, shopify_id: int) -> str | None:
     found = api.get("/customers", external_id=f"shopify:{shopify_id}").get("items") or []
     return str(found[0]["customer_id"]) if found else None
+
+
+def run_segmentation(api: Api, as_of: Any) -> dict[str, Any]:
+    """Run the segmentation job through the API and wait for its end."""
+    answer = api._call(
+        "POST",
+        "/jobs/segmentation/runs",
+        json={"as_of": str(as_of)},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    if answer.status_code != 202:
+        raise CliError(f"POST /jobs/segmentation/runs: {answer.status_code} {answer.text[:200]}")
+    run_id = answer.json()["run_id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        run = api.get(f"/jobs/segmentation/runs/{run_id}")
+        if run["status"] != "running":
+            return dict(run)
+        time.sleep(0.5)
+    raise CliError("the segmentation job did not finish within 300 s")
+
+
+def intelligence(console: Console, api: Api, as_of: Any) -> None:
+    """The shop's segments, its 80/20 split and its top predicted customers, as the
+    segmentation job computes them today."""
+    with console.status("Segmenting the shop (RFM, lifecycle, 80/20, predicted value)..."):
+        run = run_segmentation(api, as_of)
+    if run["status"] != "succeeded":
+        raise CliError(f"the segmentation job failed: {run.get('error')}")
+    summary = run["summary"]
+    sizes = summary["segments"]
+    history = api.get("/reports/segments")["history"]
+    shares = {s["name"]: s["revenue_share"] for s in history[-1]["segments"]} if history else {}
+    table = Table(title=f"Segments as of {summary['as_of']}", title_justify="left")
+    for column in ("segment", "customers", "share of the year's revenue"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for name, size in sizes.items():
+        share = shares.get(name)
+        table.add_row(name, str(size), f"{share:.1%}" if share is not None else "")
+    console.print(table)
+    valued = sum(sizes.get(b, 0) for b in ("high_value", "mid_value", "low_value"))
+    high = sizes.get("high_value", 0)
+    if valued:
+        console.print(
+            f"[bold]80/20[/]: {high} of the year's {valued} buyers ({high / valued:.0%}) made "
+            f"{shares.get('high_value', 0):.0%} of its revenue."
+        )
+    else:
+        console.print("[bold]80/20[/]: no buyer in the last 365 days.")
+    models = summary.get("models") or {}
+    if "bgnbd" not in models:
+        console.print(f"Predicted value: not fitted ({models.get('reason', 'no data')}).")
+        return
+    members = [m["customer_id"] for m in api.all("/segments/high_value/members")]
+    with ThreadPoolExecutor(8) as pool:
+        views = [v for v in pool.map(lambda c: api.find(f"/customers/{c}"), members) if v]
+    ranked = sorted(
+        (v for v in views if (v.get("predicted") or {}).get("clv_12m")),
+        key=lambda v: -float(v["predicted"]["clv_12m"]["amount"]),
+    )[:BEST]
+    top = Table(
+        title=f"Top {len(ranked)} predicted customers (BG/NBD r={models['bgnbd']['r']}, "
+        f"Gamma-Gamma p={models['gamma_gamma']['p']})",
+        title_justify="left",
+    )
+    for column in ("customer", "group", "p_alive", "orders in 90 days", "value in 12 months"):
+        top.add_column(column, justify="left" if column in ("customer", "group") else "right")
+    for view in ranked:
+        predicted = view["predicted"]
+        top.add_row(
+            view["customer_id"],
+            str(view["rfm"].get("group")),
+            f"{predicted['p_alive']:.2f}",
+            f"{predicted['expected_orders_90d']:.2f}",
+            f"{predicted['clv_12m']['amount']} {predicted['clv_12m']['currency']}",
+        )
+    console.print(top)
 
 
 def summarise(

@@ -87,7 +87,11 @@ def aws(local_env: dict[str, str]) -> Iterator[dict[str, object]]:
             lambda s: boto3.client(s, region_name="us-east-1"), os.environ
         )
         made["state_machines"] = _provision_workflows()
+        _provision_analytics()
         yield made
+        from crm_local import lambda_executor
+
+        lambda_executor.wait_for_background(30)
 
 
 WORKFLOW_FUNCTIONS = ("fulfilment_step", "exception_step", "refund_step", "import_step")
@@ -108,6 +112,25 @@ def _provision_workflows() -> dict[str, str]:
     ]
     arns = provision_functions(client, functions, "shop-crm", "local", LOCAL_ENV)
     return provision_state_machines(client, LOCAL_ENV, arns, "local", "shop-crm")
+
+
+def _provision_analytics() -> None:
+    """The analytics function, run in-process when invoked (as the local stack runs it): the
+    API's job runs, previews and reports, and erasure's scrub of the snapshot."""
+    from crm_local import lambda_executor
+    from crm_local.provision import AppFunction, provision_functions
+
+    lambda_executor.install()
+    client = lambda s: boto3.client(s, region_name="us-east-1")  # noqa: E731
+    function = AppFunction(name="analytics", handler_string="app.analytics", handler=None)
+    provision_functions(client, [function], "shop-crm", "local", LOCAL_ENV)
+
+    def analytics(event: object, context: object) -> object:
+        from crm_analytics import tasks
+
+        return tasks.run(event if isinstance(event, dict) else {})
+
+    lambda_executor.register("shop-crm-local-analytics", analytics)
 
 
 @pytest.fixture

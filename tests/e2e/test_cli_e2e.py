@@ -8,7 +8,7 @@ count orders and cases in."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -100,6 +100,16 @@ def test_jobs_run_low_stock_prints_its_summary(stack: RunningStack) -> None:
     assert {"checked", "below_safety", "alerted"} <= set(rows_of(result.output))
 
 
+def test_jobs_run_segmentation_for_a_day_waits_for_its_end(stack: RunningStack) -> None:
+    day = (date.today() - timedelta(days=3)).isoformat()
+    result = crm(stack, "jobs", "run", "segmentation", "--as-of", day)
+    assert result.exit_code == 0, result.output
+    assert "segmentation ran in" in result.output
+    assert '"status": "succeeded"' in result.output and f'"as_of": "{day}"' in result.output
+    refused = crm(stack, "jobs", "run", "segmentation", "--as-of", "2026-02-30")
+    assert refused.exit_code != 0
+
+
 def test_the_demo_loads_the_shop_and_walks_through_a_day(stack: RunningStack) -> None:
     result = crm(stack, "demo", "--customers", str(DEMO_CUSTOMERS))
     assert result.exit_code == 0, result.output
@@ -119,6 +129,10 @@ def test_the_demo_loads_the_shop_and_walks_through_a_day(stack: RunningStack) ->
     for kind in set(shop.bad_customer_rows.values()):
         assert kind in output
     assert "Demo done in" in output
+    # And the shop's segments, its 80/20 split and its top predicted customers
+    assert "Segments as of" in output and "rfm_champions" in output
+    assert "80/20" in output and "of its revenue" in output
+    assert "Top 5 predicted customers" in output or "Predicted value: not fitted" in output
 
     # What the demo put in is in the stack: a customer of the generated file, by email.
     customer = next(c for c in shop.customers if c.email)

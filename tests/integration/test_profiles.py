@@ -116,7 +116,10 @@ def test_the_360_view_has_every_part_present_and_empty_until_filled(api):
     assert body["points"] == {"balance": 0, "pending": 0, "expiring": []}
     assert body["stats"]["orders_count"] == 0
     assert body["stats"]["total_spent"] == {"amount": "0.00", "currency": "CNY"}
-    assert body["rfm"] == {"r": None, "f": None, "m": None, "group": None}
+    # The contract's RFM shape, unscored until a segmentation run has seen an order
+    rfm_fields = ("r", "f", "m", "group", "recency_days", "frequency", "monetary")
+    assert body["rfm"] == dict.fromkeys(rfm_fields)
+    assert body["predicted"] == dict.fromkeys(("p_alive", "expected_orders_90d", "clv_12m"))
     for part in (
         "segments",
         "recent_orders",
@@ -142,7 +145,13 @@ def test_lookups_by_each_identity(api):
             assert items == []  # a different number
         else:
             assert [i["customer_id"] for i in items] == [c["customer_id"]], query
-    assert get(api, "/customers?segment=champions").json_body == {"items": [], "next_cursor": None}
+    # Before any segmentation run a built-in segment has no members; RFM groups are named
+    # `rfm_<group>` (the contract), so the bare group name is no segment
+    assert get(api, "/customers?segment=rfm_champions").json_body == {
+        "items": [],
+        "next_cursor": None,
+    }
+    assert get(api, "/customers?segment=champions").status_code == 404
     assert_error(get(api, "/customers?segment=nope"), 404, "not_found")
     assert_error(get(api, "/customers"), 422, "validation_failed")
     assert_error(get(api, "/customers?email=not-an-email"), 422)

@@ -12,7 +12,6 @@ import boto3
 import pytest
 
 from crm_local import lambda_executor
-from crm_local.provision import AppFunction, provision_functions
 from tests.conftest import LOCAL_ENV, OPERATOR
 from tests.support.shopify import deliver, order_payload
 
@@ -21,22 +20,8 @@ AS_OF = date(2026, 11, 20)
 
 @pytest.fixture
 def analytics(api):
-    """The analytics function, run in-process when the API invokes it (as the local stack
-    does)."""
-    from crm_analytics import tasks
-
-    lambda_executor.install()
-    client = lambda s: boto3.client(s, region_name="us-east-1")  # noqa: E731
-    provision_functions(
-        client,
-        [AppFunction(name="analytics", handler_string="app.analytics", handler=None)],
-        "shop-crm",
-        "local",
-        LOCAL_ENV,
-    )
-    lambda_executor.register("shop-crm-local-analytics", lambda e, c: tasks.run(e))
-    yield api
-    lambda_executor.unregister("shop-crm-local-analytics")
+    """The API with the analytics function (provisioned by the `aws` fixture)."""
+    return api
 
 
 def call(api, method: str, path: str, body=None):
@@ -192,3 +177,165 @@ def test_unknown_jobs_and_bad_dates_are_refused(analytics):
     assert (status, body["error"]["details"][0]["issue"]) == (422, "in_the_future")
     status, body = call(api, "get", "/jobs/segmentation/runs/run_1_ab")
     assert status == 404
+
+
+def test_the_sql_path_scores_exactly_as_pandas_does(analytics, monkeypatch):
+    # Given a shop scored by pandas, and a rule segment over the scores
+    api = analytics
+    shop(api)
+    rule = {
+        "rule": {
+            "any": [
+                {"field": "r", "op": ">=", "value": 4},
+                {"field": "lifecycle", "op": "in", "value": ["churned", "at_risk"]},
+            ]
+        }
+    }
+    assert call(api, "put", "/segments/recent_or_slipping", rule)[0] == 201
+    first = run_job(api, AS_OF)
+    assert first["summary"]["engine"] == "pandas"
+
+    # When the same day runs again with the scores computed as SQL (DuckDB standing in for
+    # Athena over the snapshot's Parquet files)
+    monkeypatch.setenv("CRM_ANALYTICS_ENGINE", "sql")
+    second = run_job(api, AS_OF)
+
+    # Then every profile's scores and memberships are identical: nothing is written
+    assert second["status"] == "succeeded", second
+    assert second["summary"]["engine"] == "sql"
+    assert second["summary"]["segments"] == first["summary"]["segments"]
+    assert second["summary"]["profiles_written"] == 0
+
+
+def test_a_change_to_one_percent_of_customers_rewrites_about_that_many(analytics):
+    # Given 200 scored buyers
+    api = analytics
+    n = 20_000
+    for i in range(200):
+        for k in range(1 + i % 3):
+            n += 1
+            place(api, n, f"buyer{i}@shop.test", AS_OF - timedelta(days=5 + 40 * k + i), "99.00")
+    first = run_job(api, AS_OF)
+    assert first["summary"]["profiles_written"] == 200
+
+    # When 2 of them (1%) order again before the same day is run again
+    for i in (7, 8):
+        n += 1
+        place(api, n, f"buyer{i}@shop.test", AS_OF - timedelta(days=1), "500.00")
+    again = run_job(api, AS_OF)
+
+    # Then the two are rewritten, and only the few whose quintile moved with them besides
+    written = again["summary"]["profiles_written"]
+    assert 2 <= written <= 10, again["summary"]
+    assert again["summary"]["models_reused"] is True
+
+
+def test_a_profile_saved_during_the_write_back_keeps_both_changes(aws):
+    # Given a profile the job read at version 1
+    from crm.domain.customers import parse_profile
+    from crm.services.profiles import patch_customer, upsert_customer
+    from crm.store.customers import get_customer_repository
+
+    customer, _ = upsert_customer(
+        parse_profile({"email": "both@shop.test"}, default_country="CN", today=AS_OF, partial=False)
+    )
+    read_version = customer.version
+    # When the profile is changed first, then the job writes at the version it read
+    patch_customer(
+        customer.customer_id,
+        parse_profile({"first_name": "Both"}, default_country="CN", today=AS_OF, partial=True),
+    )
+    repo = get_customer_repository()
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, read_version) is False
+    # Then the job's retry at the version it reads again lands, and nothing is lost
+    fresh = repo.get(customer.customer_id)
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, fresh.version)
+    # And a save from a profile read before the job's write is refused, not lost
+    final = repo.get(customer.customer_id)
+    assert final.first_name == "Both" and final.analytics == {"segments": ["new"]}
+    from crm.store.customers import StaleProfile
+
+    with pytest.raises(StaleProfile):
+        repo.save(fresh, now="2026-11-30T00:00:00+00:00")
+
+
+def test_two_runs_at_once_leave_the_profiles_as_one_run_does(analytics):
+    # Given a shop, and two runs of the same day requested at once
+    import concurrent.futures
+
+    api = analytics
+    shop(api)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_job(api, AS_OF), range(2)))
+
+    # Then both succeed, and a third run finds nothing left to write
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"], runs
+    assert sum(r["summary"]["profiles_written"] for r in runs) >= 12
+    third = run_job(api, AS_OF)
+    assert third["summary"]["profiles_written"] == 0
+
+
+def test_other_currencies_are_converted_at_the_configured_rate_or_left_out(api, monkeypatch):
+    # Given a shop in CNY with a rate for USD and none for EUR
+    from crm.config import get_settings
+
+    monkeypatch.setenv("CRM_EXCHANGE_RATES", "USD=7.1")
+    get_settings.cache_clear()
+    place(api, 31001, "yuan@shop.test", AS_OF - timedelta(days=2), "100.00")
+    place(api, 31002, "dollar@shop.test", AS_OF - timedelta(days=2), "10.01", currency="USD")
+    place(api, 31003, "euro@shop.test", AS_OF - timedelta(days=2), "10.00", currency="EUR")
+
+    run = run_job(api, AS_OF)
+
+    # Then the dollars count as yuan at 7.1 (half-even to the fen), the euros not at all
+    assert run["status"] == "succeeded", run
+    assert run["summary"]["orders_left_out"] == {"EUR": 1}
+    _, dollar = call(api, "get", "/customers?email=dollar@shop.test")
+    _, view = call(api, "get", f"/customers/{dollar['items'][0]['customer_id']}")
+    assert view["rfm"]["monetary"] == {"amount": "71.07", "currency": "CNY"}  # 1001 x 7.1
+    _, euro = call(api, "get", "/customers?email=euro@shop.test")
+    _, view = call(api, "get", f"/customers/{euro['items'][0]['customer_id']}")
+    assert view["rfm"]["r"] is None and view["segments"] == []
+
+
+def events_on_the_queue() -> list[dict]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=LOCAL_ENV["CRM_EVENTS_QUEUE"])["QueueUrl"]
+    found = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        messages = answer.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_one_event_per_membership_change(analytics):
+    # Given a scored shop, every membership announced once
+    api = analytics
+    ids = shop(api)
+    events_on_the_queue()  # what the webhooks queued, if anything
+    first = run_job(api, AS_OF)
+    entered = [e for e in events_on_the_queue() if e["type"] == "segment_entered"]
+    assert len(entered) == first["summary"]["segment_events"]
+    assert len(entered) == sum(first["summary"]["segments"].values())
+    assert {(e["customer_id"], e["segment"]) for e in entered} == {
+        (c, name)
+        for name in first["summary"]["segments"]
+        for c in ids.values()
+        if name in call(api, "get", f"/customers/{c}")[1]["segments"]
+    }
+
+    # When a new buyer orders again, the next day
+    buyer = ids["new0@shop.test"]
+    place(api, 40001, "new0@shop.test", AS_OF + timedelta(days=1), "60.00")
+    second = run_job(api, AS_OF + timedelta(days=1))
+
+    # Then it leaves `new` and enters `returning`, each said once, with the run that saw it
+    mine = [e for e in events_on_the_queue() if e["customer_id"] == buyer]
+    moves = {(e["type"], e["segment"]) for e in mine}
+    assert ("segment_exited", "new") in moves and ("segment_entered", "returning") in moves
+    assert len(mine) == len(moves)
+    assert {e["run_id"] for e in mine} == {second["run_id"]}

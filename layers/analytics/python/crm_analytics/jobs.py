@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
@@ -58,14 +59,16 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
     settings = get_settings()
     taken = snapshot.take(as_of, settings, _program())
     files = snapshot.write(taken, settings.data_bucket)
-    orders = taken.orders[taken.orders["active"]]
+    orders = taken.orders[taken.orders["customer_active"]]
     models = _day_models(as_of)
+    engine = scoring_engine(len(orders))
     outcome = compute(
         orders,
         taken.customers,
         as_of,
         rule_segments=rule_segments(settings.currency),
         models=models,
+        scores=sql_scores(as_of) if engine == "sql" else None,
     )
     if models is None and "bgnbd" in outcome.models:
         s3.put_json(
@@ -82,8 +85,60 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
         "segments": {name: len(ids) for name, ids in outcome.members.items()},
         "models": outcome.models if "reason" in outcome.models else _rounded(outcome.models),
         "models_reused": models is not None,
+        "engine": engine,
         **written,
     }
+
+
+def scoring_engine(orders: int) -> str:
+    """`pandas` in the function's memory, or `sql` (Athena over the snapshot; DuckDB stands in
+    locally) past `CRM_ANALYTICS_SQL_ABOVE` orders (docs/analytics.md); `CRM_ANALYTICS_ENGINE`
+    forces one."""
+    import os
+
+    forced = os.environ.get("CRM_ANALYTICS_ENGINE", "auto")
+    if forced in ("pandas", "sql"):
+        return forced
+    return "sql" if orders > int(os.environ.get("CRM_ANALYTICS_SQL_ABOVE", "5000000")) else "pandas"
+
+
+ACTIVE_ORDERS = "(SELECT * FROM {table} WHERE customer_active)"  # segment_sql names it
+
+
+def sql_scores(as_of: date) -> pd.DataFrame:
+    """The RFM, lifecycle and value band of every active customer as one SQL query over the
+    snapshot just written: on Athena over the Glue table in the cloud; locally on DuckDB over a
+    copy of the snapshot's orders (moto's Athena answers without running SQL)."""
+    import os
+
+    from crm_analytics import sql
+
+    settings = get_settings()
+    if settings.is_local:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="crm-snapshot-") as root:
+            snapshot.download(settings.data_bucket, root, ("orders",))
+            source = ACTIVE_ORDERS.format(table=sql.orders_source_duckdb(root))
+            return sql.run_duckdb(sql.segment_sql(source, as_of))
+    database = os.environ["CRM_GLUE_DATABASE"]
+    source = ACTIVE_ORDERS.format(table=f'"{database}"."orders"')
+    return sql.as_segments(athena_runner()(sql.segment_sql(source, as_of)))
+
+
+def athena_runner() -> Callable[[str], pd.DataFrame]:
+    """Run a query on Athena in the stage's workgroup and Glue database."""
+    import os
+
+    from crm_analytics.athena import run_athena
+
+    settings = get_settings()
+    return lambda text: run_athena(
+        text,
+        database=os.environ["CRM_GLUE_DATABASE"],
+        workgroup=os.environ["CRM_ATHENA_WORKGROUP"],
+        output_location=f"s3://{settings.data_bucket}/athena-results/",
+    )
 
 
 def _rounded(models: dict[str, Any]) -> dict[str, Any]:
@@ -168,15 +223,12 @@ def record(outcome: Outcome, run_id: str | None) -> None:
 
 def preview(rule: Any) -> dict[str, Any]:
     """A rule over the latest snapshot's customers, with the scores of the last run: how many
-    it selects and a sample. Without a snapshot yet, one is taken first."""
+    it selects and a sample (the API refuses a preview before there is a snapshot)."""
     settings = get_settings()
     parsed = parse_rule(rule, settings.currency)
     as_of = snapshot.latest_date(settings.data_bucket)
     if as_of is None:
-        from crm.clock import today_in
-
-        as_of = today_in(settings.timezone)
-        snapshot.write(snapshot.take(as_of, settings, _program()), settings.data_bucket)
+        raise LookupError("no analytics snapshot yet")
     customers = snapshot.read(settings.data_bucket, "customers")
     scores = _held_scores(customers)
     frame = rule_frame(customers, scores)

@@ -8,33 +8,38 @@ from datetime import date, timedelta
 from typing import Any
 
 from crm.adapters import s3
-from crm.clock import today_in
 from crm.config import get_settings
 from crm.domain.loyalty import Program
 from crm.domain.money import exponent
 from crm.store import segments as segment_store
 from crm_analytics import reports, snapshot
+from crm_analytics.jobs import athena_runner, scoring_engine
 
 REPORTS_PREFIX = "analytics/reports/"
 
 
 def _snapshot_date() -> date:
-    """The latest snapshot's date; one is taken first when there is none yet."""
-    settings = get_settings()
-    found = snapshot.latest_date(settings.data_bucket)
-    if found is not None:
-        return found
-    as_of = today_in(settings.timezone)
-    taken = snapshot.take(as_of, settings, Program(currency=settings.currency))
-    snapshot.write(taken, settings.data_bucket)
-    return as_of
+    """The latest snapshot's date (the API refuses a report before there is one)."""
+    found = snapshot.latest_date(get_settings().data_bucket)
+    if found is None:
+        raise LookupError("no analytics snapshot yet")
+    return found
 
 
 def compute(name: str, params: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     bucket, currency = settings.data_bucket, settings.currency
     decimals = exponent(currency)
+    if name == "segments":  # the runs' size history, not the snapshot
+        latest = snapshot.latest_date(bucket)
+        return {
+            **reports.segments_report(segment_store.history()),
+            "snapshot_as_of": latest.isoformat() if latest else None,
+        }
     as_of = _snapshot_date()
+    orders = int((snapshot.manifest(bucket) or {}).get("orders", 0))
+    if scoring_engine(orders) == "sql":
+        return {**_via_sql(name, params, as_of), "snapshot_as_of": as_of.isoformat()}
     if name == "sales":
         start, end = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
         # Every order, not only the range's: "new customer" means the buyer's first order ever.
@@ -61,11 +66,33 @@ def compute(name: str, params: dict[str, Any]) -> dict[str, Any]:
             currency=currency,
             decimals=decimals,
         )
-    elif name == "segments":
-        report = reports.segments_report(segment_store.history())
     else:
         raise ValueError(f"no report {name!r}")
     return {**report, "snapshot_as_of": as_of.isoformat()}
+
+
+def _via_sql(name: str, params: dict[str, Any], as_of: date) -> dict[str, Any]:
+    """The report as one SQL query over the snapshot: Athena over the Glue tables in the cloud,
+    DuckDB over a copy of the snapshot's files locally (past the documented size, or forced)."""
+    from crm_analytics import sql
+    from crm_analytics.report_sql import report_via_sql
+
+    settings = get_settings()
+    currency, decimals = settings.currency, exponent(settings.currency)
+    wanted = {**params, "as_of": params.get("as_of") or as_of.isoformat()}
+    if settings.is_local:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="crm-snapshot-") as root:
+            snapshot.download(settings.data_bucket, root, tuple(snapshot.DATASETS))
+            return report_via_sql(
+                name, wanted, sql.query_duckdb, sql.duckdb_tables(root), currency, decimals
+            )
+    import os
+
+    database = os.environ["CRM_GLUE_DATABASE"]
+    tables = {dataset: f'"{database}"."{dataset}"' for dataset in snapshot.DATASETS}
+    return report_via_sql(name, wanted, athena_runner(), tables, currency, decimals)
 
 
 def report(name: str, params: dict[str, Any]) -> dict[str, Any]:

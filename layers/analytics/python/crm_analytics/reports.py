@@ -115,7 +115,7 @@ def _ratio(part: int | Fraction, whole: int | Fraction) -> float:
     return float(round(Fraction(part) / Fraction(whole), 4))
 
 
-def _money_renderer(currency: str, decimals: int) -> Callable[[int], str]:
+def money_renderer(currency: str, decimals: int) -> Callable[[int], str]:
     """Minor units as the currency's decimal string; `decimals` must be the currency's own
     (the snapshot's minor units are those of `crm.domain.money`)."""
     if decimals != exponent(currency):
@@ -201,10 +201,14 @@ def _bucket_of(days: pd.Series, granularity: str, start: date) -> pd.Series:
     return first.clip(lower=pd.Timestamp(start))
 
 
-_Sums = tuple[int, int, int, int]  # counted orders, revenue, new customers' revenue, refunds
+Sums = tuple[int, int, int, int]
+"""Of some orders: counted orders, revenue, new customers' revenue, refunds (minor units)."""
+Entry = tuple[str | None, int, int]
+"""A breakdown's row: name (None when missing), a count (orders, or a SKU's quantity), revenue
+(minor units)."""
 
 
-def _figures(sums: _Sums, money: Callable[[int], str]) -> dict[str, Any]:
+def _figures(sums: Sums, money: Callable[[int], str]) -> dict[str, Any]:
     orders, revenue, new, refunds = sums
     average = round(Fraction(revenue, orders)) if orders else 0  # half-even
     return {
@@ -229,8 +233,9 @@ def sales(
 ) -> dict[str, Any]:
     """The sales report of `start`..`end` (inclusive, by order day); see the module's
     definitions."""
-    money = _money_renderer(currency, decimals)
-    periods = buckets(start, end, granularity)
+    # Wrong arguments are refused before any work, as `sales_from_sums` would refuse them.
+    money_renderer(currency, decimals)
+    buckets(start, end, granularity)
     orders = _frame(orders, ORDER_COLUMNS, "orders")
     lines = _frame(lines, LINE_COLUMNS, "order_lines")
     facts = _order_facts(orders)
@@ -248,42 +253,75 @@ def sales(
     )
     per = rows.groupby("bucket").sum()
     sums = ["orders", "revenue", "new", "refunds"]
-    by_bucket: dict[date, _Sums] = {
+    by_bucket: dict[date, Sums] = {
         bucket: (int(o), int(r), int(n), int(f)) for bucket, o, r, n, f in per[sums].itertuples()
     }
     o, r, n, f = (int(rows[c].sum()) for c in sums)
 
     kept = orders.loc[sold.index].assign(amount=sold["amount"])
+    return sales_from_sums(
+        start=start,
+        end=end,
+        granularity=granularity,
+        currency=currency,
+        decimals=decimals,
+        totals=(o, r, n, f),
+        periods=by_bucket,
+        by_source=_breakdown(kept, "source"),
+        by_province=_breakdown(kept, "province"),
+        skus=_skus(lines[lines["order_id"].isin(kept["order_id"])]),
+    )
+
+
+def sales_from_sums(
+    *,
+    start: date,
+    end: date,
+    granularity: str,
+    currency: str,
+    decimals: int,
+    totals: Sums,
+    periods: Mapping[date, Sums],
+    by_source: Iterable[Entry],
+    by_province: Iterable[Entry],
+    skus: Iterable[Entry],
+) -> dict[str, Any]:
+    """The sales report from its sums, however they were computed (pandas here, SQL in
+    `crm_analytics.report_sql`): `periods` by a bucket's first day within the range (a bucket
+    that is not there had no order); one entry per name in the breakdowns, a missing or empty
+    name given as None; `skus` every SKU sold or at least the first `TOP_SKUS` of them by the
+    report's order."""
+    money = money_renderer(currency, decimals)
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "granularity": granularity,
         "currency": currency,
-        "totals": _figures((o, r, n, f), money),
+        "totals": _figures(totals, money),
         "periods": [
-            {"period": p.isoformat(), **_figures(by_bucket.get(p, (0, 0, 0, 0)), money)}
-            for p in periods
+            {"period": p.isoformat(), **_figures(periods.get(p, (0, 0, 0, 0)), money)}
+            for p in buckets(start, end, granularity)
         ],
-        "by_source": _breakdown(kept, "source", money),
-        "by_province": _breakdown(kept, "province", money),
-        "top_skus": _top_skus(lines[lines["order_id"].isin(kept["order_id"])], money),
+        "by_source": _rendered(by_source, "source", "orders", money),
+        "by_province": _rendered(by_province, "province", "orders", money),
+        "top_skus": _rendered(skus, "sku", "quantity", money)[:TOP_SKUS],
     }
 
 
-def _breakdown(kept: pd.DataFrame, column: str, money: Callable[[int], str]) -> list[dict]:
+def _rendered(
+    entries: Iterable[Entry], key: str, count: str, money: Callable[[int], str]
+) -> list[dict[str, Any]]:
+    ranked = _ranked([{key: name, count: n, "_minor": minor} for name, n, minor in entries], key)
+    return [{key: e[key], count: e[count], "revenue": money(e["_minor"])} for e in ranked]
+
+
+def _breakdown(kept: pd.DataFrame, column: str) -> list[Entry]:
     names = kept[column].map(_name)
     groups = kept.assign(name=names).groupby("name", dropna=False)["amount"].agg(["size", "sum"])
-    entries = [
-        {column: _name(name), "orders": int(row["size"]), "_minor": int(row["sum"])}
-        for name, row in groups.iterrows()
-    ]
-    return [
-        {column: e[column], "orders": e["orders"], "revenue": money(e["_minor"])}
-        for e in _ranked(entries, column)
-    ]
+    return [(_name(name), int(row["size"]), int(row["sum"])) for name, row in groups.iterrows()]
 
 
-def _top_skus(lines: pd.DataFrame, money: Callable[[int], str]) -> list[dict]:
+def _skus(lines: pd.DataFrame) -> list[Entry]:
     per = (
         lines.assign(
             sku=lines["sku"].map(_name),
@@ -293,14 +331,7 @@ def _top_skus(lines: pd.DataFrame, money: Callable[[int], str]) -> list[dict]:
         .groupby("sku", dropna=False)[["quantity", "amount"]]
         .sum()
     )
-    entries = [
-        {"sku": _name(sku), "quantity": int(row["quantity"]), "_minor": int(row["amount"])}
-        for sku, row in per.iterrows()
-    ]
-    return [
-        {"sku": e["sku"], "quantity": e["quantity"], "revenue": money(e["_minor"])}
-        for e in _ranked(entries, "sku")[:TOP_SKUS]
-    ]
+    return [(_name(sku), int(row["quantity"]), int(row["amount"])) for sku, row in per.iterrows()]
 
 
 # -- customers ---------------------------------------------------------------------------------
@@ -314,45 +345,61 @@ def customers_report(orders: pd.DataFrame, *, as_of: date) -> dict[str, Any]:
     """New and repeat customers and monthly cohorts' retention as of `as_of`; see the module's
     definitions."""
     orders = _frame(orders, ORDER_COLUMNS, "orders")
-    report: dict[str, Any] = {
-        "as_of": as_of.isoformat(),
-        "customers_with_orders": 0,
-        "repeat_customers": 0,
-        "repeat_rate": 0.0,
-        "new_customers": [],
-        "cohorts": [],
-    }
     if orders.empty:
-        return report
+        return customers_from_counts(as_of=as_of, repeat=0, sizes={}, active={})
     counted = counted_orders(orders, as_of)
     counted = counted[counted["customer_id"].notna()]
     if counted.empty:
-        return report
+        return customers_from_counts(as_of=as_of, repeat=0, sizes={}, active={})
     counted = counted.assign(month=counted["day"].dt.year * 12 + counted["day"].dt.month - 1)
     per = counted.groupby("customer_id").agg(cohort=("month", "min"), orders=("month", "size"))
-    customers, repeat = len(per), int((per["orders"] >= 2).sum())
-    last = as_of.year * 12 + as_of.month - 1
     sizes = per["cohort"].value_counts()
     active = counted[["customer_id", "month"]].drop_duplicates()
     active = active.join(per["cohort"], on="customer_id")
     seen = active.groupby(["cohort", active["month"] - active["cohort"]]).size()
+    return customers_from_counts(
+        as_of=as_of,
+        repeat=int((per["orders"] >= 2).sum()),
+        sizes={int(c): int(n) for c, n in sizes.items()},
+        active={(int(c), int(k)): int(n) for (c, k), n in seen.items()},
+    )
+
+
+def customers_from_counts(
+    *,
+    as_of: date,
+    repeat: int,
+    sizes: Mapping[int, int],
+    active: Mapping[tuple[int, int], int],
+) -> dict[str, Any]:
+    """The customers report from its counts, however they were computed (pandas here, SQL in
+    `crm_analytics.report_sql`). Months are indices (year x 12 + month - 1): `sizes` the
+    customers of each cohort month (every customer with a counted order is in one), `repeat`
+    those with 2 counted orders or more, `active[(cohort, k)]` the cohort's customers with a
+    counted order k months after its own (a pair that is not there had none)."""
+    customers = sum(sizes.values())
+    report: dict[str, Any] = {
+        "as_of": as_of.isoformat(),
+        "customers_with_orders": customers,
+        "repeat_customers": repeat,
+        "repeat_rate": _ratio(repeat, customers),
+        "new_customers": [],
+        "cohorts": [],
+    }
+    if not customers:
+        return report
+    last = as_of.year * 12 + as_of.month - 1
     report.update(
-        customers_with_orders=customers,
-        repeat_customers=repeat,
-        repeat_rate=_ratio(repeat, customers),
         new_customers=[
-            {"month": _month(m), "customers": int(sizes.get(m, 0))}
-            for m in range(int(per["cohort"].min()), last + 1)
+            {"month": _month(m), "customers": sizes.get(m, 0)} for m in range(min(sizes), last + 1)
         ],
         cohorts=[
             {
                 "cohort": _month(c),
-                "size": int(sizes[c]),
-                "retention": [
-                    _ratio(int(seen.get((c, k), 0)), int(sizes[c])) for k in range(last - c + 1)
-                ],
+                "size": sizes[c],
+                "retention": [_ratio(active.get((c, k), 0), sizes[c]) for k in range(last - c + 1)],
             }
-            for c in sorted(int(c) for c in sizes.index)
+            for c in sorted(sizes)
         ],
     )
     return report
@@ -374,7 +421,7 @@ def loyalty(
     """Points issued, redeemed, expired, reversed and adjusted in `start`..`end` (inclusive,
     either open), and the points outstanding now, their liability and the tiers; see the
     module's definitions."""
-    money = _money_renderer(currency, decimals)
+    money_renderer(currency, decimals)  # a wrong currency is refused before any work
     if start is not None and end is not None and start > end:
         raise ValueError("start is after end")
     points = _frame(points, POINT_COLUMNS, "points")
@@ -387,12 +434,39 @@ def loyalty(
         chosen &= days <= pd.Timestamp(end)
     entries = points[chosen]
     by_type = entries["points"].fillna(0).astype("int64").groupby(entries["entry_type"]).sum()
+    tiers = customers["tier"].map(lambda t: _name(t) or "none").value_counts()
+    return loyalty_from_sums(
+        start=start,
+        end=end,
+        currency=currency,
+        decimals=decimals,
+        by_type={str(t): int(n) for t, n in by_type.items()},
+        outstanding=int(customers["points_balance"].fillna(0).astype("int64").sum()),
+        tiers={str(t): int(n) for t, n in tiers.items()},
+        point_value_minor_per_1000=point_value_minor_per_1000,
+    )
+
+
+def loyalty_from_sums(
+    *,
+    start: date | None,
+    end: date | None,
+    currency: str,
+    decimals: int,
+    by_type: Mapping[str, int],
+    outstanding: int,
+    tiers: Mapping[str, int],
+    point_value_minor_per_1000: int = 5000,
+) -> dict[str, Any]:
+    """The loyalty report from its sums, however they were computed (pandas here, SQL in
+    `crm_analytics.report_sql`): `by_type` the signed points of the range's entries by entry
+    type (a type not there had none), `outstanding` the customers' balances summed, `tiers`
+    customers by tier name ("none" for no tier)."""
+    money = money_renderer(currency, decimals)
 
     def total(entry_type: str) -> int:
         return int(by_type.get(entry_type, 0))
 
-    outstanding = int(customers["points_balance"].fillna(0).astype("int64").sum())
-    tiers = customers["tier"].map(lambda t: _name(t) or "none").value_counts()
     return {
         "from": start.isoformat() if start is not None else None,
         "to": end.isoformat() if end is not None else None,
@@ -404,7 +478,7 @@ def loyalty(
         "points_adjusted": total("adjust"),
         "points_outstanding": outstanding,
         "liability": money(round(Fraction(outstanding * point_value_minor_per_1000, 1000))),
-        "tiers": [{"tier": str(t), "customers": int(tiers[t])} for t in sorted(tiers.index)],
+        "tiers": [{"tier": t, "customers": tiers[t]} for t in sorted(tiers)],
     }
 
 

@@ -70,12 +70,16 @@ def compute(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     models: tuple[clv.BgNbd, clv.GammaGamma] | None = None,
     sample: int = 200_000,
+    scores: pd.DataFrame | None = None,
 ) -> Outcome:
     """`orders`: the snapshot's orders of active customers; `customers`: the active customers.
     `rule_segments`: name -> parsed rule. `models`: fitted models to reuse (a re-run of the
-    same day scores with the day's models, so what did not change is not rewritten)."""
+    same day scores with the day's models, so what did not change is not rewritten).
+    `scores`: the RFM, lifecycle and value band already computed as SQL (Athena or DuckDB,
+    `crm_analytics.sql`), in `segment`'s shape; computed here with pandas otherwise."""
     customer_ids = pd.Index(customers["customer_id"], name="customer_id")
-    scores = segment(orders, as_of, thresholds)
+    if scores is None:
+        scores = segment(orders, as_of, thresholds)
     scores = scores[scores.index.isin(customer_ids)]
     counted = counted_orders(orders, as_of)
     counted = counted[counted["customer_id"].isin(customer_ids)]
@@ -136,8 +140,10 @@ def _predictions(
     if result.bgnbd is None or result.gamma_gamma is None:
         return result.frame.iloc[0:0], {"reason": result.reason}
     return result.frame, {
-        "bgnbd": {k: round(float(v), 6) for k, v in vars(result.bgnbd).items()},
-        "gamma_gamma": {k: round(float(v), 6) for k, v in vars(result.gamma_gamma).items()},
+        # Full precision: a re-run of the day scores with exactly these (JSON keeps a float's
+        # every bit), so what did not change scores the same.
+        "bgnbd": {k: float(v) for k, v in vars(result.bgnbd).items()},
+        "gamma_gamma": {k: float(v) for k, v in vars(result.gamma_gamma).items()},
         "fitted_on": int(result.fitted_on),
     }
 

@@ -30,6 +30,7 @@ from crm.domain.orders import Order
 from crm.store import snapshot_reads
 
 PREFIX = "analytics/snapshot/"
+MANIFEST = PREFIX + "manifest.json"
 SEGMENTS = 4  # parallel Scan segments per table
 T = TypeVar("T")
 
@@ -46,6 +47,9 @@ ORDER_COLUMNS = {
     "refunded": pa.int64(),
     "country_code": pa.string(),
     "province": pa.string(),
+    # The buyer is an active customer (not erased, not merged away): scored. Every order
+    # counts in sales all the same.
+    "customer_active": pa.bool_(),
 }
 LINE_COLUMNS = {
     "order_id": pa.string(),
@@ -174,6 +178,7 @@ def _order_rows(
                 "refunded": converter.apply(order.refunded, factor),
                 "country_code": address.get("country_code"),
                 "province": address.get("province"),
+                "customer_active": False,
             }
         )
         for line in order.lines:
@@ -287,7 +292,7 @@ def take(as_of: date, settings: Settings, program: Program) -> Snapshot:
     )
     # An order of a profile that is no longer active (erased, or merged and not yet moved)
     # stays in the orders for the books but has no customer to score.
-    snapshot.orders["active"] = snapshot.orders["customer_id"].isin(active)
+    snapshot.orders["customer_active"] = snapshot.orders["customer_id"].isin(active)
     return snapshot
 
 
@@ -331,8 +336,18 @@ def write(snapshot: Snapshot, bucket: str) -> dict[str, int]:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, files.items()))
-    stale = [key for key in s3.list_keys(bucket, PREFIX) if key not in files]
+    stale = [key for key in s3.list_keys(bucket, PREFIX) if key not in files and key != MANIFEST]
     s3.delete_keys(bucket, stale)
+    # What a reader needs before reading: the date, and the size that picks the engine.
+    s3.put_json(
+        bucket,
+        MANIFEST,
+        {
+            "as_of": snapshot.as_of.isoformat(),
+            "orders": len(snapshot.orders),
+            "customers": len(snapshot.customers),
+        },
+    )
     counts: dict[str, int] = {}
     for key in files:
         dataset = key.removeprefix(PREFIX).split("/", 1)[0]
@@ -362,9 +377,27 @@ def read(
     return pa.concat_tables(tables).to_pandas()
 
 
+def manifest(bucket: str) -> dict[str, Any] | None:
+    found = s3.get_json(bucket, MANIFEST)
+    return found if isinstance(found, dict) else None
+
+
 def latest_date(bucket: str) -> date | None:
-    keys = s3.list_keys(bucket, f"{PREFIX}customers/")
-    return date.fromisoformat(keys[-1].split("date=", 1)[1][:10]) if keys else None
+    found = manifest(bucket)
+    return date.fromisoformat(found["as_of"]) if found else None
+
+
+def download(bucket: str, root: str, datasets: tuple[str, ...]) -> None:
+    """Copy datasets of the latest snapshot under `root` (DuckDB reads them there, standing in
+    for Athena locally)."""
+    import os
+
+    for dataset in datasets:
+        for key in s3.list_keys(bucket, f"{PREFIX}{dataset}/"):
+            path = os.path.join(root, key.removeprefix(PREFIX))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(s3.get_bytes(bucket, key) or b"")
 
 
 def scrub(bucket: str, customer_ids: set[str]) -> int:

@@ -6,6 +6,7 @@ The query is written in the part of SQL that DuckDB and Athena (Trino) read alik
 window functions, `CAST`, `CASE`, `DATE 'YYYY-MM-DD'` literals and `date_diff('day', a, b)`.
 Nothing of either dialect alone (`::`, `QUALIFY`, `FILTER`, `//`, `INTERVAL` arithmetic).
 Its figures are those of `segments.segment`, value for value; the tests hold it to that.
+The reports' queries, in the same subset, are in `crm_analytics.report_sql`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,56 @@ ORDER_COLUMNS = (
     ("refunded", "BIGINT"),
     ("country_code", "VARCHAR"),
     ("province", "VARCHAR"),
+    ("customer_active", "BOOLEAN"),
 )
+
+
+# The other datasets' columns (docs/analytics.md), for the same purpose. The customers' `tags`
+# is a list: its type is DuckDB's spelling, as only DuckDB ever reads this empty relation.
+DATASET_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "orders": ORDER_COLUMNS,
+    "order_lines": (
+        ("order_id", "VARCHAR"),
+        ("customer_id", "VARCHAR"),
+        ("day", "DATE"),
+        ("sku", "VARCHAR"),
+        ("quantity", "BIGINT"),
+        ("amount", "BIGINT"),
+    ),
+    "customers": (
+        ("customer_id", "VARCHAR"),
+        ("created_at", "VARCHAR"),
+        ("email", "VARCHAR"),
+        ("phone", "VARCHAR"),
+        ("first_name", "VARCHAR"),
+        ("last_name", "VARCHAR"),
+        ("gender", "VARCHAR"),
+        ("locale", "VARCHAR"),
+        ("timezone", "VARCHAR"),
+        ("country_code", "VARCHAR"),
+        ("province", "VARCHAR"),
+        ("city", "VARCHAR"),
+        ("zip", "VARCHAR"),
+        ("birthday", "VARCHAR"),
+        ("tags", "VARCHAR[]"),
+        ("consents_email", "BOOLEAN"),
+        ("consents_sms", "BOOLEAN"),
+        ("tier", "VARCHAR"),
+        ("total_spent", "BIGINT"),
+        ("orders_count", "BIGINT"),
+        ("first_order_at", "VARCHAR"),
+        ("last_order_at", "VARCHAR"),
+        ("points_balance", "BIGINT"),
+        ("analytics", "VARCHAR"),
+        ("version", "BIGINT"),
+    ),
+    "points": (
+        ("customer_id", "VARCHAR"),
+        ("entry_type", "VARCHAR"),
+        ("points", "BIGINT"),
+        ("day", "DATE"),
+    ),
+}
 
 
 def _whole(value: int) -> str:
@@ -176,24 +226,42 @@ ORDER BY scored.customer_id
 
 def orders_source_duckdb(root: str) -> str:
     """The snapshot's orders as a DuckDB table expression, `root` the snapshot's directory
-    (the one that holds `orders/`).
+    (the one that holds `orders/`); see `source_duckdb`."""
+    return source_duckdb(root, "orders")
 
-    A local directory is read as it is; a snapshot with no order yet (no `orders/` or no
-    Parquet file in it) is an empty relation with the snapshot's columns, where
+
+def duckdb_tables(root: str) -> dict[str, str]:
+    """Every dataset of the snapshot at `root` as a DuckDB table expression (`source_duckdb`),
+    by dataset name: the `tables` that `crm_analytics.report_sql` queries take. On Athena the
+    same names map to the Glue tables over the snapshot instead."""
+    return {dataset: source_duckdb(root, dataset) for dataset in DATASET_COLUMNS}
+
+
+def source_duckdb(root: str, dataset: str) -> str:
+    """One dataset of the snapshot (`orders`, `order_lines`, `customers`, `points`) as a
+    DuckDB table expression, `root` the snapshot's directory (the one that holds the datasets'
+    directories).
+
+    A local directory is read as it is; a dataset with nothing yet (no directory or no
+    Parquet file in it) is an empty relation with the dataset's columns, where
     `read_parquet` would fail on a glob that matches nothing. An `s3://` prefix gives the
     same `read_parquet` expression, which needs DuckDB's httpfs extension and credentials:
     neither is here offline, so only local snapshots are exercised. In the cloud the query
     runs on Athena over the Glue table instead (`crm_analytics.athena.run_athena`)."""
+    if dataset not in DATASET_COLUMNS:
+        raise ValueError(f"no dataset {dataset!r} in the snapshot")
     if root.startswith("s3://"):
-        return _read_parquet(root.rstrip("/") + "/orders/**/*.parquet")
+        return _read_parquet(f"{root.rstrip('/')}/{dataset}/**/*.parquet")
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"no snapshot directory at {root}")
-    orders = base.resolve() / "orders"
-    if not orders.is_dir() or not any(orders.rglob("*.parquet")):
-        columns = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in ORDER_COLUMNS)
+    folder = base.resolve() / dataset
+    if not folder.is_dir() or not any(folder.rglob("*.parquet")):
+        columns = ", ".join(
+            f"CAST(NULL AS {kind}) AS {name}" for name, kind in DATASET_COLUMNS[dataset]
+        )
         return f"(SELECT {columns} WHERE FALSE)"
-    return _read_parquet(f"{orders.as_posix()}/**/*.parquet")
+    return _read_parquet(f"{folder.as_posix()}/**/*.parquet")
 
 
 def _read_parquet(glob: str) -> str:
@@ -204,11 +272,16 @@ def _read_parquet(glob: str) -> str:
 def run_duckdb(sql: str) -> pd.DataFrame:
     """Run a `segment_sql` query on a fresh in-memory DuckDB: the frame `segments.segment`
     gives, indexed by `customer_id`, whole numbers as int64, labels as str or None."""
+    return as_segments(query_duckdb(sql))
+
+
+def query_duckdb(sql: str) -> pd.DataFrame:
+    """Any query's rows from a fresh in-memory DuckDB, as DuckDB gives them: the local
+    stand-in for `crm_analytics.athena.run_athena`."""
     import duckdb
 
     with duckdb.connect(":memory:") as connection:
-        frame = connection.execute(sql).df()
-    return as_segments(frame)
+        return connection.execute(sql).df()
 
 
 def as_segments(frame: pd.DataFrame) -> pd.DataFrame:

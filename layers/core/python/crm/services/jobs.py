@@ -65,6 +65,10 @@ def start(job: str, body: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed(
             "unknown field", details=[{"field": name, "issue": "unknown_field"} for name in unknown]
         )
+    if "as_of" in body and not isinstance(body["as_of"], str):
+        raise ValidationFailed(
+            "as_of must be a date (YYYY-MM-DD)", details=[{"field": "as_of", "issue": "wrong_type"}]
+        )
     as_of = parse_as_of(body.get("as_of"))
     run = {
         "job": job,

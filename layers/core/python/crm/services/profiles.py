@@ -199,6 +199,7 @@ def merge_customers(
     )
     # Also after a merge found done: finishes what an interrupted one started.
     move_history(source_id, target_id)
+    forget_in_snapshot([source_id])  # the id merged away is no customer of the snapshot
     return profile_view(saved)
 
 
@@ -490,4 +491,23 @@ def forget_elsewhere(customer_id: str) -> dict[str, int]:
         "exports_deleted": exports,
         "notifications_forgotten": get_notification_store().forget(customer_id),
         "cases_forgotten": get_case_store().forget_customer(customer_id, now_iso()),
+        "snapshot_scrub_requested": forget_in_snapshot([customer_id]),
     }
+
+
+def forget_in_snapshot(customer_ids: list[str]) -> bool:
+    """Ask the analytics function to rewrite the snapshot's customers file without these
+    profiles (erasure; the id a merge took away). Queued, not awaited: if the request cannot
+    be queued, the next segmentation run, which keeps only its own customers file, removes
+    them within a day; that is logged, and the erasure itself stands."""
+    from crm.adapters import lambdas
+    from crm.domain.errors import Unavailable
+
+    try:
+        lambdas.invoke_async(
+            get_settings().analytics_function, {"task": "scrub", "customer_ids": customer_ids}
+        )
+    except Unavailable:
+        logger.warning("snapshot scrub not queued", extra={"customers": len(customer_ids)})
+        return False
+    return True

@@ -119,13 +119,30 @@ def delete_segment(name: str) -> dict[str, Any]:
 
 
 def preview(body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - {"rule"})
+    if unknown:
+        raise ValidationFailed(
+            "unknown field", details=[{"field": f, "issue": "unknown_field"} for f in unknown]
+        )
     if "rule" not in body:
         raise ValidationFailed("rule is required", details=[{"field": "rule", "issue": "required"}])
     parse_rule(body["rule"], get_settings().currency)  # refused here, not in the function
+    require_snapshot()
     answer = lambdas.invoke(
         get_settings().analytics_function, {"task": "preview", "rule": body["rule"]}
     )
     return dict(answer)
+
+
+def require_snapshot() -> None:
+    """Previews and reports read the columnar snapshot, which only the jobs take (a Scan of
+    the tables has no place on a request path)."""
+    if store.snapshot_manifest() is None:
+        raise Conflict(
+            "there is no analytics snapshot yet: run the segmentation or reports job first "
+            "(POST /jobs/segmentation/runs)",
+            code="no_snapshot",
+        )
 
 
 def member_ids(name: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:

@@ -54,6 +54,15 @@ def definitions() -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: str(d.get("name")))
 
 
+SNAPSHOT_MANIFEST = "analytics/snapshot/manifest.json"
+
+
+def snapshot_manifest() -> dict[str, Any] | None:
+    """The latest columnar snapshot's date and sizes (written by the analytics jobs)."""
+    found = s3.get_json(_bucket(), SNAPSHOT_MANIFEST)
+    return found if isinstance(found, dict) else None
+
+
 def latest() -> dict[str, Any] | None:
     found = s3.get_json(_bucket(), LATEST)
     return found if isinstance(found, dict) else None
