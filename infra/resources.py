@@ -302,6 +302,7 @@ SNAPSHOT_TABLES: tuple[GlueTable, ...] = (
             ("refunded", "bigint"),
             ("country_code", "string"),
             ("province", "string"),
+            ("customer_active", "boolean"),
         ),
     ),
     GlueTable(
