@@ -308,6 +308,7 @@ def _start_in_background(
                 _background.discard(threading.current_thread())
 
     thread = threading.Thread(target=run, name=f"lambda:{context.function_name}", daemon=True)
+    # Started under the lock: `wait_for_background` never sees a thread it cannot join yet.
     with _background_lock:
         _background.add(thread)
-    thread.start()
+        thread.start()
