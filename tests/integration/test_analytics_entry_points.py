@@ -60,7 +60,9 @@ def analytics(api):
 
 
 @pytest.mark.parametrize("job", ["segmentation", "reports"])
-def test_a_nightly_analytics_job_runs_when_eventbridge_calls_it(api, job) -> None:
+def test_a_nightly_analytics_job_runs_when_eventbridge_calls_it(api, job, monkeypatch) -> None:
+    from crm import clock
+
     an_order(api)
     event = api.events.generate_cw_event(
         source="aws.events",
@@ -69,10 +71,16 @@ def test_a_nightly_analytics_job_runs_when_eventbridge_calls_it(api, job) -> Non
         resources=[f"arn:aws:events:us-east-1:123456789012:rule/{job}"],
     )
 
-    answer = api.lambda_.invoke(job, event)
+    tonight = api.lambda_.invoke(job, event)
+    # The next night replaces the snapshot's customers and points files of the night before.
+    tomorrow = clock.now() + timedelta(days=1)
+    monkeypatch.setattr(clock, "now", lambda: tomorrow)
+    next_night = api.lambda_.invoke(job, event)
 
-    assert answer.payload["status"] == "succeeded", answer.payload
-    assert answer.payload["trigger"] == "schedule"
+    for answer in (tonight, next_night):
+        assert answer.payload["status"] == "succeeded", answer.payload
+        assert answer.payload["trigger"] == "schedule"
+    assert next_night.payload["as_of"] > tonight.payload["as_of"]
 
 
 def run_on_demand(api, job: str, body: dict) -> dict:
