@@ -281,6 +281,10 @@ QUEUES: tuple[Queue, ...] = (
 # The functions of app.py that run `crm_analytics` (pandas, pyarrow, scipy): they ship as the
 # analytics container image (`infra.build`), and run the snapshot's SQL on Athena.
 ANALYTICS_FUNCTIONS: tuple[str, ...] = ("analytics", "segmentation", "reports")
+# Functions another function invokes asynchronously (`InvocationType=Event`): the API queues job
+# runs and erasure's scrub on `analytics`. Like any async function they get the on-failure
+# destination and its alarm.
+INVOKED_ASYNCHRONOUSLY: tuple[str, ...] = ("analytics",)
 
 # The snapshot's datasets as Glue tables, columns as `crm_analytics.snapshot` writes them
 # (Parquet int64 is bigint, date32 date, a list of strings array<string>); a test holds the two

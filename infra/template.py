@@ -852,9 +852,13 @@ def is_image(function: Cfn) -> bool:
 
 
 def asynchronous_function_ids(template: Cfn, resources: Iterable[Resource]) -> list[str]:
-    """Functions invoked asynchronously by an event source: SAM's async events (chalice's
-    schedules), a bucket notification, or an EventBridge rule's target."""
+    """Functions invoked asynchronously: by an event source (SAM's async events, chalice's
+    schedules; a bucket notification; an EventBridge rule's target) or by another function
+    (`infra.resources.INVOKED_ASYNCHRONOUSLY`)."""
+    from infra.resources import INVOKED_ASYNCHRONOUSLY
+
     functions = functions_of(template)
+    invoked = {function_logical_id(name) for name in INVOKED_ASYNCHRONOUSLY}
     targeted = {
         target["Arn"]["Fn::GetAtt"][0]
         for body in template["Resources"].values()
@@ -866,7 +870,7 @@ def asynchronous_function_ids(template: Cfn, resources: Iterable[Resource]) -> l
     return sorted(
         f
         for f, body in functions.items()
-        if monitoring.is_async(body) or f in notified or f in targeted
+        if monitoring.is_async(body) or f in notified or f in targeted or f in invoked
     )
 
 

@@ -412,7 +412,15 @@ def test_every_function_is_watched_and_every_async_one_has_a_destination(
     for function_id in functions_of(template):
         assert {f"{function_id}ErrorsAlarm", f"{function_id}ThrottlesAlarm"} <= alarms
         assert f"{function_id}LogGroup" in resources
-    assert configs == {"ImportFile", "PointsExpiry", "LowStock", "Segmentation", "Reports"}
+    # Analytics: the API queues job runs and erasure's scrub on it (InvocationType=Event)
+    assert configs == {
+        "ImportFile",
+        "PointsExpiry",
+        "LowStock",
+        "Segmentation",
+        "Reports",
+        "Analytics",
+    }
     assert {"FailuresQueueAlarm", "ImportsFailedAlarm"} <= alarms
     for machine in ("OrderFulfilment", "OrderException", "OrderRefund", "FileImport"):
         assert f"{machine}FailedAlarm" in alarms

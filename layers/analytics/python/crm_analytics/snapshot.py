@@ -30,7 +30,9 @@ from crm.domain.orders import Order
 from crm.store import snapshot_reads
 
 PREFIX = "analytics/snapshot/"
-MANIFEST = PREFIX + "manifest.json"
+# Outside the snapshot's folder: the API reads it, and no grant of the API may reach the
+# customers file.
+MANIFEST = "analytics/manifest/snapshot.json"
 SEGMENTS = 4  # parallel Scan segments per table
 T = TypeVar("T")
 

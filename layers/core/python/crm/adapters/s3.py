@@ -39,6 +39,20 @@ def put_bytes(bucket: str, key: str, body: bytes, content_type: str) -> None:
         raise Unavailable("the data bucket could not be written") from exc
 
 
+def put_if_absent(bucket: str, key: str, value: Any) -> bool:
+    """Write `key` only if no object is there (S3's conditional write); False if one is."""
+    client = _client()
+    body = json.dumps(value).encode()
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise Unavailable("the data bucket could not be written") from exc
+    return True
+
+
 def get_bytes(bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes | None:
     """The object's bytes (`byte_range`: first and last byte, inclusive), or None when there is
     no such object or the range starts past its end."""

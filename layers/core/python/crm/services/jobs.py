@@ -22,6 +22,11 @@ from crm.observability import logger
 from crm.store import job_runs
 
 JOBS = ("segmentation", "reports", "points_expiry", "low_stock")
+# Jobs that rewrite the columnar snapshot run one at a time: two runs writing the same files
+# at once would leave a mix of both.
+SNAPSHOT_JOBS = frozenset({"segmentation", "reports"})
+SNAPSHOT_LEASE = "snapshot"
+LEASE_WAIT_SECONDS = 600
 # The analytics function's time limit (15 minutes) and a margin: a run still `running` after
 # this never finished.
 RUN_TIME_LIMIT = timedelta(minutes=16)
@@ -123,7 +128,10 @@ def execute(
     }
     run.update(status=RUNNING, started_at=now_iso(), finished_at=None)
     job_runs.save(run)
+    leased = job in SNAPSHOT_JOBS
     try:
+        if leased:
+            _wait_for_lease(run["run_id"])
         summary = work(day)
     except Exception as exc:
         logger.exception("job run failed", extra={"job": job, "run_id": run["run_id"]})
@@ -135,5 +143,28 @@ def execute(
     else:
         run.update(status=SUCCEEDED, finished_at=now_iso(), summary=summary)
         logger.info("job run succeeded", extra={"job": job, "run_id": run["run_id"]})
+    finally:
+        if leased and (job_runs.lease(SNAPSHOT_LEASE) or {}).get("run_id") == run["run_id"]:
+            job_runs.release_lease(SNAPSHOT_LEASE)
     job_runs.save(run)
     return run
+
+
+class AlreadyRunning(RuntimeError):
+    """Another run that rewrites the snapshot held the lease past the wait."""
+
+
+def _wait_for_lease(run_id: str) -> None:
+    """Take the snapshot's lease, waiting while another run holds it; a lease older than a
+    run can live (its function died) is taken over."""
+    import time
+
+    deadline = time.monotonic() + LEASE_WAIT_SECONDS
+    while not job_runs.claim_lease(SNAPSHOT_LEASE, run_id, now_iso()):
+        held = job_runs.lease(SNAPSHOT_LEASE)
+        if held and now() - datetime.fromisoformat(held["at"]) > RUN_TIME_LIMIT:
+            job_runs.release_lease(SNAPSHOT_LEASE)
+            continue
+        if time.monotonic() > deadline:
+            raise AlreadyRunning(f"run {(held or {}).get('run_id')} holds the snapshot")
+        time.sleep(1)

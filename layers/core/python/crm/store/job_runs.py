@@ -33,3 +33,23 @@ def save(run: dict[str, Any]) -> None:
 def get(job: str, run_id: str) -> dict[str, Any] | None:
     found = s3.get_json(get_settings().data_bucket, _key(job, run_id))
     return found if isinstance(found, dict) else None
+
+
+def _lease_key(name: str) -> str:
+    return f"{PREFIX}{name}.lease.json"
+
+
+def claim_lease(name: str, run_id: str, at: str) -> bool:
+    """Take the lease `name` for a run (S3 conditional write): False while another holds it."""
+    return s3.put_if_absent(
+        get_settings().data_bucket, _lease_key(name), {"run_id": run_id, "at": at}
+    )
+
+
+def lease(name: str) -> dict[str, Any] | None:
+    found = s3.get_json(get_settings().data_bucket, _lease_key(name))
+    return found if isinstance(found, dict) else None
+
+
+def release_lease(name: str) -> None:
+    s3.delete_keys(get_settings().data_bucket, [_lease_key(name)])

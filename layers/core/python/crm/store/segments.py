@@ -54,7 +54,7 @@ def definitions() -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: str(d.get("name")))
 
 
-SNAPSHOT_MANIFEST = "analytics/snapshot/manifest.json"
+SNAPSHOT_MANIFEST = "analytics/manifest/snapshot.json"  # crm_analytics.snapshot.MANIFEST
 
 
 def snapshot_manifest() -> dict[str, Any] | None:
