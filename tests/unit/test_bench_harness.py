@@ -232,3 +232,21 @@ def test_cold_start_reads_every_non_http_lambda_and_its_entry_module_from_app_py
             "entry_modules": ["functions.imports"],
         },
     ]
+
+
+def test_a_benchmarks_own_note_is_shown_next_to_it() -> None:
+    from bench.report import render
+
+    summary = {
+        "machine": {"at": "2026-01-01T00:00:00+00:00"},
+        "ran": ["segmentation"],
+        "table": [],
+        "results": {
+            "segmentation": {
+                "machine": {"at": "2026-01-01T00:00:00+00:00", "loadavg": [1, 1, 1]},
+                "note": "write-back measured at 20,000 customers instead of 100,000",
+            }
+        },
+    }
+    row = next(line for line in render(summary).splitlines() if "(#segmentation)" in line)
+    assert row.endswith("| write-back measured at 20,000 customers instead of 100,000 |")
