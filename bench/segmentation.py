@@ -632,7 +632,7 @@ def job_main(root: str, sample_file: str) -> None:
             "baseline_rss_mb": round(baseline_mb, 1),
             "rss_after_read_mb": round(after_read_mb, 1),
             "peak_rss_during_job_mb": round(peak_mb, 1),
-            "peak_rss_after_mb": {**{k: round(v, 1) for k, v in peaks.items()}, "texts": peak_mb},
+            "peak_rss_after_mb": {k: round(v, 1) for k, v in {**peaks, "texts": peak_mb}.items()},
             "orders_read": len(orders),
             "customers_read": len(customers),
             "scored": len(scored),
