@@ -60,4 +60,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf build bench/results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build bench/results bench/.data .pytest_cache .mypy_cache .ruff_cache

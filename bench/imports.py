@@ -507,8 +507,11 @@ def _in_process(rows: int) -> dict[str, Any]:
 
 
 SERVER = r"""
-import json, sys
+import importlib, json, os, sys
 sys.path[:0] = sys.argv[2:]
+if os.environ.get("BENCH_ENDPOINT_SETUP"):  # "module:function" to call first (bench's own)
+    module, _, function = os.environ["BENCH_ENDPOINT_SETUP"].partition(":")
+    getattr(importlib.import_module(module), function)()
 from crm_local.endpoint import Endpoint
 endpoint = Endpoint(port=0).start()
 print(sys.argv[1] + json.dumps({"port": endpoint.port}), flush=True)
@@ -616,11 +619,14 @@ def _child_env(endpoint: str) -> dict[str, str]:
 class _Server:
     """The project's moto endpoint (`crm_local.endpoint.Endpoint`) in its own process."""
 
-    def __init__(self) -> None:
+    def __init__(self, setup: str | None = None) -> None:
+        """`setup`: "module:function" the endpoint's process calls before it starts."""
         self._logs = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
+        env = {**os.environ, "BENCH_ENDPOINT_SETUP": setup or ""}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER, MARK, str(PROJECT_DIR), str(LAYER_DIR)],
             cwd=PROJECT_DIR,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._logs,

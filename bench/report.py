@@ -74,6 +74,8 @@ def render(summary: Mapping[str, Any]) -> str:
             notes.append("QUICK: figures not meaningful")
         if "error" in result:
             notes.append("could not run")
+        if result.get("note"):  # what the benchmark says about its own figures
+            notes.append(str(result["note"]))
         verdicts = [r.get("verdict", "") for r in by_benchmark.get(name, [])]
         word = FAILED if "error" in result else overall(verdicts)
         out.append(

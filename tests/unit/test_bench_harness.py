@@ -232,3 +232,56 @@ def test_cold_start_reads_every_non_http_lambda_and_its_entry_module_from_app_py
             "entry_modules": ["functions.imports"],
         },
     ]
+
+
+def test_a_benchmarks_own_note_is_shown_next_to_it() -> None:
+    from bench.report import render
+
+    summary = {
+        "machine": {"at": "2026-01-01T00:00:00+00:00"},
+        "ran": ["segmentation"],
+        "table": [],
+        "results": {
+            "segmentation": {
+                "machine": {"at": "2026-01-01T00:00:00+00:00", "loadavg": [1, 1, 1]},
+                "note": "write-back measured at 20,000 customers instead of 100,000",
+            }
+        },
+    }
+    row = next(line for line in render(summary).splitlines() if "(#segmentation)" in line)
+    assert row.endswith("| write-back measured at 20,000 customers instead of 100,000 |")
+
+
+# -- segmentation ------------------------------------------------------------------------------
+
+
+def test_the_generated_shop_is_a_snapshot_that_segments_alike_in_pandas_and_duckdb(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from bench.segmentation import AS_OF, _canonical, _digest, generate
+    from crm_analytics.segments import segment
+    from crm_analytics.snapshot import CUSTOMER_COLUMNS, ORDER_COLUMNS
+    from crm_analytics.sql import orders_source_duckdb, run_duckdb, segment_sql
+
+    made = generate(tmp_path, customers=500, orders=5000, seed=3)
+
+    days = sorted(p.name for p in (tmp_path / "orders").iterdir())
+    assert len(days) == made["order_partitions"] and days[-1] <= f"date={AS_OF.isoformat()}"
+    orders = pq.read_table(tmp_path / "orders").to_pandas()
+    assert len(orders) == 5000 and orders["order_id"].is_unique
+    assert all(str(d) == str(p) for d, p in zip(orders["day"], orders["date"], strict=True))
+    (customers_file,) = (tmp_path / "customers").rglob("*.parquet")
+    customers = pq.read_table(customers_file).to_pandas()
+    assert pq.read_schema(customers_file).names == list(CUSTOMER_COLUMNS)
+    one_day = next((tmp_path / "orders").rglob("*.parquet"))
+    assert pq.read_schema(one_day).names == list(ORDER_COLUMNS)
+    assert len(customers) == 500 and set(orders["customer_id"]) <= set(customers["customer_id"])
+
+    pandas_side = segment(orders.drop(columns="date"), AS_OF)
+    duckdb_side = run_duckdb(segment_sql(orders_source_duckdb(str(tmp_path)), AS_OF))
+    assert len(pandas_side) == made["customers_with_counted_orders"]
+    assert _digest(_canonical(pandas_side)) == _digest(_canonical(duckdb_side))
+    stats = customers.set_index("customer_id")["orders_count"]
+    assert (stats.reindex(pandas_side.index) == pandas_side["frequency"]).all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -105,14 +106,7 @@ def compute(
         scores[["r", "f", "m", "group", "recency_days", "frequency", "monetary"]]
     )
     profiles = profiles.join(predicted.rename(columns=lambda c: f"p_{c}"))
-    pairs = [(c, name) for name, ids in members.items() for c in ids]
-    if pairs:
-        listed = pd.DataFrame(pairs, columns=["customer_id", "segment"]).sort_values("segment")
-        grouped = listed.groupby("customer_id")["segment"].agg(tuple)
-        profiles["segments"] = grouped.reindex(customer_ids)
-    else:
-        profiles["segments"] = None
-    profiles["segments"] = profiles["segments"].map(lambda v: v if isinstance(v, tuple) else ())
+    profiles["segments"] = memberships(customer_ids, members)
     return Outcome(
         as_of=as_of,
         profiles=profiles,
@@ -121,6 +115,35 @@ def compute(
         total_revenue=int(window.sum()),
         models=fitted,
     )
+
+
+def memberships(customer_ids: pd.Index, members: dict[str, list[str]]) -> pd.Series:
+    """Each customer's segments as a tuple of names in sorted order, `()` for none.
+
+    One boolean column per segment, packed to bits: the tuples are built once per distinct
+    combination of segments (a shop has a few hundred at most), not once per customer."""
+    names = sorted(members)
+    if not names or len(customer_ids) == 0:
+        return pd.Series([()] * len(customer_ids), index=customer_ids, dtype=object)
+    held = np.zeros((len(customer_ids), len(names)), dtype=bool)
+    for column, name in enumerate(names):
+        if customer_ids.is_unique:  # the index's own hash table, built once
+            at = customer_ids.get_indexer(members[name])
+            held[at[at >= 0], column] = True
+        else:
+            held[:, column] = customer_ids.isin(members[name])
+    packed = np.packbits(held, axis=1)
+    if packed.shape[1] <= 8:  # up to 64 segments: one integer per customer
+        words = np.zeros((len(packed), 8), dtype=np.uint8)
+        words[:, : packed.shape[1]] = packed
+        keys, which = np.unique(words.view(np.uint64).reshape(-1), return_inverse=True)
+        combinations = keys.reshape(-1, 1).view(np.uint8)[:, : packed.shape[1]]
+    else:
+        combinations, which = np.unique(packed, axis=0, return_inverse=True)
+    flags = np.unpackbits(combinations, axis=1, count=len(names)).tolist()
+    tuples = np.empty(len(combinations), dtype=object)
+    tuples[:] = [tuple(compress(names, row)) for row in flags]  # one per combination
+    return pd.Series(tuples[which.reshape(-1)], index=customer_ids, dtype=object)
 
 
 def _predictions(
