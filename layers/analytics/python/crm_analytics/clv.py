@@ -228,5 +228,15 @@ def _scored(summary: pd.DataFrame, purchases: BgNbd, spend: GammaGamma) -> Predi
     frame["p_alive"] = purchases.p_alive(x, t_x, T)
     frame["expected_orders_90d"] = purchases.expected_purchases(90, x, t_x, T)
     year = purchases.expected_purchases(365, x, t_x, T)
-    frame["clv_12m"] = np.rint(year * spend.expected_spend(x, summary["m_x"])).astype("int64")
+    value = np.rint(year * spend.expected_spend(x, summary["m_x"]))
+    # A degenerate fit (a parameter at its bound) can make a customer's numbers not finite:
+    # that customer has no prediction, rather than a garbage integer.
+    finite = np.isfinite(value) & np.isfinite(frame["p_alive"]) & np.isfinite(
+        frame["expected_orders_90d"]
+    )
+    frame["clv_12m"] = np.where(finite, value, 0).astype("int64")
+    if not finite.all():
+        frame["clv_12m"] = frame["clv_12m"].astype("Int64")
+        frame.loc[~finite, ["p_alive", "expected_orders_90d"]] = np.nan
+        frame.loc[~finite, "clv_12m"] = pd.NA
     return Predictions(frame, purchases, spend)
