@@ -231,8 +231,10 @@ def _scored(summary: pd.DataFrame, purchases: BgNbd, spend: GammaGamma) -> Predi
     value = np.rint(year * spend.expected_spend(x, summary["m_x"]))
     # A degenerate fit (a parameter at its bound) can make a customer's numbers not finite:
     # that customer has no prediction, rather than a garbage integer.
-    finite = np.isfinite(value) & np.isfinite(frame["p_alive"]) & np.isfinite(
-        frame["expected_orders_90d"]
+    finite = (
+        np.isfinite(value)
+        & np.isfinite(frame["p_alive"])
+        & np.isfinite(frame["expected_orders_90d"])
     )
     frame["clv_12m"] = np.where(finite, value, 0).astype("int64")
     if not finite.all():
