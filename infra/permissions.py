@@ -82,6 +82,11 @@ IMPLIED: dict[tuple[str, str], tuple[list[tuple[str, str]], str]] = {
         [("ses:SendEmail", SENDER_IDENTITY)],
         "crm.adapters.messaging: a customer with an email gets the same message by email",
     ),
+    ("dynamodb:UpdateItem", "CustomersTable"): (
+        [("dynamodb:GetItem", "CustomersTable")],
+        "a conditional write that lost to a concurrent one reads the profile again (the "
+        "segmentation job's write-back after a profile was saved meanwhile)",
+    ),
     ("s3:PutObject", "DataBucket/payments/*"): (
         [("sns:Publish", "OpsTopic")],
         "crm.adapters.payments: the suites run the local provider (a record in the data "
