@@ -292,6 +292,7 @@ def generate(root: Path, customers: int, orders: int, seed: int = SEED) -> dict[
             "refunded": pa.array(refunded),
             "country_code": pa.array(np.where(rng.random(orders) < 0.98, "CN", "HK")),
             "province": province,
+            "customer_active": pa.array(np.ones(orders, dtype=bool)),  # every buyer is active
         },
         schema=pa.schema(list(ORDER_COLUMNS.items())),
     )

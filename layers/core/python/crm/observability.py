@@ -6,6 +6,7 @@ cannot leak an email, a phone number, a name, a birthday or an address.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -92,8 +93,14 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         return super().serialize(masked)
 
 
-logger = Logger(logger_formatter=MaskingFormatter())
-metrics = Metrics()
+# The stage's environment names them (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE);
+# the defaults are the same names, so a process that imported this before its environment was
+# set (a test run, a tool) still has a namespace: without one, the 100th metric fails to flush.
+logger = Logger(
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "crm"),
+    logger_formatter=MaskingFormatter(),
+)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ShopCRM"))
 
 
 def get_tracer() -> Any:
