@@ -559,9 +559,8 @@ def job_main(root: str, sample_file: str) -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from crm.domain.segment_rules import parse_rule
+    from crm.domain.segment_rules import LIFECYCLE_STAGES, VALUE_BANDS, parse_rule
     from crm_analytics import clv, segmentation
-    from crm_analytics.segments import LIFECYCLE_STAGES, VALUE_BANDS
 
     imports_s = time.perf_counter() - started
     baseline_mb = _status_mb("VmRSS")

@@ -17,12 +17,11 @@ from crm.adapters import events, s3
 from crm.config import get_settings
 from crm.domain.errors import ValidationFailed
 from crm.domain.loyalty import Program
-from crm.domain.segment_rules import parse_rule
+from crm.domain.segment_rules import LIFECYCLE_STAGES, VALUE_BANDS, parse_rule
 from crm.store import segments as segment_store
 from crm.store.customers import get_customer_repository
 from crm_analytics import clv, snapshot
 from crm_analytics.segmentation import Outcome, analytics_texts, compute, rule_frame
-from crm_analytics.segments import LIFECYCLE_STAGES, VALUE_BANDS
 
 log = logging.getLogger("crm.analytics")
 MODELS_PREFIX = "analytics/models/"

@@ -17,18 +17,10 @@ import numpy as np
 import pandas as pd
 
 from crm.domain.money import to_decimal_string
+from crm.domain.segment_rules import LIFECYCLE_STAGES, RFM_GROUPS, RFM_SEGMENTS, VALUE_BANDS
 from crm_analytics import clv, rules
-from crm_analytics.segments import (
-    LIFECYCLE_STAGES,
-    RFM_GROUPS,
-    VALUE_BANDS,
-    Thresholds,
-    counted_orders,
-    segment,
-)
+from crm_analytics.segments import Thresholds, counted_orders, segment
 
-RFM_SEGMENTS = tuple(f"rfm_{group}" for group in RFM_GROUPS)
-BUILTIN_SEGMENTS = (*LIFECYCLE_STAGES, *VALUE_BANDS, *RFM_SEGMENTS)
 PREDICTION_DECIMALS = 4
 DEFAULT_THRESHOLDS = Thresholds()
 

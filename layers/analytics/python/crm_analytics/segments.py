@@ -17,9 +17,21 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-RFM_GROUPS = ("champions", "loyal", "at_risk", "recent", "inactive", "needs_attention")
-LIFECYCLE_STAGES = ("new", "active", "returning", "loyal", "at_risk", "churned")
-VALUE_BANDS = ("high_value", "mid_value", "low_value")
+from crm.domain.segment_rules import RFM_GROUPS
+
+# The frame `segment` gives, one row per scored customer (the SQL path gives the same).
+COLUMNS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r",
+    "f",
+    "m",
+    "group",
+    "lifecycle",
+    "window_monetary",
+    "value_band",
+)
 
 
 @dataclass(frozen=True)
@@ -79,18 +91,7 @@ def segment(
     `frequency`, `monetary`, the scores `r`, `f`, `m`, the RFM `group`, the `lifecycle` stage,
     `window_monetary` (money kept in the window) and the `value_band` (None without any)."""
     counted = counted_orders(orders, as_of)
-    columns = [
-        "recency_days",
-        "frequency",
-        "monetary",
-        "r",
-        "f",
-        "m",
-        "group",
-        "lifecycle",
-        "window_monetary",
-        "value_band",
-    ]
+    columns = list(COLUMNS)
     if counted.empty:
         return pd.DataFrame(columns=columns).rename_axis("customer_id")
     at = pd.Timestamp(as_of)

@@ -16,23 +16,11 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crm_analytics.segments import Thresholds, window_start
+from crm_analytics.segments import COLUMNS, Thresholds, window_start
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "r",
-    "f",
-    "m",
-    "group",
-    "lifecycle",
-    "window_monetary",
-    "value_band",
-)
 WHOLE_NUMBERS = ("recency_days", "frequency", "monetary", "r", "f", "m", "window_monetary")
 
 DEFAULTS = Thresholds()

@@ -91,17 +91,9 @@ def delete_keys(bucket: str, keys: list[str]) -> None:
 
 def delete_prefix(bucket: str, prefix: str) -> int:
     """Delete every object under `prefix`; how many were deleted."""
-    deleted = 0
-    try:
-        pages = _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                _client().delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-    except Exception as exc:
-        raise Unavailable("the data bucket could not be cleaned") from exc
-    return deleted
+    keys = list_keys(bucket, prefix)
+    delete_keys(bucket, keys)
+    return len(keys)
 
 
 def reset() -> None:

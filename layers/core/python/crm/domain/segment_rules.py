@@ -21,6 +21,13 @@ from crm.domain.money import to_minor
 
 TEXT, TEXTS, INT, MONEY, DATE, BOOL = "text", "texts", "int", "money", "date", "bool"
 
+# The built-in segments (the contract's definitions): RFM groups are segments named `rfm_<group>`.
+RFM_GROUPS = ("champions", "loyal", "at_risk", "recent", "inactive", "needs_attention")
+LIFECYCLE_STAGES = ("new", "active", "returning", "loyal", "at_risk", "churned")
+VALUE_BANDS = ("high_value", "mid_value", "low_value")
+RFM_SEGMENTS = tuple(f"rfm_{group}" for group in RFM_GROUPS)
+BUILTIN_SEGMENTS = (*LIFECYCLE_STAGES, *VALUE_BANDS, *RFM_SEGMENTS)
+
 # The documented fields and their types (docs: the segments section of the contract).
 FIELDS: dict[str, str] = {
     "email": TEXT,

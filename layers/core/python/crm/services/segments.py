@@ -14,26 +14,26 @@ from crm.clock import now_iso
 from crm.config import get_settings
 from crm.domain import cursors
 from crm.domain.errors import Conflict, NotFound, ValidationFailed
-from crm.domain.segment_rules import parse_rule
+from crm.domain.segment_rules import (
+    BUILTIN_SEGMENTS,
+    LIFECYCLE_STAGES,
+    RFM_SEGMENTS,
+    VALUE_BANDS,
+    parse_rule,
+)
 from crm.observability import logger
 from crm.store import segments as store
 
-LIFECYCLE = ("new", "active", "returning", "loyal", "at_risk", "churned")
-VALUE_BANDS = ("high_value", "mid_value", "low_value")
-RFM = tuple(
-    f"rfm_{g}" for g in ("champions", "loyal", "at_risk", "recent", "inactive", "needs_attention")
-)
-BUILTIN = (*LIFECYCLE, *VALUE_BANDS, *RFM)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LONGEST_ID = 64  # a customer id is at most this many bytes (`cus_` + 20 hex today)
 
 
 def _kind(name: str) -> str:
-    if name in LIFECYCLE:
+    if name in LIFECYCLE_STAGES:
         return "lifecycle"
     if name in VALUE_BANDS:
         return "value"
-    return "rfm" if name in RFM else "rule"
+    return "rfm" if name in RFM_SEGMENTS else "rule"
 
 
 def _check_name(name: str) -> None:
@@ -53,7 +53,7 @@ def list_segments() -> dict[str, Any]:
     sizes = latest.get("segments", {})
     items = [
         {"name": name, "kind": _kind(name), "size": sizes.get(name, {}).get("size")}
-        for name in BUILTIN
+        for name in BUILTIN_SEGMENTS
     ]
     for definition in store.definitions():
         name = definition["name"]
@@ -62,8 +62,8 @@ def list_segments() -> dict[str, Any]:
 
 
 def get_segment(name: str) -> dict[str, Any]:
-    definition = None if name in BUILTIN else store.get_definition(name)
-    if name not in BUILTIN and definition is None:
+    definition = None if name in BUILTIN_SEGMENTS else store.get_definition(name)
+    if name not in BUILTIN_SEGMENTS and definition is None:
         raise NotFound(f"segment {name} does not exist")
     latest = _sizes()
     history = [
@@ -86,7 +86,7 @@ def get_segment(name: str) -> dict[str, Any]:
 def put_segment(name: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create or replace a rule segment; its members come with the next segmentation run."""
     _check_name(name)
-    if name in BUILTIN:
+    if name in BUILTIN_SEGMENTS:
         raise Conflict(f"{name} is a built-in segment", code="builtin_segment")
     unknown = sorted(set(body) - {"rule"})
     if unknown:
@@ -110,7 +110,7 @@ def put_segment(name: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 def delete_segment(name: str) -> dict[str, Any]:
-    if name in BUILTIN:
+    if name in BUILTIN_SEGMENTS:
         raise Conflict(f"{name} is a built-in segment", code="builtin_segment")
     if store.get_definition(name) is None:
         raise NotFound(f"segment {name} does not exist")
@@ -149,7 +149,7 @@ def member_ids(name: str, limit: int, cursor: str | None) -> tuple[list[str], st
     """A page of the segment's members as the last run left them, in `customer_id` order.
     The cursor holds the run's date and a byte offset in its membership file, so paging
     through stays on one run's list even when a new run lands meanwhile."""
-    if name not in BUILTIN and store.get_definition(name) is None:
+    if name not in BUILTIN_SEGMENTS and store.get_definition(name) is None:
         raise NotFound(f"segment {name} does not exist")
     if cursor is not None:
         as_of, offset_text = cursors.decode(cursor, 2)
