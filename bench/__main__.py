@@ -74,10 +74,9 @@ def _segmentation(quick: bool) -> tuple[dict[str, Any], Callable[[Mapping[str, A
             customers=100_000, orders=1_000_000, runs=1, write_back_customers=10_000
         )
         return result, segmentation.summary_rows
-    # BENCH_WRITE_BACK_CUSTOMERS: part B's size. The write-back is meant for 100,000 profiles;
-    # the embedded endpoint writes too slowly for that here, so it is measured at 20,000 by
-    # default and reported per customer (bench/README.md).
-    customers = int(os.environ.get("BENCH_WRITE_BACK_CUSTOMERS") or 20_000)
+    # BENCH_WRITE_BACK_CUSTOMERS: part B's size (default 100,000, as the issue asks: about
+    # 12 minutes on the embedded endpoint, which writes some 170 profiles a second).
+    customers = int(os.environ.get("BENCH_WRITE_BACK_CUSTOMERS") or 100_000)
     result = segmentation.run(write_back_customers=customers, write_back_asked=100_000)
     return result, segmentation.summary_rows
 

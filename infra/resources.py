@@ -347,6 +347,7 @@ SNAPSHOT_TABLES: tuple[GlueTable, ...] = (
             ("last_order_at", "string"),
             ("points_balance", "bigint"),
             ("analytics", "string"),
+            ("analytics_digest", "bigint"),
             ("version", "bigint"),
         ),
     ),

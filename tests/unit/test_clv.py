@@ -131,3 +131,31 @@ def test_a_shops_orders_are_scored_with_the_same_model_in_days() -> None:
     assert float(frame.loc[customer, "expected_orders_90d"]) == pytest.approx(
         float(weekly.expected_purchases(90 / 7, x[i], t_x[i], T[i])), rel=1e-6
     )
+
+
+def test_where_bfgs_alone_ends_badly_the_simplex_finds_the_same_fit(monkeypatch) -> None:
+    from scipy import optimize
+
+    from crm_analytics import clv
+
+    # Given BFGS from the start ending without an optimum (as it can from a poor start)
+    real = optimize.minimize
+    methods: list[str] = []
+
+    def minimize(fun, x0, method=None, **kwargs):
+        methods.append(method)
+        found = real(fun, x0, method=method, **kwargs)
+        if len(methods) == 1:
+            found.status = 1  # "maximum number of iterations exceeded"
+        return found
+
+    monkeypatch.setattr(clv.optimize, "minimize", minimize)
+    x, t_x, T, _ = cdnow_summary()
+
+    # When the model is fitted
+    model = clv.fit_bgnbd(x, t_x, T)
+
+    # Then the simplex then BFGS ran, and the fit is the published one all the same
+    assert methods == ["BFGS", "Nelder-Mead", "BFGS"]
+    assert (significant(model.r), significant(model.a), significant(model.b)) == (0.24, 0.79, 2.4)
+    assert model.log_likelihood == pytest.approx(-9582.4, abs=0.1)

@@ -70,7 +70,7 @@ def test_each_customers_segments_are_the_sorted_names_of_the_lists_that_hold_the
     assert list(got.index) == ids
     assert {c: got[c] for c in ids} == expected
     assert all(isinstance(v, tuple) for v in got)
-    assert any(v == () for v in got) and outcome.members["nobody"] == []
+    assert any(v == () for v in got) and len(outcome.members["nobody"]) == 0
     assert sum(len(v) > 3 for v in got) > 0  # rule segments on top of the built-in ones
 
 
@@ -87,3 +87,97 @@ def test_memberships_with_no_segment_many_segments_and_repeated_ids() -> None:
     repeated = pd.Index(["c1", "c2", "c1"], name="customer_id")
     few = {"b": ["c1"], "a": ["c1", "c2"]}
     assert memberships(repeated, few).tolist() == [("a", "b"), ("a",), ("a", "b")]
+
+
+def _numbers(n: int, rng: random.Random) -> dict:
+    import numpy as np
+
+    whole = {
+        name: np.array([float(rng.randint(1, 5)) for _ in range(n)])
+        for name in ("r", "f", "m", "recency_days", "frequency", "monetary", "p_clv_12m")
+    }
+    return {
+        **whole,
+        "p_p_alive": np.array([round(rng.random(), 4) for _ in range(n)]),
+        "p_expected_orders_90d": np.array([round(rng.random() * 3, 4) for _ in range(n)]),
+    }
+
+
+def test_a_digest_moves_with_any_one_value_and_only_for_that_profile() -> None:
+    import numpy as np
+
+    from crm_analytics.segmentation import digests
+
+    # Given 200 profiles' figures, groups and segments
+    rng = random.Random(3)
+    n = 200
+    numbers = _numbers(n, rng)
+    groups = np.array([rng.randint(-1, 5) for _ in range(n)])
+    combinations = np.empty(3, dtype=object)
+    combinations[:] = [(), ("loyal",), ("high_value", "loyal")]
+    which = np.array([rng.randint(0, 2) for _ in range(n)])
+    before = digests(numbers, groups, combinations, which)
+    assert before.isna().sum() == 0 and len(set(before.tolist())) == n  # all distinct
+
+    # When one value of one profile changes, in turn each figure, the group, the segments
+    for name in numbers:
+        changed = {k: v.copy() for k, v in numbers.items()}
+        changed[name][17] += 1 if name not in ("p_p_alive", "p_expected_orders_90d") else 0.0001
+        after = digests(changed, groups, combinations, which)
+        # Then that profile's digest moves, and no other's
+        assert (before != after).tolist() == [i == 17 for i in range(n)], name
+    moved_group = groups.copy()
+    moved_group[5] = (moved_group[5] + 2) % 6
+    assert (digests(numbers, moved_group, combinations, which) != before).sum() == 1
+    other = which.copy()
+    other[9] = 2 if which[9] != 2 else 1
+    assert (digests(numbers, groups, combinations, other) != before).sum() == 1
+
+    # A figure gone (no prediction any more) is a change too; nothing at all: no digest
+    gone = {k: v.copy() for k, v in numbers.items()}
+    gone["p_p_alive"][4] = np.nan
+    assert (digests(gone, groups, combinations, which) != before).tolist()[4]
+    nothing = {k: np.full(n, np.nan) for k in numbers}
+    empty = digests(nothing, np.full(n, -1), combinations, np.zeros(n, dtype=int))
+    assert empty.isna().all()
+
+
+def test_what_is_written_is_what_differs_from_what_the_profile_holds() -> None:
+    from crm_analytics.segmentation import changed
+
+    new = pd.array([1, 2, None, None, 5, 6], dtype="Int64")
+    held = pd.array([1, 3, None, 4, None, 0], dtype="Int64")  # 0: held before digests
+
+    got = changed(pd.Series(new), pd.Series(held)).tolist()
+
+    assert got == [False, True, False, True, True, True]
+
+
+def test_the_payload_holds_the_profiles_figures_and_its_digest() -> None:
+    import json
+
+    import numpy as np
+
+    from crm_analytics.segmentation import payloads
+
+    orders = pd.DataFrame(generated_orders(4, customers=400))
+    customers = customers_frame(4, 450)
+    outcome = compute(orders, customers, AS_OF)
+    p = outcome.profiles
+    everyone = np.arange(len(p))
+
+    held = payloads(outcome, everyone, "CNY")
+
+    assert json.loads(json.dumps(held)) == held  # JSON as it is stored
+    for i, value in enumerate(held):
+        row = p.iloc[i]
+        assert value.get("segments", []) == list(row["segments"])
+        assert ("digest" in value) == (not pd.isna(row["digest"]))
+        if "digest" in value:
+            assert value["digest"] == int(row["digest"])
+        if "rfm" in value:
+            assert value["rfm"]["r"] == row["r"] and value["rfm"]["group"] == row["group"]
+            assert value["rfm"]["monetary"] == f"{int(row['monetary']) / 100:.2f}"
+        if "predicted" in value:
+            assert value["predicted"]["p_alive"] == row["p_p_alive"]
+    assert sum("predicted" in v for v in held) > 100 and any(v == {} for v in held)

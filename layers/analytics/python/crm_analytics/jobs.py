@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crm.adapters import events, s3
@@ -21,7 +22,7 @@ from crm.domain.segment_rules import LIFECYCLE_STAGES, VALUE_BANDS, parse_rule
 from crm.store import segments as segment_store
 from crm.store.customers import get_customer_repository
 from crm_analytics import clv, snapshot
-from crm_analytics.segmentation import Outcome, analytics_texts, compute, rule_frame
+from crm_analytics.segmentation import Outcome, facts, finish, payloads, rule_frame
 
 log = logging.getLogger("crm.analytics")
 MODELS_PREFIX = "analytics/models/"
@@ -61,25 +62,25 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
     orders = taken.orders[taken.orders["customer_active"]]
     models = _day_models(as_of)
     engine = scoring_engine(len(orders))
-    outcome = compute(
-        orders,
-        taken.customers,
-        as_of,
-        rule_segments=rule_segments(settings.currency),
-        models=models,
-        scores=sql_scores(as_of) if engine == "sql" else None,
-    )
+    rules = rule_segments(settings.currency)
+    if engine == "sql":
+        found = sql_facts(as_of, rules)
+    else:
+        found = facts(orders, taken.customers, as_of, rule_segments=rules)
+    sizes = {"customers": len(taken.customers), "orders": len(taken.orders)}
+    left_out = taken.left_out
+    del taken, orders  # the facts are all the rest needs
+    outcome = finish(found, as_of, sorted(rules), models=models)
     if models is None and "bgnbd" in outcome.models:
         s3.put_json(
             settings.data_bucket, f"{MODELS_PREFIX}{as_of.isoformat()}.json", outcome.models
         )
-    written = write_back(outcome, taken.customers, settings.currency, run_id)
+    written = write_back(outcome, settings.currency, run_id)
     record(outcome, run_id)
     return {
         "as_of": as_of.isoformat(),
-        "customers": len(taken.customers),
-        "orders": len(taken.orders),
-        "orders_left_out": taken.left_out,
+        **sizes,
+        "orders_left_out": left_out,
         "snapshot_files": files,
         "segments": {name: len(ids) for name, ids in outcome.members.items()},
         "models": outcome.models if "reason" in outcome.models else _rounded(outcome.models),
@@ -101,13 +102,11 @@ def scoring_engine(orders: int) -> str:
     return "sql" if orders > int(os.environ.get("CRM_ANALYTICS_SQL_ABOVE", "5000000")) else "pandas"
 
 
-ACTIVE_ORDERS = "(SELECT * FROM {table} WHERE customer_active)"  # segment_sql names it
-
-
-def sql_scores(as_of: date) -> pd.DataFrame:
-    """The RFM, lifecycle and value band of every active customer as one SQL query over the
-    snapshot just written: on Athena over the Glue table in the cloud; locally on DuckDB over a
-    copy of the snapshot's orders (moto's Athena answers without running SQL)."""
+def sql_facts(as_of: date, rules: dict[str, Any]) -> pd.DataFrame:
+    """The facts of every active customer (`segmentation.facts`' frame) as one SQL query over
+    the snapshot just written: on Athena over the Glue tables in the cloud; locally on DuckDB
+    over a copy of the snapshot's orders and customers (moto's Athena answers without running
+    SQL)."""
     import os
 
     from crm_analytics import sql
@@ -117,12 +116,16 @@ def sql_scores(as_of: date) -> pd.DataFrame:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="crm-snapshot-") as root:
-            snapshot.download(settings.data_bucket, root, ("orders",))
-            source = ACTIVE_ORDERS.format(table=sql.orders_source_duckdb(root))
-            return sql.run_duckdb(sql.segment_sql(source, as_of))
+            snapshot.download(settings.data_bucket, root, ("orders", "customers"))
+            return sql.facts_duckdb(root, as_of, rules=rules)
     database = os.environ["CRM_GLUE_DATABASE"]
-    source = ACTIVE_ORDERS.format(table=f'"{database}"."orders"')
-    return sql.as_segments(athena_runner()(sql.segment_sql(source, as_of)))
+    text = sql.facts_sql(
+        sql.ACTIVE_ORDERS.format(table=f'"{database}"."orders"'),
+        f'"{database}"."customers"',
+        as_of,
+        rules=rules,
+    )
+    return sql.as_facts(athena_runner()(text))
 
 
 def athena_runner() -> Callable[[str], pd.DataFrame]:
@@ -147,35 +150,34 @@ def _rounded(models: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_back(
-    outcome: Outcome, customers: pd.DataFrame, currency: str, run_id: str | None
-) -> dict[str, int]:
-    """Write each profile whose analytics changed, at the version the snapshot read (one more
-    try at the version read again when the profile moved meanwhile), then publish its
-    membership changes. Nothing changed: no write and no event."""
-    texts = analytics_texts(outcome, currency)
-    held = customers.set_index("customer_id")
-    before = held["analytics"].reindex(texts.index).fillna("")
-    versions = held["version"].reindex(texts.index)
-    changed = texts.index[texts.to_numpy() != before.to_numpy()]
+def write_back(outcome: Outcome, currency: str, run_id: str | None) -> dict[str, int]:
+    """Write each profile whose analytics changed (by digest: `Outcome.changed`) at the
+    version the snapshot read (one more try at the version read again when the profile moved
+    meanwhile), then publish its membership changes. Nothing changed: no write and no event."""
+    positions = np.flatnonzero(outcome.changed())
+    values = payloads(outcome, positions, currency)
+    profiles = outcome.profiles
+    customer_ids = profiles.index.to_numpy(dtype=object)[positions]
+    versions = profiles["version"].to_numpy()[positions]
     repo = get_customer_repository()
 
-    def write(customer_id: str) -> tuple[str, bool]:
-        value = json.loads(texts[customer_id]) if texts[customer_id] else {}
-        if repo.write_analytics(customer_id, value, int(versions[customer_id])):
-            return customer_id, True
+    def write(i: int) -> bool:
+        customer_id = customer_ids[i]
+        if repo.write_analytics(customer_id, values[i], int(versions[i])):
+            return True
         fresh = repo.get(customer_id)
         if fresh is None or fresh.status != "active" or fresh.version is None:
-            return customer_id, False
-        return customer_id, repo.write_analytics(customer_id, value, fresh.version)
+            return False
+        return repo.write_analytics(customer_id, values[i], fresh.version)
 
     with ThreadPoolExecutor(WRITERS) as pool:
-        results = list(pool.map(write, changed))
-    done = [customer_id for customer_id, ok in results if ok]
+        done = list(pool.map(write, range(len(positions))))
+    held = profiles["held"].to_numpy(dtype=object)[positions]
     sent = []
-    for customer_id in done:
-        old = json.loads(before[customer_id]).get("segments", []) if before[customer_id] else []
-        new = json.loads(texts[customer_id]).get("segments", []) if texts[customer_id] else []
+    for i in np.flatnonzero(np.array(done, dtype=bool)):
+        text = held[i]
+        old = json.loads(text).get("segments", []) if isinstance(text, str) and text else []
+        new = values[i].get("segments", [])
         for kind, names in (
             ("segment_entered", sorted(set(new) - set(old))),
             ("segment_exited", sorted(set(old) - set(new))),
@@ -183,7 +185,7 @@ def write_back(
             sent += [
                 {
                     "type": kind,
-                    "customer_id": customer_id,
+                    "customer_id": customer_ids[i],
                     "segment": name,
                     "as_of": outcome.as_of.isoformat(),
                     "run_id": run_id,
@@ -192,9 +194,9 @@ def write_back(
             ]
     calls = events.publish(sent)
     return {
-        "profiles_changed": len(changed),
-        "profiles_written": len(done),
-        "profiles_skipped": len(changed) - len(done),
+        "profiles_changed": len(positions),
+        "profiles_written": int(sum(done)),
+        "profiles_skipped": len(positions) - int(sum(done)),
         "segment_events": len(sent),
         "event_calls": calls,
     }

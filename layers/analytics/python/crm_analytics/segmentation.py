@@ -1,13 +1,19 @@
-"""The segmentation of a whole shop as of a date, from the snapshot's frames: every built-in
-segment (lifecycle, value band, RFM group), every rule segment, and the predictions, as what
-each customer's profile should hold (`analytics`), with each segment's members.
+"""The segmentation of a whole shop as of a date: every built-in segment (lifecycle, value
+band, RFM group), every rule segment, and the predictions, as what each customer's profile
+should hold (`analytics`), with each segment's members and a digest of each profile's part.
+
+Two steps. The facts: one row per active customer with its scores (`segments.COLUMNS`), its
+history for the models (`sql.HISTORY_COLUMNS`) and one boolean per rule segment, computed by
+`facts` with pandas from the snapshot's frames, or by one SQL query over the snapshot's files
+(`sql.facts_sql`: DuckDB here, Athena in the cloud) past a documented size; the two are held
+equal by the tests. Then `finish`, the same for both: memberships, predictions and digests.
 
 Pure over frames: reading and writing are the job's (`crm_analytics.jobs`).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import compress
@@ -19,23 +25,45 @@ import pandas as pd
 from crm.domain.money import to_decimal_string
 from crm.domain.segment_rules import LIFECYCLE_STAGES, RFM_GROUPS, RFM_SEGMENTS, VALUE_BANDS
 from crm_analytics import clv, rules
-from crm_analytics.segments import Thresholds, counted_orders, segment
+from crm_analytics.segments import COLUMNS, Thresholds, counted_orders, segment
+from crm_analytics.sql import HISTORY_COLUMNS
 
 PREDICTION_DECIMALS = 4
 DEFAULT_THRESHOLDS = Thresholds()
+RFM_FIELDS = ("r", "f", "m", "group", "recency_days", "frequency", "monetary")
+PREDICTED = ("p_alive", "expected_orders_90d", "clv_12m")
+# What the digest covers changes with this: a new version rewrites every profile once.
+DIGEST_VERSION = 1
 
 
 @dataclass
 class Outcome:
     as_of: date
-    # Per active customer (index `customer_id`): the RFM columns (`r`, `f`, `m`, `group`,
-    # `recency_days`, `frequency`, `monetary`; NA without a counted order), the predictions
-    # (`p_p_alive`, `p_expected_orders_90d`, `p_clv_12m`) and `segments` (names, sorted).
+    # Per active customer (index `customer_id`): the RFM columns (`RFM_FIELDS`; NA without a
+    # counted order), the predictions (`p_p_alive`, `p_expected_orders_90d`, `p_clv_12m`,
+    # rounded as written; NA without), `segments` (names, sorted), `digest` (int64, of what
+    # the profile should hold; NA for nothing), and what the profile holds: `version`,
+    # `held_digest` (NA for none) and `held` (its analytics as JSON text, or empty).
     profiles: pd.DataFrame
-    members: dict[str, list[str]]
+    members: dict[str, np.ndarray]  # name -> its members' ids (str), in customer order
     revenue: dict[str, int]  # money kept in the window by each segment's members
     total_revenue: int
     models: dict[str, Any] = field(default_factory=dict)
+
+    def changed(self) -> np.ndarray:
+        """Which profiles hold something else than they should (by digest)."""
+        return changed(self.profiles["digest"], self.profiles["held_digest"])
+
+
+def changed(new: pd.Series, held: pd.Series) -> np.ndarray:
+    """A profile to write: its digest differs from the one it holds, one of the two being
+    none (nothing to hold) only when the other is not."""
+    new_none = new.isna().to_numpy()
+    held_none = held.isna().to_numpy()
+    both = ~new_none & ~held_none
+    same = np.zeros(len(new), dtype=bool)
+    same[both] = new.to_numpy()[both].astype(np.int64) == held.to_numpy()[both].astype(np.int64)
+    return ~(same | (new_none & held_none))
 
 
 def rule_frame(customers: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -54,6 +82,35 @@ def rule_frame(customers: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def facts(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: date,
+    *,
+    rule_segments: dict[str, Any] | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> pd.DataFrame:
+    """The facts with pandas (what `sql.facts_sql` gives, indexed by `customer_id`, in its
+    order).
+
+    `orders`: the snapshot's orders of active customers; `customers`: the active customers
+    (the snapshot's customers frame). `rule_segments`: name -> parsed rule."""
+    scores = segment(orders, as_of, thresholds)
+    held = customers.set_index("customer_id")
+    out = pd.DataFrame(index=held.index)
+    out["version"] = held.get("version", 0)
+    out["analytics_digest"] = held.get("analytics_digest")
+    out["analytics"] = held.get("analytics")
+    out = out.join(scores[list(COLUMNS)])
+    counted = counted_orders(orders, as_of)
+    out = out.join(clv.history(counted[counted["customer_id"].isin(held.index)], as_of))
+    if rule_segments:
+        frame = rule_frame(customers, scores)
+        for i, (_, rule) in enumerate(sorted(rule_segments.items())):
+            out[f"rule_{i}"] = rules.mask(rule, frame).to_numpy()
+    return out.sort_index()
+
+
 def compute(
     orders: pd.DataFrame,
     customers: pd.DataFrame,
@@ -62,46 +119,89 @@ def compute(
     rule_segments: dict[str, Any] | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     models: tuple[clv.BgNbd, clv.GammaGamma] | None = None,
-    sample: int = 200_000,
-    scores: pd.DataFrame | None = None,
+    sample: int = clv.SAMPLE_SIZE,
 ) -> Outcome:
-    """`orders`: the snapshot's orders of active customers; `customers`: the active customers.
-    `rule_segments`: name -> parsed rule. `models`: fitted models to reuse (a re-run of the
-    same day scores with the day's models, so what did not change is not rewritten).
-    `scores`: the RFM, lifecycle and value band already computed as SQL (Athena or DuckDB,
-    `crm_analytics.sql`), in `segment`'s shape; computed here with pandas otherwise."""
-    customer_ids = pd.Index(customers["customer_id"], name="customer_id")
-    if scores is None:
-        scores = segment(orders, as_of, thresholds)
-    scores = scores[scores.index.isin(customer_ids)]
-    counted = counted_orders(orders, as_of)
-    counted = counted[counted["customer_id"].isin(customer_ids)]
+    """`finish` of the pandas `facts`."""
+    found = facts(orders, customers, as_of, rule_segments=rule_segments, thresholds=thresholds)
+    return finish(found, as_of, sorted(rule_segments or {}), models=models, sample=sample)
 
-    members: dict[str, list[str]] = {}
-    for name in LIFECYCLE_STAGES:
-        members[name] = sorted(scores.index[scores["lifecycle"] == name])
-    for name in VALUE_BANDS:
-        members[name] = sorted(scores.index[scores["value_band"] == name])
-    for group, name in zip(RFM_GROUPS, RFM_SEGMENTS, strict=True):
-        members[name] = sorted(scores.index[scores["group"] == group])
-    if rule_segments:
-        frame = rule_frame(customers, scores)
-        for name, rule in sorted(rule_segments.items()):
-            members[name] = sorted(frame.index[rules.mask(rule, frame)])
 
-    predicted, fitted = _predictions(counted, as_of, models, sample)
+def finish(
+    found: pd.DataFrame,
+    as_of: date,
+    rule_names: list[str],
+    *,
+    models: tuple[clv.BgNbd, clv.GammaGamma] | None = None,
+    sample: int = clv.SAMPLE_SIZE,
+) -> Outcome:
+    """From the facts (`facts`, or `sql.facts_sql`'s rows as `sql.as_facts` gives them; rule
+    columns in the order of `rule_names`, which is sorted): the segments' members, the
+    predictions (fitted on a sample, or with the day's `models`), and each profile's digest.
 
-    window = scores["window_monetary"]
-    revenue = {name: int(window.reindex(ids).fillna(0).sum()) for name, ids in members.items()}
-    profiles = pd.DataFrame(index=customer_ids)
-    profiles = profiles.join(
-        scores[["r", "f", "m", "group", "recency_days", "frequency", "monetary"]]
-    )
-    profiles = profiles.join(predicted.rename(columns=lambda c: f"p_{c}"))
-    profiles["segments"] = memberships(customer_ids, members)
+    The facts come in customer order (both give them so), and so do the member lists.
+    Whole columns at once, by position: a shop of millions takes a second here."""
+    customer_ids = found.index
+    n = len(found)
+    scored = found["r"].notna().to_numpy()
+
+    masks: dict[str, np.ndarray] = {}
+    group_codes = _codes(found["group"], RFM_GROUPS)
+    for codes, labelled in (
+        (_codes(found["lifecycle"], LIFECYCLE_STAGES), LIFECYCLE_STAGES),
+        (_codes(found["value_band"], VALUE_BANDS), VALUE_BANDS),
+        (group_codes, RFM_SEGMENTS),
+    ):
+        for k, name in enumerate(labelled):
+            masks[name] = codes == k
+    for i, name in enumerate(rule_names):
+        masks[name] = found[f"rule_{i}"].to_numpy(dtype=bool)
+    names = sorted(masks)
+    ids = customer_ids.to_numpy(dtype=object)
+    members = {name: ids[masks[name]] for name in names}
+
+    window = found["window_monetary"].to_numpy(dtype=np.float64, na_value=0)
+    window = np.where(scored, window, 0).astype(np.int64)
+    revenue = {name: int(window[masks[name]].sum()) for name in names}
+
+    history = pd.DataFrame(
+        {
+            name: found[name].to_numpy(dtype=np.float64, na_value=0)[scored]
+            for name in HISTORY_COLUMNS
+        },
+        index=customer_ids[scored],
+    ).astype({"x": np.int64})
+    predicted, fitted = _predictions(history, models, sample)
+
+    # Every number as float64, NaN for none: whole numbers stay exact below 2^53.
+    numbers = {
+        name: found[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        for name in RFM_FIELDS
+        if name != "group"
+    }
+    at = np.flatnonzero(scored)
+    for name in PREDICTED:
+        values = np.full(n, np.nan)
+        if name in predicted and len(predicted):
+            values[at] = predicted[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if name != "clv_12m":
+            values = np.round(values, PREDICTION_DECIMALS)  # as written, so as digested
+        numbers[f"p_{name}"] = values
+    combinations, which = _combinations(names, [masks[name] for name in names], n)
+    digest = digests(numbers, group_codes, combinations, which)
+
+    columns: dict[str, Any] = {}
+    for name in RFM_FIELDS:
+        columns[name] = found["group"].to_numpy(dtype=object) if name == "group" else None
+    for name, values in numbers.items():
+        columns[name] = values if name in FRACTIONS else _whole(values)
+    columns["segments"] = combinations[which]
+    columns["digest"] = digest
+    columns["version"] = found["version"].to_numpy()
+    columns["held_digest"] = found["analytics_digest"].astype("Int64").array
+    columns["held"] = found["analytics"].array if "analytics" in found else None
     return Outcome(
         as_of=as_of,
-        profiles=profiles,
+        profiles=pd.DataFrame(columns, index=customer_ids),
         members=members,
         revenue=revenue,
         total_revenue=int(window.sum()),
@@ -109,49 +209,76 @@ def compute(
     )
 
 
-def memberships(customer_ids: pd.Index, members: dict[str, list[str]]) -> pd.Series:
-    """Each customer's segments as a tuple of names in sorted order, `()` for none.
+FRACTIONS = ("p_p_alive", "p_expected_orders_90d")
 
-    One boolean column per segment, packed to bits: the tuples are built once per distinct
-    combination of segments (a shop has a few hundred at most), not once per customer."""
+
+def _whole(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Whole numbers held as floats (NaN for none) as a nullable integer array."""
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), missing)
+
+
+def _codes(column: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
+    """Each value's place in `labels`, -1 for none (a categorical column is recoded, not
+    compared string by string)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.set_categories(list(labels)).cat.codes.to_numpy()
+    return pd.Categorical(column.to_numpy(dtype=object), categories=list(labels)).codes
+
+
+def memberships(customer_ids: pd.Index, members: dict[str, list[str]]) -> pd.Series:
+    """Each customer's segments as a tuple of names in sorted order, `()` for none."""
     names = sorted(members)
-    if not names or len(customer_ids) == 0:
-        return pd.Series([()] * len(customer_ids), index=customer_ids, dtype=object)
-    held = np.zeros((len(customer_ids), len(names)), dtype=bool)
-    for column, name in enumerate(names):
+    columns = []
+    for name in names:
         if customer_ids.is_unique:  # the index's own hash table, built once
             at = customer_ids.get_indexer(members[name])
-            held[at[at >= 0], column] = True
+            column = np.zeros(len(customer_ids), dtype=bool)
+            column[at[at >= 0]] = True
         else:
-            held[:, column] = customer_ids.isin(members[name])
-    packed = np.packbits(held, axis=1)
-    if packed.shape[1] <= 8:  # up to 64 segments: one integer per customer
-        words = np.zeros((len(packed), 8), dtype=np.uint8)
-        words[:, : packed.shape[1]] = packed
-        keys, which = np.unique(words.view(np.uint64).reshape(-1), return_inverse=True)
-        combinations = keys.reshape(-1, 1).view(np.uint8)[:, : packed.shape[1]]
+            column = customer_ids.isin(members[name])
+        columns.append(column)
+    held, which = _combinations(names, columns, len(customer_ids))
+    return pd.Series(held[which], index=customer_ids, dtype=object)
+
+
+def _combinations(
+    names: list[str], masks: list[np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct combinations of segments as tuples of names (sorted as `names` is), and
+    which one each customer holds. One boolean column per segment, packed to bits: the
+    tuples are built once per distinct combination (a shop has a few hundred at most), not
+    once per customer."""
+    if not names or n == 0:
+        nothing = np.empty(1, dtype=object)
+        nothing[0] = ()
+        return nothing, np.zeros(n, dtype=np.intp)
+    if len(names) <= 64:  # one integer per customer, bit k for segment k; hashed, not sorted
+        keys = np.zeros(n, dtype=np.uint64)
+        for k, mask in enumerate(masks):
+            keys |= mask.astype(np.uint64) << np.uint64(k)
+        which, distinct = pd.factorize(keys)
+        flags = [[bool(int(key) >> k & 1) for k in range(len(names))] for key in distinct]
     else:
+        packed = np.packbits(np.stack(masks, axis=1), axis=1)
         combinations, which = np.unique(packed, axis=0, return_inverse=True)
-    flags = np.unpackbits(combinations, axis=1, count=len(names)).tolist()
-    tuples = np.empty(len(combinations), dtype=object)
+        flags = np.unpackbits(combinations, axis=1, count=len(names)).astype(bool).tolist()
+    tuples = np.empty(len(flags), dtype=object)
     tuples[:] = [tuple(compress(names, row)) for row in flags]  # one per combination
-    return pd.Series(tuples[which.reshape(-1)], index=customer_ids, dtype=object)
+    return tuples, np.asarray(which).reshape(-1)
 
 
 def _predictions(
-    counted: pd.DataFrame,
-    as_of: date,
+    history: pd.DataFrame,
     models: tuple[clv.BgNbd, clv.GammaGamma] | None,
     sample: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    if counted.empty:
-        return pd.DataFrame(columns=["p_alive", "expected_orders_90d", "clv_12m"]), {
-            "reason": "no counted orders"
-        }
+    if history.empty:
+        return pd.DataFrame(columns=list(PREDICTED)), {"reason": "no counted orders"}
     if models is not None:
-        result = clv.score(counted, as_of, *models)
+        result = clv.score_history(history, *models)
     else:
-        result = clv.predict(counted, as_of, sample=sample)
+        result = clv.predict_history(history, sample=sample)
     if result.bgnbd is None or result.gamma_gamma is None:
         return result.frame.iloc[0:0], {"reason": result.reason}
     return result.frame, {
@@ -163,40 +290,99 @@ def _predictions(
     }
 
 
-def analytics_texts(outcome: Outcome, currency: str) -> pd.Series:
-    """What each profile's `analytics` should hold, as canonical JSON text (compared as text
-    with what it holds: equal text, no write); empty text for nothing."""
-    p = outcome.profiles
-    scored = p["r"].notna().to_numpy()
-    predicted = p["p_p_alive"].notna().to_numpy() if "p_p_alive" in p else np.zeros(len(p), bool)
-    texts = []
-    columns = [
-        p[c].to_numpy() for c in ("r", "f", "m", "group", "recency_days", "frequency", "monetary")
-    ]
-    if predicted.any():
-        alive = p["p_p_alive"].to_numpy(dtype="float64", na_value=np.nan)
-        expected = p["p_expected_orders_90d"].to_numpy(dtype="float64", na_value=np.nan)
-        value = p["p_clv_12m"].to_numpy(dtype="float64", na_value=np.nan)
-    for i, segments in enumerate(p["segments"].to_numpy()):
+# -- what each profile holds ---------------------------------------------------------------------
+
+ODD = np.uint64(0x100000001B3 | 0x9E3779B97F4A7C15)  # odd: multiplying is a bijection
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, element-wise (wrapping uint64 arithmetic)."""
+    z = values.astype(np.uint64, copy=True)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def digests(
+    numbers: dict[str, np.ndarray],
+    group_codes: np.ndarray,
+    combinations: np.ndarray,
+    which: np.ndarray,
+) -> pd.arrays.IntegerArray:
+    """A 64-bit digest of what each profile should hold (`payloads`), for the whole shop at
+    once: two profiles with the same digest hold the same (short of a 1 in 2^64 chance); NA
+    for a profile that should hold nothing. `numbers`: the RFM figures and the predictions
+    as written (floats, NaN for none); `group_codes`: the RFM group's place in `RFM_GROUPS`
+    (-1 for none); the segments enter as a digest of their names, one per combination."""
+    n = len(which)
+    missing = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        names = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(",".join(c).encode(), digest_size=8).digest(), "big")
+                for c in combinations
+            ],
+            dtype=np.uint64,
+        )
+        columns = [names[which], group_codes.astype(np.int64).view(np.uint64)]
+        for name in sorted(numbers):
+            values = numbers[name]
+            nan = np.isnan(values)
+            if name in FRACTIONS:
+                bits = values.view(np.uint64)
+            else:
+                bits = np.where(nan, 0, values).astype(np.int64).view(np.uint64)
+            columns.append(np.where(nan, missing, bits))
+        # Each column in turn: h -> (h xor value) x an odd constant, a bijection of h for a
+        # given value, so a profile that differs in one value always gets another digest;
+        # then a finaliser spreads every bit.
+        h = np.full(n, np.uint64(DIGEST_VERSION), dtype=np.uint64)
+        for column in columns:
+            h ^= column
+            h *= ODD
+        h = _mix(h)
+    no_segments = np.array([len(c) == 0 for c in combinations], dtype=bool)
+    empty = no_segments[which] & np.isnan(numbers["r"]) & np.isnan(numbers["p_p_alive"])
+    return pd.arrays.IntegerArray(h.view(np.int64), empty)
+
+
+def payloads(outcome: Outcome, positions: np.ndarray, currency: str) -> list[dict[str, Any]]:
+    """What the profiles at these positions of `outcome.profiles` should hold as `analytics`:
+    `segments`, `rfm`, `predicted` (each when there is one) and the `digest` of it all
+    (`digests`); `{}` for nothing. Built only for the profiles to be written."""
+    p = outcome.profiles.iloc[positions]
+    whole = {
+        name: p[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        for name in ("r", "f", "m", "recency_days", "frequency", "monetary", "p_clv_12m")
+    }
+    alive = p["p_p_alive"].to_numpy(dtype=np.float64, na_value=np.nan)
+    expected = p["p_expected_orders_90d"].to_numpy(dtype=np.float64, na_value=np.nan)
+    digest = p["digest"].to_numpy(dtype=object, na_value=None)
+    out = []
+    for i, (segments, group) in enumerate(zip(p["segments"], p["group"], strict=True)):
         held: dict[str, Any] = {}
         if segments:
             held["segments"] = list(segments)
-        if scored[i]:
-            r, f, m, group, recency, frequency, monetary = (col[i] for col in columns)
+        if not np.isnan(whole["r"][i]):
             held["rfm"] = {
-                "r": int(r),
-                "f": int(f),
-                "m": int(m),
+                "r": int(whole["r"][i]),
+                "f": int(whole["f"][i]),
+                "m": int(whole["m"][i]),
                 "group": str(group),
-                "recency_days": int(recency),
-                "frequency": int(frequency),
-                "monetary": to_decimal_string(int(monetary), currency),
+                "recency_days": int(whole["recency_days"][i]),
+                "frequency": int(whole["frequency"][i]),
+                "monetary": to_decimal_string(int(whole["monetary"][i]), currency),
             }
-        if predicted[i]:
+        if not np.isnan(alive[i]):
             held["predicted"] = {
-                "p_alive": round(float(alive[i]), PREDICTION_DECIMALS),
-                "expected_orders_90d": round(float(expected[i]), PREDICTION_DECIMALS),
-                "clv_12m": to_decimal_string(int(value[i]), currency),
+                "p_alive": float(alive[i]),
+                "expected_orders_90d": float(expected[i]),
+                "clv_12m": to_decimal_string(int(whole["p_clv_12m"][i]), currency),
             }
-        texts.append(json.dumps(held, sort_keys=True) if held else "")
-    return pd.Series(texts, index=p.index, dtype=object)
+        if held:
+            held["digest"] = int(digest[i])
+        out.append(held)
+    return out

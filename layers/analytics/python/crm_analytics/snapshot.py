@@ -86,6 +86,7 @@ CUSTOMER_COLUMNS = {
     "last_order_at": pa.string(),
     "points_balance": pa.int64(),
     "analytics": pa.string(),
+    "analytics_digest": pa.int64(),
     "version": pa.int64(),
 }
 POINT_COLUMNS = {
@@ -244,15 +245,38 @@ def _customer_rows(
                 "last_order_at": str(local_day(last, zone)) if last else None,
                 "points_balance": balances.get(c.customer_id, 0),
                 "analytics": json.dumps(c.analytics, sort_keys=True) if c.analytics else None,
+                "analytics_digest": held_digest(c.analytics),
                 "version": int(c.version or 0),
             }
         )
     return rows
 
 
+def held_digest(analytics: dict[str, Any] | None) -> int | None:
+    """The digest of what a profile holds (`segmentation.digests`): None for nothing, and 0,
+    a digest no computation gives but by a 1 in 2^64 chance, for analytics written before
+    digests were (so they are rewritten once, with one)."""
+    if not analytics:
+        return None
+    digest = analytics.get("digest")
+    return int(digest) if isinstance(digest, int | Decimal) and not isinstance(digest, bool) else 0
+
+
 def _frame(rows: list[dict[str, Any]], columns: dict[str, pa.DataType]) -> pd.DataFrame:
     table = pa.Table.from_pylist(rows, schema=pa.schema(list(columns.items())))
-    return table.to_pandas(types_mapper=None)
+    return to_pandas(table)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A snapshot table as a frame, pyarrow's defaults but for the digests: a 64-bit integer
+    column with nulls would become floats, which do not hold 64 bits."""
+    frame = table.to_pandas()
+    if "analytics_digest" in table.column_names:
+        digests = table.select(["analytics_digest"]).to_pandas(
+            types_mapper={pa.int64(): pd.Int64Dtype()}.get
+        )
+        frame["analytics_digest"] = digests["analytics_digest"]
+    return frame
 
 
 def take(as_of: date, settings: Settings, program: Program) -> Snapshot:
@@ -376,7 +400,7 @@ def read(
         tables = list(pool.map(get, keys))
     if not tables:
         return _frame([], columns)
-    return pa.concat_tables(tables).to_pandas()
+    return to_pandas(pa.concat_tables(tables))
 
 
 def manifest(bucket: str) -> dict[str, Any] | None:
@@ -410,11 +434,14 @@ def scrub(bucket: str, customer_ids: set[str]) -> int:
         body = s3.get_bytes(bucket, key)
         if body is None:
             continue
-        frame = pq.read_table(io.BytesIO(body)).to_pandas()
+        frame = to_pandas(pq.read_table(io.BytesIO(body)))
         hit = frame["customer_id"].isin(customer_ids)
         if not hit.any():
             continue
         frame = frame[~hit]  # an erased person is not a customer to score either
+        for name in CUSTOMER_COLUMNS:  # a file written before the column was
+            if name not in frame:
+                frame[name] = None
         s3.put_bytes(
             bucket, key, _parquet(frame, CUSTOMER_COLUMNS), "application/vnd.apache.parquet"
         )

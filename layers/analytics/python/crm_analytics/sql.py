@@ -14,12 +14,14 @@ from __future__ import annotations
 import operator
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from crm.domain.segment_rules import DATE, FIELDS, TEXT, TEXTS, Condition
 from crm_analytics.segments import COLUMNS, Thresholds, window_start
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 WHOLE_NUMBERS = ("recency_days", "frequency", "monetary", "r", "f", "m", "window_monetary")
 
@@ -80,6 +82,7 @@ DATASET_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("last_order_at", "VARCHAR"),
         ("points_balance", "BIGINT"),
         ("analytics", "VARCHAR"),
+        ("analytics_digest", "BIGINT"),
         ("version", "BIGINT"),
     ),
     "points": (
@@ -119,13 +122,7 @@ def segment_sql(orders_table: str, as_of: date, thresholds: Thresholds = DEFAULT
     job's own configuration, never a customer's or an operator's input."""
     at = _day(as_of)
     after = _day(window_start(as_of, thresholds))
-    t = thresholds
-    # Money sums are cast back to BIGINT: DuckDB sums BIGINT into HUGEINT, Trino into BIGINT.
-    return f"""WITH counted AS (
-    SELECT customer_id, "day", CAST(total - refunded AS BIGINT) AS amount
-    FROM {orders_table} AS orders
-    WHERE paid AND NOT cancelled AND "day" <= {at} AND total - refunded > 0
-),
+    return f"""WITH {_counted(orders_table, at)},
 per_customer AS (
     SELECT
         customer_id,
@@ -139,7 +136,28 @@ per_customer AS (
     FROM counted
     GROUP BY customer_id
 ),
-worse AS (
+{_scoring(thresholds)}
+SELECT
+    scored.customer_id,
+    {_labels(thresholds)}
+FROM scored
+LEFT JOIN bands ON bands.customer_id = scored.customer_id
+ORDER BY scored.customer_id
+"""  # noqa: S608 - the table is the job's configuration and every other value is a date or int
+
+
+def _counted(orders_table: str, at: str) -> str:
+    return f"""counted AS (
+    SELECT customer_id, "day", CAST(total - refunded AS BIGINT) AS amount
+    FROM {orders_table} AS orders
+    WHERE paid AND NOT cancelled AND "day" <= {at} AND total - refunded > 0
+)"""  # noqa: S608 - as segment_sql's
+
+
+def _scoring(t: Thresholds) -> str:
+    """The CTEs from `per_customer` (recency, first order's age, frequency, monetary and the
+    window's orders and money of each customer) to the scores (`scored`) and bands (`bands`)."""
+    return f"""worse AS (
     SELECT
         per_customer.*,
         COUNT(*) OVER () AS population,
@@ -150,8 +168,7 @@ worse AS (
 ),
 scored AS (
     SELECT
-        customer_id, recency_days, frequency, monetary, window_orders, window_monetary,
-        first_order_age_days,
+        worse.*,
         {_score("worse_r")} AS r,
         {_score("worse_f")} AS f,
         {_score("worse_m")} AS m
@@ -179,10 +196,12 @@ bands AS (
             ELSE 'low_value'
         END AS value_band
     FROM spenders
-)
-SELECT
-    scored.customer_id,
-    scored.recency_days,
+)"""  # noqa: S608 - every value in it is an integer of the thresholds
+
+
+def _labels(t: Thresholds) -> str:
+    """The columns of `segments.COLUMNS` from `scored` and `bands`."""
+    return f"""scored.recency_days,
     scored.frequency,
     scored.monetary,
     scored.r,
@@ -205,11 +224,156 @@ SELECT
         ELSE 'active'
     END AS lifecycle,
     scored.window_monetary,
-    bands.value_band
-FROM scored
-LEFT JOIN bands ON bands.customer_id = scored.customer_id
-ORDER BY scored.customer_id
-"""  # noqa: S608 - the table is the job's configuration and every other value is a date or int
+    bands.value_band"""
+
+
+# The models' summary of each customer that `facts_sql` adds to `segments.COLUMNS`
+# (`clv.history`: `x` repeat purchase days, `t_x` and `T` in days, `m_x` the repeat purchases'
+# mean money).
+HISTORY_COLUMNS = ("x", "t_x", "T", "m_x")
+
+
+def facts_sql(
+    orders_table: str,
+    customers_table: str,
+    as_of: date,
+    thresholds: Thresholds = DEFAULTS,
+    rules: dict[str, Any] | None = None,
+) -> str:
+    """Everything the segmentation job needs of the orders, as one query (one scan of the
+    orders): one row per customer of `customers_table`, ordered by `customer_id`, with
+    `version`, `analytics_digest` and `analytics` (what the profile holds), the columns of
+    `segment_sql` (null for a customer without a counted order), the models' summary
+    (`HISTORY_COLUMNS`), and one boolean column `rule_<i>` per rule segment, `i` its place in
+    `sorted(rules)`.
+
+    The orders are summed per customer and day first (same-day orders are one purchase for
+    the models), then per customer: the figures are `segment_sql`'s, value for value."""
+    at = _day(as_of)
+    after = _day(window_start(as_of, thresholds))
+    ruled = "".join(
+        f",\n    {rule_sql(rule)} AS rule_{i}"
+        for i, (_, rule) in enumerate(sorted((rules or {}).items()))
+    )
+    return f"""WITH {_counted(orders_table, at)},
+daily AS (
+    SELECT customer_id, "day", COUNT(*) AS orders, CAST(SUM(amount) AS BIGINT) AS amount
+    FROM counted
+    GROUP BY customer_id, "day"
+),
+per_customer AS (
+    SELECT
+        customer_id,
+        date_diff('day', MAX("day"), {at}) AS recency_days,
+        date_diff('day', MIN("day"), {at}) AS first_order_age_days,
+        CAST(SUM(orders) AS BIGINT) AS frequency,
+        CAST(SUM(amount) AS BIGINT) AS monetary,
+        CAST(COALESCE(SUM(CASE WHEN "day" > {after} THEN orders END), 0) AS BIGINT)
+            AS window_orders,
+        CAST(COALESCE(SUM(CASE WHEN "day" > {after} THEN amount END), 0) AS BIGINT)
+            AS window_monetary,
+        COUNT(*) - 1 AS x,
+        date_diff('day', MIN("day"), MAX("day")) AS t_x,
+        CAST(SUM(amount) - min_by(amount, "day") AS BIGINT) AS repeat_money
+    FROM daily
+    GROUP BY customer_id
+),
+{_scoring(thresholds)},
+labelled AS (
+    SELECT
+        scored.customer_id,
+        {_labels(thresholds)},
+        scored.x,
+        scored.t_x,
+        scored.first_order_age_days,
+        scored.repeat_money
+    FROM scored
+    LEFT JOIN bands ON bands.customer_id = scored.customer_id
+)
+SELECT
+    c.customer_id,
+    c.version,
+    c.analytics_digest,
+    c.analytics,
+    {", ".join(f's."{name}"' for name in COLUMNS)},
+    s.x,
+    CAST(s.t_x AS DOUBLE) AS t_x,
+    CAST(s.first_order_age_days AS DOUBLE) AS "T",
+    CASE WHEN s.x > 0 THEN CAST(s.repeat_money AS DOUBLE) / s.x WHEN s.x = 0 THEN 0.0 END
+        AS m_x{ruled}
+FROM {customers_table} AS c
+LEFT JOIN labelled AS s ON s.customer_id = c.customer_id
+ORDER BY c.customer_id
+"""  # noqa: S608 - tables are the job's configuration; rules are compiled by rule_sql
+
+
+# -- rule segments ---------------------------------------------------------------------------
+
+# A documented rule field (crm.domain.segment_rules.FIELDS) as a column of `facts_sql`'s join:
+# `c` the customers file, `s` this run's scores (none for a customer without a counted order).
+_RULE_COLUMNS = {
+    **{name: f"c.{name}" for name in FIELDS},
+    "consents.email": "c.consents_email",
+    "consents.sms": "c.consents_sms",
+    "r": "s.r",
+    "f": "s.f",
+    "m": "s.m",
+    "recency_days": "s.recency_days",
+    "rfm_group": 's."group"',
+    "lifecycle": "s.lifecycle",
+    "value_band": "s.value_band",
+}
+
+
+def rule_sql(rule: Any) -> str:
+    """A parsed rule (`crm.domain.segment_rules.parse_rule`) as a SQL boolean that is never
+    null: `segment_rules.matches` over `facts_sql`'s columns (a missing value satisfies only
+    `exists false`), in the SQL that DuckDB and Athena read alike."""
+    if isinstance(rule, Condition):
+        return f"COALESCE({_holds(rule)}, FALSE)"
+    if "all" in rule:
+        return "(" + " AND ".join(rule_sql(child) for child in rule["all"]) + ")"
+    if "any" in rule:
+        return "(" + " OR ".join(rule_sql(child) for child in rule["any"]) + ")"
+    return f"(NOT {rule_sql(rule['not'])})"
+
+
+def _holds(c: Condition) -> str:
+    kind = FIELDS[c.field]
+    column = _RULE_COLUMNS[c.field]
+    if kind == TEXTS:
+        present = f"({column} IS NOT NULL AND {column} <> ARRAY[])"
+    elif kind in (TEXT, DATE):
+        present = f"({column} IS NOT NULL AND {column} <> '')"
+    else:
+        present = f"({column} IS NOT NULL)"
+    if c.op == "exists":
+        return present if c.value else f"(NOT {present})"
+    if kind == DATE:
+        column = f"substr({column}, 1, 10)"  # a time compares by its date
+    if c.op == "contains":
+        if kind == TEXTS:
+            return f"({present} AND contains({column}, {_literal(c.value)}))"
+        return f"({present} AND strpos({column}, {_literal(c.value)}) > 0)"
+    if c.op == "in":
+        values = ", ".join(_literal(v) for v in c.value)
+        return f"({present} AND {column} IN ({values}))"
+    op = "<>" if c.op == "!=" else c.op
+    if op not in ("=", "<>", ">", ">=", "<", "<="):
+        raise ValueError(f"no operator {c.op!r}")
+    return f"({present} AND {column} {op} {_literal(c.value)})"
+
+
+def _literal(value: Any) -> str:
+    """A rule's value as a SQL literal: an operator's input, so only a bool, an int or a
+    string (quotes doubled) gets in."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(operator.index(value))
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"a rule value of type {type(value).__name__}")
 
 
 def orders_source_duckdb(root: str) -> str:
@@ -263,13 +427,79 @@ def run_duckdb(sql: str) -> pd.DataFrame:
     return as_segments(query_duckdb(sql))
 
 
-def query_duckdb(sql: str) -> pd.DataFrame:
-    """Any query's rows from a fresh in-memory DuckDB, as DuckDB gives them: the local
-    stand-in for `crm_analytics.athena.run_athena`."""
+# The orders of active customers (the scored ones) in a table expression of the orders.
+ACTIVE_ORDERS = "(SELECT * FROM {table} WHERE customer_active)"
+
+
+def facts_duckdb(
+    root: str,
+    as_of: date,
+    thresholds: Thresholds = DEFAULTS,
+    rules: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """`facts_sql` on DuckDB over the snapshot at `root` (its `orders/` and `customers/`),
+    as `as_facts` gives it."""
+    text = facts_sql(
+        ACTIVE_ORDERS.format(table=source_duckdb(root, "orders")),
+        source_duckdb(root, "customers"),
+        as_of,
+        thresholds,
+        rules,
+    )
+    return as_facts(query_duckdb(text, arrow=True))
+
+
+LABELS = ("group", "lifecycle", "value_band")
+
+
+def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame:
+    """A `facts_sql` result indexed by `customer_id` (in its order), as `segmentation.facts`
+    gives it: whole numbers as floats where a customer has none (NaN), the profile's digest
+    as Int64, rules as bool. From Athena a frame (`run_athena`); from DuckDB an Arrow table,
+    converted without a Python object per value where none is needed: labels as categories,
+    what the profile holds as Arrow text (only the profiles written are ever read)."""
+    import pandas as pd
+
+    if not isinstance(result, pd.DataFrame):
+        import pyarrow as pa
+
+        table = result
+        plain = [n for n in table.column_names if n not in (*LABELS, "analytics")]
+        out = table.select(plain).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        for name in LABELS:
+            out[name] = table[name].dictionary_encode().to_pandas()
+        out["analytics"] = pd.Series(
+            pd.arrays.ArrowExtensionArray(table["analytics"].cast(pa.string()))
+        )
+        out = out.set_index("customer_id")
+        out.index = pd.Index(out.index.to_numpy(dtype=object), name="customer_id")
+    else:
+        out = result.set_index("customer_id")
+        out.index = out.index.astype(object)
+        for name in (*LABELS, "analytics"):
+            column = out[name].astype(object)
+            out[name] = column.where(column.notna(), None)
+    for name in out.columns:
+        if name.startswith("rule_"):
+            out[name] = out[name].fillna(False).astype(bool)
+    return out
+
+
+def query_duckdb(sql: str, *, arrow: bool = False) -> Any:
+    """Any query's rows from a fresh in-memory DuckDB, as DuckDB gives them (a frame, or an
+    Arrow table): the local stand-in for `crm_analytics.athena.run_athena`. Its memory is
+    held to `CRM_DUCKDB_MEMORY_LIMIT` (default 1GB; past it DuckDB spills to disk), so the
+    job's own frames fit beside it in the function's memory."""
+    import os
+
     import duckdb
 
     with duckdb.connect(":memory:") as connection:
-        return connection.execute(sql).df()
+        connection.execute(
+            "SET memory_limit = ?", [os.environ.get("CRM_DUCKDB_MEMORY_LIMIT", "1GB")]
+        )
+        result = connection.execute(sql)
+        return result.to_arrow_table() if arrow else result.df()
 
 
 def as_segments(frame: pd.DataFrame) -> pd.DataFrame:
