@@ -30,5 +30,7 @@ def test_the_frames_keep_every_bit_of_a_digest_beside_missing_ones() -> None:
     frame = to_pandas(table)
 
     digests = frame["analytics_digest"]
-    assert [None if missing else int(v) for v, missing in zip(digests, digests.isna())] == big
+    assert [
+        None if missing else int(v) for v, missing in zip(digests, digests.isna(), strict=True)
+    ] == big
     assert str(frame["analytics_digest"].dtype) == "Int64"
