@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -308,24 +309,23 @@ def score_history(summary: pd.DataFrame, purchases: BgNbd, spend: GammaGamma) ->
     x = summary["x"].to_numpy(dtype=np.float64)
     t_x = summary["t_x"].to_numpy(dtype=np.float64)
     T = summary["T"].to_numpy(dtype=np.float64)
-    frame = pd.DataFrame(index=summary.index)
-    frame["p_alive"] = purchases.p_alive(x, t_x, T)
+    alive = purchases.p_alive(x, t_x, T)
     # The Gauss function depends on (x, T) only, a few thousand pairs in a shop of millions:
     # each pair's value is computed once (`expected_purchases_by_pair`).
-    frame["expected_orders_90d"], year = expected_purchases_by_pair(purchases, (90, 365), x, t_x, T)
+    quarter, year = expected_purchases_by_pair(purchases, (90, 365), x, t_x, T)
     value = np.rint(year * spend.expected_spend(x, summary["m_x"].to_numpy(dtype=np.float64)))
     # A degenerate fit (a parameter at its bound) can make a customer's numbers not finite:
     # that customer has no prediction, rather than a garbage integer.
-    finite = (
-        np.isfinite(value)
-        & np.isfinite(frame["p_alive"])
-        & np.isfinite(frame["expected_orders_90d"])
-    )
-    frame["clv_12m"] = np.where(finite, value, 0).astype("int64")
+    finite = np.isfinite(value) & np.isfinite(alive) & np.isfinite(quarter)
+    whole = np.where(finite, value, 0).astype(np.int64)
+    clv_12m: Any = whole
     if not finite.all():
-        frame["clv_12m"] = frame["clv_12m"].astype("Int64")
-        frame.loc[~finite, ["p_alive", "expected_orders_90d"]] = np.nan
-        frame.loc[~finite, "clv_12m"] = pd.NA
+        alive, quarter = np.where(finite, alive, np.nan), np.where(finite, quarter, np.nan)
+        clv_12m = pd.arrays.IntegerArray(whole, ~finite)
+    frame = pd.DataFrame(
+        {"p_alive": alive, "expected_orders_90d": quarter, "clv_12m": clv_12m},
+        index=summary.index,
+    )
     return Predictions(frame, purchases, spend)
 
 

@@ -39,11 +39,12 @@ DIGEST_VERSION = 1
 @dataclass
 class Outcome:
     as_of: date
-    # Per active customer (index `customer_id`): the RFM columns (`RFM_FIELDS`; NA without a
-    # counted order), the predictions (`p_p_alive`, `p_expected_orders_90d`, `p_clv_12m`,
-    # rounded as written; NA without), `segments` (names, sorted), `digest` (int64, of what
-    # the profile should hold; NA for nothing), and what the profile holds: `version`,
-    # `held_digest` (NA for none) and `held` (its analytics as JSON text, or empty).
+    # Per active customer (index `customer_id`, in order): the RFM columns (`RFM_FIELDS`,
+    # numbers as floats; NaN or None without a counted order), the predictions (`p_p_alive`,
+    # `p_expected_orders_90d`, `p_clv_12m`, floats rounded as written; NaN without),
+    # `segments` (names, sorted), `digest` (Int64, of what the profile should hold; NA for
+    # nothing), and what the profile holds: `version`, `held_digest` (NA for none) and `held`
+    # (its analytics as JSON text, or empty).
     profiles: pd.DataFrame
     members: dict[str, np.ndarray]  # name -> its members' ids (str), in customer order
     revenue: dict[str, int]  # money kept in the window by each segment's members
@@ -53,6 +54,25 @@ class Outcome:
     def changed(self) -> np.ndarray:
         """Which profiles hold something else than they should (by digest)."""
         return changed(self.profiles["digest"], self.profiles["held_digest"])
+
+
+class Facts:
+    """The facts as named columns over one index of customer ids, each read as a Series: what
+    `finish` needs of a frame, without assembling one (pandas would copy every column into
+    its blocks: half a second for a million customers, for nothing)."""
+
+    def __init__(self, index: pd.Index, columns: dict[str, Any]) -> None:
+        self.index = index
+        self.columns = columns
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return pd.Series(self.columns[name], index=self.index, name=name, copy=False)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def changed(new: pd.Series, held: pd.Series) -> np.ndarray:
@@ -127,7 +147,7 @@ def compute(
 
 
 def finish(
-    found: pd.DataFrame,
+    found: pd.DataFrame | Facts,
     as_of: date,
     rule_names: list[str],
     *,
@@ -159,49 +179,44 @@ def finish(
     ids = customer_ids.to_numpy(dtype=object)
     members = {name: ids[masks[name]] for name in names}
 
-    window = found["window_monetary"].to_numpy(dtype=np.float64, na_value=0)
+    window = _floats(found["window_monetary"], 0)
     window = np.where(scored, window, 0).astype(np.int64)
     revenue = {name: int(window[masks[name]].sum()) for name in names}
 
-    history = pd.DataFrame(
-        {
-            name: found[name].to_numpy(dtype=np.float64, na_value=0)[scored]
-            for name in HISTORY_COLUMNS
-        },
-        index=customer_ids[scored],
-    ).astype({"x": np.int64})
+    # By position (the scored customers in order): the models need no customer id
+    history = pd.DataFrame({name: _floats(found[name], 0)[scored] for name in HISTORY_COLUMNS})
+    history["x"] = history["x"].astype(np.int64)
     predicted, fitted = _predictions(history, models, sample)
 
-    # Every number as float64, NaN for none: whole numbers stay exact below 2^53.
-    numbers = {
-        name: found[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        for name in RFM_FIELDS
-        if name != "group"
-    }
+    # Every number as float64, NaN for none (whole numbers stay exact below 2^53), in one
+    # two-dimensional block: the profiles' frame takes it as it is, without a copy.
+    names_of_numbers = [name for name in RFM_FIELDS if name != "group"]
+    names_of_numbers += [f"p_{name}" for name in PREDICTED]
+    block = np.full((n, len(names_of_numbers)), np.nan, order="F")  # columns contiguous
+    numbers = {name: block[:, k] for k, name in enumerate(names_of_numbers)}
+    for name in RFM_FIELDS:
+        if name != "group":
+            numbers[name][:] = _floats(found[name], np.nan)
     at = np.flatnonzero(scored)
     for name in PREDICTED:
-        values = np.full(n, np.nan)
         if name in predicted and len(predicted):
-            values[at] = predicted[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        if name != "clv_12m":
-            values = np.round(values, PREDICTION_DECIMALS)  # as written, so as digested
-        numbers[f"p_{name}"] = values
+            values = _floats(predicted[name], np.nan)
+            if name != "clv_12m":
+                values = np.round(values, PREDICTION_DECIMALS)  # as written, so as digested
+            numbers[f"p_{name}"][at] = values
     combinations, which = _combinations(names, [masks[name] for name in names], n)
     digest = digests(numbers, group_codes, combinations, which)
 
-    columns: dict[str, Any] = {}
-    for name in RFM_FIELDS:
-        columns[name] = found["group"].to_numpy(dtype=object) if name == "group" else None
-    for name, values in numbers.items():
-        columns[name] = values if name in FRACTIONS else _whole(values)
-    columns["segments"] = combinations[which]
-    columns["digest"] = digest
-    columns["version"] = found["version"].to_numpy()
-    columns["held_digest"] = found["analytics_digest"].astype("Int64").array
-    columns["held"] = found["analytics"].array if "analytics" in found else None
+    profiles = pd.DataFrame(block, index=customer_ids, columns=names_of_numbers, copy=False)
+    profiles["group"] = found["group"].to_numpy(dtype=object)
+    profiles["segments"] = combinations[which]
+    profiles["digest"] = digest
+    profiles["version"] = found["version"].to_numpy()
+    profiles["held_digest"] = found["analytics_digest"].astype("Int64").array
+    profiles["held"] = found["analytics"].array if "analytics" in found else None
     return Outcome(
         as_of=as_of,
-        profiles=pd.DataFrame(columns, index=customer_ids),
+        profiles=profiles,
         members=members,
         revenue=revenue,
         total_revenue=int(window.sum()),
@@ -209,13 +224,10 @@ def finish(
     )
 
 
-FRACTIONS = ("p_p_alive", "p_expected_orders_90d")
-
-
-def _whole(values: np.ndarray) -> pd.arrays.IntegerArray:
-    """Whole numbers held as floats (NaN for none) as a nullable integer array."""
-    missing = np.isnan(values)
-    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), missing)
+def _floats(column: pd.Series, missing: float) -> np.ndarray:
+    """A column's values as float64, `missing` for none. From the column's array, not the
+    Series: numpy looking for its protocols on a Series hashes the Series' index."""
+    return np.asarray(column.array.to_numpy(dtype=np.float64, na_value=missing))
 
 
 def _codes(column: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
@@ -255,8 +267,11 @@ def _combinations(
         return nothing, np.zeros(n, dtype=np.intp)
     if len(names) <= 64:  # one integer per customer, bit k for segment k; hashed, not sorted
         keys = np.zeros(n, dtype=np.uint64)
+        bit = np.empty(n, dtype=np.uint64)  # one scratch column: fresh memory costs here
         for k, mask in enumerate(masks):
-            keys |= mask.astype(np.uint64) << np.uint64(k)
+            np.copyto(bit, mask)
+            bit <<= np.uint64(k)
+            keys |= bit
         which, distinct = pd.factorize(keys)
         flags = [[bool(int(key) >> k & 1) for k in range(len(names))] for key in distinct]
     else:
@@ -295,14 +310,16 @@ def _predictions(
 ODD = np.uint64(0x100000001B3 | 0x9E3779B97F4A7C15)  # odd: multiplying is a bijection
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, element-wise (wrapping uint64 arithmetic)."""
-    z = values.astype(np.uint64, copy=True)
-    z ^= z >> np.uint64(30)
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, element-wise and in place (wrapping uint64 arithmetic)."""
+    shifted = z >> np.uint64(30)
+    z ^= shifted
     z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
+    np.right_shift(z, np.uint64(27), out=shifted)
+    z ^= shifted
     z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
+    np.right_shift(z, np.uint64(31), out=shifted)
+    z ^= shifted
     return z
 
 
@@ -327,21 +344,20 @@ def digests(
             ],
             dtype=np.uint64,
         )
-        columns = [names[which], group_codes.astype(np.int64).view(np.uint64)]
-        for name in sorted(numbers):
-            values = numbers[name]
-            nan = np.isnan(values)
-            if name in FRACTIONS:
-                bits = values.view(np.uint64)
-            else:
-                bits = np.where(nan, 0, values).astype(np.int64).view(np.uint64)
-            columns.append(np.where(nan, missing, bits))
-        # Each column in turn: h -> (h xor value) x an odd constant, a bijection of h for a
+        # Each value in turn: h -> (h xor value) x an odd constant, a bijection of h for a
         # given value, so a profile that differs in one value always gets another digest;
-        # then a finaliser spreads every bit.
+        # then a finaliser spreads every bit. In place, through one scratch column.
         h = np.full(n, np.uint64(DIGEST_VERSION), dtype=np.uint64)
-        for column in columns:
-            h ^= column
+        value = names[which]
+        h ^= value
+        h *= ODD
+        np.copyto(value, group_codes.astype(np.int64, copy=False).view(np.uint64))
+        h ^= value
+        h *= ODD
+        for name in sorted(numbers):  # a float's bits stand for it (whole ones too, < 2^53)
+            np.copyto(value, numbers[name].view(np.uint64))
+            value[np.isnan(numbers[name])] = missing
+            h ^= value
             h *= ODD
         h = _mix(h)
     no_segments = np.array([len(c) == 0 for c in combinations], dtype=bool)

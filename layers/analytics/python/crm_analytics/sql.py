@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from crm_analytics.segmentation import Facts
+
 WHOLE_NUMBERS = ("recency_days", "frequency", "monetary", "r", "f", "m", "window_monetary")
 
 DEFAULTS = Thresholds()
@@ -436,7 +438,7 @@ def facts_duckdb(
     as_of: date,
     thresholds: Thresholds = DEFAULTS,
     rules: dict[str, Any] | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | Facts:
     """`facts_sql` on DuckDB over the snapshot at `root` (its `orders/` and `customers/`),
     as `as_facts` gives it."""
     text = facts_sql(
@@ -452,37 +454,48 @@ def facts_duckdb(
 LABELS = ("group", "lifecycle", "value_band")
 
 
-def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame:
+def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame | Facts:
     """A `facts_sql` result indexed by `customer_id` (in its order), as `segmentation.facts`
     gives it: whole numbers as floats where a customer has none (NaN), the profile's digest
     as Int64, rules as bool. From Athena a frame (`run_athena`); from DuckDB an Arrow table,
-    converted without a Python object per value where none is needed: labels as categories,
-    what the profile holds as Arrow text (only the profiles written are ever read)."""
+    converted column by column into `segmentation.Facts`, without a Python object per value
+    where none is needed: labels as categories, what the profile holds as Arrow text (only the
+    profiles written are ever read)."""
     import pandas as pd
 
-    if not isinstance(result, pd.DataFrame):
-        import pyarrow as pa
-
-        table = result
-        plain = [n for n in table.column_names if n not in (*LABELS, "analytics")]
-        out = table.select(plain).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-        for name in LABELS:
-            out[name] = table[name].dictionary_encode().to_pandas()
-        out["analytics"] = pd.Series(
-            pd.arrays.ArrowExtensionArray(table["analytics"].cast(pa.string()))
-        )
-        out = out.set_index("customer_id")
-        out.index = pd.Index(out.index.to_numpy(dtype=object), name="customer_id")
-    else:
+    if isinstance(result, pd.DataFrame):
         out = result.set_index("customer_id")
         out.index = out.index.astype(object)
         for name in (*LABELS, "analytics"):
             column = out[name].astype(object)
             out[name] = column.where(column.notna(), None)
-    for name in out.columns:
-        if name.startswith("rule_"):
-            out[name] = out[name].fillna(False).astype(bool)
-    return out
+        for name in out.columns:
+            if name.startswith("rule_"):
+                out[name] = out[name].fillna(False).astype(bool)
+        return out
+
+    import pyarrow as pa
+
+    from crm_analytics.segmentation import Facts
+
+    columns: dict[str, Any] = {}
+    for name in result.column_names:
+        column = result[name]
+        if name == "customer_id":
+            continue
+        if name in LABELS:
+            columns[name] = column.dictionary_encode().to_pandas().array
+        elif name == "analytics":
+            columns[name] = pd.arrays.ArrowExtensionArray(column.cast(pa.string()))
+        elif name == "analytics_digest":  # 64 bits: never through a float
+            digests = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+            columns[name] = digests.array
+        elif pa.types.is_integer(column.type) and column.null_count:
+            columns[name] = column.cast(pa.float64()).to_numpy()  # nulls as NaN
+        else:
+            columns[name] = column.to_numpy()  # rules are never null (COALESCE)
+    ids = result["customer_id"].to_numpy()
+    return Facts(pd.Index(ids, dtype=object, name="customer_id"), columns)
 
 
 def query_duckdb(sql: str, *, arrow: bool = False) -> Any:
