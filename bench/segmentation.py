@@ -932,12 +932,13 @@ def write_back_main(root: str) -> None:
     # What the snapshot would read of these profiles: version 1, holding `held`
     outcome.profiles["version"] = 1
     outcome.profiles["held_digest"] = pd_int64([held_digest(h) for h in held])
-    outcome.profiles["held"] = [json.dumps(h, sort_keys=True) if h else None for h in held]
-    outcome.profiles["held"] = outcome.profiles["held"].astype(object)
 
     settings = get_settings()
     t0 = time.perf_counter()
-    texts = dict(zip(outcome.profiles.index, outcome.profiles["held"].fillna(""), strict=True))
+    texts = {
+        cid: json.dumps(h, sort_keys=True) if h else ""
+        for cid, h in zip(outcome.profiles.index, held, strict=True)
+    }
     items = _profile_items(customers, texts)
     built_s = time.perf_counter() - t0
     ddb = boto3.client("dynamodb")

@@ -246,17 +246,23 @@ def test_a_profile_saved_during_the_write_back_keeps_both_changes(aws):
         parse_profile({"first_name": "Both"}, default_country="CN", today=AS_OF, partial=True),
     )
     repo = get_customer_repository()
-    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, read_version) is False
-    # Then the job's retry at the version it reads again lands, and nothing is lost
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, read_version) is None
+    # Then the job's retry at the version it reads again lands (it held no analytics), and
+    # nothing is lost
     fresh = repo.get(customer.customer_id)
-    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, fresh.version)
+    assert repo.write_analytics(customer.customer_id, {"segments": ["new"]}, fresh.version) == {}
     # And a save from a profile read before the job's write is refused, not lost
     final = repo.get(customer.customer_id)
     assert final.first_name == "Both" and final.analytics == {"segments": ["new"]}
+    assert final.version == fresh.version + 1
     from crm.store.customers import StaleProfile
 
     with pytest.raises(StaleProfile):
         repo.save(fresh, now="2026-11-30T00:00:00+00:00")
+    # And the next write hands back exactly what it replaced
+    again = repo.write_analytics(customer.customer_id, {"segments": ["loyal"]}, final.version)
+    assert again == {"segments": ["new"]}
+    assert repo.get(customer.customer_id).analytics == {"segments": ["loyal"]}
 
 
 def test_two_runs_at_once_leave_the_profiles_as_one_run_does(analytics):

@@ -152,7 +152,7 @@ def test_the_sql_facts_equal_the_pandas_facts(shop, as_of: date) -> None:
         left = got[name].to_numpy(dtype=np.float64, na_value=np.nan)
         right = want[name].to_numpy(dtype=np.float64, na_value=np.nan)
         np.testing.assert_array_equal(left, right, err_msg=name)
-    for name in ("group", "lifecycle", "value_band", "analytics"):
+    for name in ("group", "lifecycle", "value_band"):
         left = [None if pd.isna(v) else str(v) for v in got[name]]
         right = [None if pd.isna(v) else str(v) for v in want[name]]
         assert left == right, name

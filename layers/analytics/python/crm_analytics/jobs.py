@@ -153,7 +153,8 @@ def _rounded(models: dict[str, Any]) -> dict[str, Any]:
 def write_back(outcome: Outcome, currency: str, run_id: str | None) -> dict[str, int]:
     """Write each profile whose analytics changed (by digest: `Outcome.changed`) at the
     version the snapshot read (one more try at the version read again when the profile moved
-    meanwhile), then publish its membership changes. Nothing changed: no write and no event."""
+    meanwhile), then publish its membership changes against what each write replaced.
+    Nothing changed: no write and no event."""
     positions = np.flatnonzero(outcome.changed())
     values = payloads(outcome, positions, currency)
     profiles = outcome.profiles
@@ -161,22 +162,23 @@ def write_back(outcome: Outcome, currency: str, run_id: str | None) -> dict[str,
     versions = profiles["version"].to_numpy()[positions]
     repo = get_customer_repository()
 
-    def write(i: int) -> bool:
+    def write(i: int) -> list[str] | None:
+        """The segments the profile held until written; None when it was not written."""
         customer_id = customer_ids[i]
-        if repo.write_analytics(customer_id, values[i], int(versions[i])):
-            return True
-        fresh = repo.get(customer_id)
-        if fresh is None or fresh.status != "active" or fresh.version is None:
-            return False
-        return repo.write_analytics(customer_id, values[i], fresh.version)
+        held = repo.write_analytics(customer_id, values[i], int(versions[i]))
+        if held is None:
+            fresh = repo.get(customer_id)
+            if fresh is None or fresh.status != "active" or fresh.version is None:
+                return None
+            held = repo.write_analytics(customer_id, values[i], fresh.version)
+        return None if held is None else list(held.get("segments") or [])
 
     with ThreadPoolExecutor(WRITERS) as pool:
-        done = list(pool.map(write, range(len(positions))))
-    held = profiles["held"].to_numpy(dtype=object)[positions]
+        replaced = list(pool.map(write, range(len(positions))))
     sent = []
-    for i in np.flatnonzero(np.array(done, dtype=bool)):
-        text = held[i]
-        old = json.loads(text).get("segments", []) if isinstance(text, str) and text else []
+    for i, old in enumerate(replaced):
+        if old is None:
+            continue
         new = values[i].get("segments", [])
         for kind, names in (
             ("segment_entered", sorted(set(new) - set(old))),
@@ -193,10 +195,11 @@ def write_back(outcome: Outcome, currency: str, run_id: str | None) -> dict[str,
                 for name in names
             ]
     calls = events.publish(sent)
+    written = sum(old is not None for old in replaced)
     return {
         "profiles_changed": len(positions),
-        "profiles_written": int(sum(done)),
-        "profiles_skipped": len(positions) - int(sum(done)),
+        "profiles_written": written,
+        "profiles_skipped": len(positions) - written,
         "segment_events": len(sent),
         "event_calls": calls,
     }

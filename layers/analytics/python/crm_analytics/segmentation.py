@@ -43,8 +43,7 @@ class Outcome:
     # numbers as floats; NaN or None without a counted order), the predictions (`p_p_alive`,
     # `p_expected_orders_90d`, `p_clv_12m`, floats rounded as written; NaN without),
     # `segments` (names, sorted), `digest` (Int64, of what the profile should hold; NA for
-    # nothing), and what the profile holds: `version`, `held_digest` (NA for none) and `held`
-    # (its analytics as JSON text, or empty).
+    # nothing), and what the profile holds: `version` and `held_digest` (NA for none).
     profiles: pd.DataFrame
     members: dict[str, np.ndarray]  # name -> its members' ids (str), in customer order
     revenue: dict[str, int]  # money kept in the window by each segment's members
@@ -120,7 +119,6 @@ def facts(
     out = pd.DataFrame(index=held.index)
     out["version"] = held.get("version", 0)
     out["analytics_digest"] = held.get("analytics_digest")
-    out["analytics"] = held.get("analytics")
     out = out.join(scores[list(COLUMNS)])
     counted = counted_orders(orders, as_of)
     out = out.join(clv.history(counted[counted["customer_id"].isin(held.index)], as_of))
@@ -213,7 +211,6 @@ def finish(
     profiles["digest"] = digest
     profiles["version"] = found["version"].to_numpy()
     profiles["held_digest"] = found["analytics_digest"].astype("Int64").array
-    profiles["held"] = found["analytics"].array if "analytics" in found else None
     return Outcome(
         as_of=as_of,
         profiles=profiles,

@@ -244,7 +244,7 @@ def facts_sql(
 ) -> str:
     """Everything the segmentation job needs of the orders, as one query (one scan of the
     orders): one row per customer of `customers_table`, ordered by `customer_id`, with
-    `version`, `analytics_digest` and `analytics` (what the profile holds), the columns of
+    `version` and `analytics_digest` (the digest of what the profile holds), the columns of
     `segment_sql` (null for a customer without a counted order), the models' summary
     (`HISTORY_COLUMNS`), and one boolean column `rule_<i>` per rule segment, `i` its place in
     `sorted(rules)`.
@@ -296,7 +296,6 @@ SELECT
     c.customer_id,
     c.version,
     c.analytics_digest,
-    c.analytics,
     {", ".join(f's."{name}"' for name in COLUMNS)},
     s.x,
     CAST(s.t_x AS DOUBLE) AS t_x,
@@ -459,14 +458,13 @@ def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame | Facts:
     gives it: whole numbers as floats where a customer has none (NaN), the profile's digest
     as Int64, rules as bool. From Athena a frame (`run_athena`); from DuckDB an Arrow table,
     converted column by column into `segmentation.Facts`, without a Python object per value
-    where none is needed: labels as categories, what the profile holds as Arrow text (only the
-    profiles written are ever read)."""
+    where none is needed (labels as categories)."""
     import pandas as pd
 
     if isinstance(result, pd.DataFrame):
         out = result.set_index("customer_id")
         out.index = out.index.astype(object)
-        for name in (*LABELS, "analytics"):
+        for name in LABELS:
             column = out[name].astype(object)
             out[name] = column.where(column.notna(), None)
         for name in out.columns:
@@ -485,8 +483,6 @@ def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame | Facts:
             continue
         if name in LABELS:
             columns[name] = column.dictionary_encode().to_pandas().array
-        elif name == "analytics":
-            columns[name] = pd.arrays.ArrowExtensionArray(column.cast(pa.string()))
         elif name == "analytics_digest":  # 64 bits: never through a float
             digests = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
             columns[name] = digests.array

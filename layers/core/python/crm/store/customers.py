@@ -18,14 +18,13 @@ from pynamodb.exceptions import (
     DoesNotExist,
     PynamoDBException,
     TransactWriteError,
-    UpdateError,
 )
 from pynamodb.transactions import TransactWrite
 
 from crm.config import get_settings
 from crm.domain.customers import Customer
 from crm.store import retry
-from crm.store.errors import limit_exceeded, refused_as_invalid, store_error
+from crm.store.errors import error_code, limit_exceeded, refused_as_invalid, store_error
 from crm.store.models import CustomerModel, IdentityModel, bind_models
 from crm.store.retry import RetryingConnection
 
@@ -194,26 +193,49 @@ class CustomerRepository:
                         ),
                     )
 
-    def write_analytics(self, customer_id: str, analytics: dict[str, Any], version: int) -> bool:
+    def write_analytics(
+        self, customer_id: str, analytics: dict[str, Any], version: int
+    ) -> dict[str, Any] | None:
         """Set what the segmentation job computed for an active profile, at the version the
         job read (so a profile saved meanwhile is not overwritten with stale fields; its own
-        save would in turn fail on the version this write moves). False when the profile is no
-        longer active or changed since: the caller reads it again or leaves it to the next run.
-        """
-        item = CustomerModel(customer_id)
-        item.version = version
+        save would in turn fail on the version this write moves, as PynamoDB's versioned
+        saves do). Returns the analytics the profile held until this write (`{}` for none),
+        as DynamoDB hands them back (`UPDATED_OLD`: the job's events compare with exactly
+        what was replaced, and need not carry every profile's old text to know it); None
+        when the profile is no longer active or changed since: the caller reads it again or
+        leaves it to the next run."""
+        field, counter, status = (
+            CustomerModel.analytics.attr_name,
+            CustomerModel.version.attr_name,
+            CustomerModel.status.attr_name,
+        )
+        request = {
+            "TableName": CustomerModel.Meta.table_name,
+            "Key": {CustomerModel.customer_id.attr_name: {"S": customer_id}},
+            "UpdateExpression": "SET #analytics = :analytics, #version = :next",
+            "ConditionExpression": "#status = :active AND #version = :version",
+            "ExpressionAttributeNames": {
+                "#analytics": field,
+                "#version": counter,
+                "#status": status,
+            },
+            "ExpressionAttributeValues": {
+                ":analytics": {"S": CustomerModel.analytics.serialize(analytics)},
+                ":next": {"N": str(version + 1)},
+                ":active": {"S": "active"},
+                ":version": {"N": str(version)},
+            },
+            "ReturnValues": "UPDATED_OLD",
+        }
         try:
-            item.update(
-                actions=[CustomerModel.analytics.set(analytics)],
-                condition=CustomerModel.status == "active",
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
+            answer = self._connection.dispatch("UpdateItem", request)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
             raise store_error(exc, "the customer could not be written") from exc
-        except PynamoDBException as exc:
-            raise store_error(exc, "the customer could not be written") from exc
-        return True
+        old = (answer.get("Attributes") or {}).get(field, {}).get("S")
+        held = CustomerModel.analytics.deserialize(old) if old else None
+        return held if isinstance(held, dict) else {}
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._connection)

@@ -25,6 +25,12 @@ def _code(error: BaseException) -> str | None:
     return None
 
 
+def error_code(error: BaseException) -> str | None:
+    """DynamoDB's error code of `error` (a PynamoDB error, or botocore's ClientError from a
+    call dispatched as it is), None for anything else."""
+    return _code(error)
+
+
 def _reasons(error: BaseException) -> list[str]:
     reasons = getattr(error, "cancellation_reasons", None) or []
     return [str(getattr(r, "code", "") or "") for r in reasons if r is not None]
