@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 
-import pandas as pd
 import pyarrow as pa
 
 from crm_analytics import snapshot
@@ -43,6 +42,6 @@ def test_the_tables_are_over_the_snapshot_s_prefix_and_its_date_partitions() -> 
     assert database.tables == SNAPSHOT_TABLES
     # The partition is the key's `date=`, never a column of the files themselves.
     assert all(PARTITION_KEY not in dict(t.columns) for t in SNAPSHOT_TABLES)
-    one_order = pd.DataFrame([{"order_id": "o", "day": datetime.date(2024, 5, 1)}])
+    one_order = pa.Table.from_pylist([{"order_id": "o", "day": datetime.date(2024, 5, 1)}])
     key = next(iter(snapshot._partitioned("orders", one_order)))
     assert key.startswith(f"{SNAPSHOT_PREFIX}orders/{PARTITION_KEY}=2024-05-01/")

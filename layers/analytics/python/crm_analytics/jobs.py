@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from crm.adapters import events, s3
 from crm.config import get_settings
@@ -59,17 +60,18 @@ def segmentation(as_of: date, run_id: str | None = None) -> dict[str, Any]:
     settings = get_settings()
     taken = snapshot.take(as_of, settings, _program())
     files = snapshot.write(taken, settings.data_bucket)
-    orders = taken.orders[taken.orders["customer_active"]]
     models = _day_models(as_of)
-    engine = scoring_engine(len(orders))
+    engine = scoring_engine(int(pc.sum(taken.orders["customer_active"]).as_py() or 0))
     rules = rule_segments(settings.currency)
     if engine == "sql":
         found = sql_facts(as_of, rules)
     else:
-        found = facts(orders, taken.customers, as_of, rule_segments=rules)
-    sizes = {"customers": len(taken.customers), "orders": len(taken.orders)}
+        orders, customers = snapshot.frames(taken)
+        found = facts(orders, customers, as_of, rule_segments=rules)
+        del orders, customers
+    sizes = {"customers": taken.customers.num_rows, "orders": taken.orders.num_rows}
     left_out = taken.left_out
-    del taken, orders  # the facts are all the rest needs
+    del taken  # the facts are all the rest needs
     outcome = finish(found, as_of, sorted(rules), models=models)
     if models is None and "bgnbd" in outcome.models:
         s3.put_json(

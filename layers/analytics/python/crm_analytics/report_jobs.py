@@ -132,7 +132,7 @@ def run(as_of: date) -> dict[str, Any]:
         written.append(key)
     return {
         "as_of": as_of.isoformat(),
-        "orders": len(taken.orders),
+        "orders": taken.orders.num_rows,
         "orders_left_out": taken.left_out,
         "snapshot_files": files,
         "reports": written,

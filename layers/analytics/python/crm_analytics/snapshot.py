@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crm.adapters import s3
@@ -105,11 +107,13 @@ DATASETS = {
 
 @dataclass
 class Snapshot:
+    """The datasets as Arrow tables (a few dozen bytes an order; `to_pandas` for a frame)."""
+
     as_of: date
-    orders: pd.DataFrame
-    lines: pd.DataFrame
-    customers: pd.DataFrame
-    points: pd.DataFrame
+    orders: pa.Table
+    lines: pa.Table
+    customers: pa.Table
+    points: pa.Table
     left_out: dict[str, int] = field(default_factory=dict)  # orders by currency without rate
 
 
@@ -137,10 +141,38 @@ class Converter:
         return int((minor * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-def _parallel(read: Callable[[int, int], Iterator[T]]) -> list[T]:
+# Rows converted to Arrow at a time: the job holds the Python objects of one batch per Scan
+# segment, never a table's (an order as objects is kilobytes; as Arrow, a few dozen bytes).
+BATCH = 20_000
+
+
+class _Batches:
+    """Rows gathered into Arrow record batches of `BATCH` rows, in one dataset's schema."""
+
+    def __init__(self, columns: dict[str, pa.DataType]) -> None:
+        self.schema = pa.schema(list(columns.items()))
+        self.rows: list[dict[str, Any]] = []
+        self.batches: list[pa.RecordBatch] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.batches.append(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
+
+    def table(self) -> pa.Table:
+        self.flush()
+        return pa.Table.from_batches(self.batches, schema=self.schema)
+
+
+def _segments(scan: Callable[[int], T]) -> list[T]:
+    """`scan(segment)` for every segment of a parallel Scan, at once."""
     with ThreadPoolExecutor(SEGMENTS) as pool:
-        parts = pool.map(lambda segment: list(read(segment, SEGMENTS)), range(SEGMENTS))
-        return [row for part in parts for row in part]
+        return list(pool.map(scan, range(SEGMENTS)))
 
 
 def local_day(moment: str | None, zone: ZoneInfo) -> date | None:
@@ -152,50 +184,100 @@ def local_day(moment: str | None, zone: ZoneInfo) -> date | None:
     return parsed.astimezone(zone).date()
 
 
-def _order_rows(
-    orders: list[Order], converter: Converter, zone: ZoneInfo, left_out: dict[str, int]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    lines: list[dict[str, Any]] = []
-    for order in orders:
-        day = local_day(order.created_at or order.received_at, zone)
-        factor = converter.factor(order.currency)
-        if day is None or not order.customer_id:
-            continue
-        if factor is None:
-            code = (order.currency or converter.currency).upper()
-            left_out[code] = left_out.get(code, 0) + 1
-            continue
-        address = order.shipping_address or {}
-        rows.append(
+def _order_tables(
+    converter: Converter, zone: ZoneInfo
+) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """The orders and their lines (a parallel Scan), and the orders left out by currency."""
+
+    def scan(segment: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+        orders, lines = _Batches(ORDER_COLUMNS), _Batches(LINE_COLUMNS)
+        left_out: dict[str, int] = {}
+        for order in snapshot_reads.orders(segment, SEGMENTS):
+            _add_order(order, converter, zone, orders, lines, left_out)
+        return orders.table(), lines.table(), left_out
+
+    parts = _segments(scan)
+    left_out: dict[str, int] = {}
+    for _, _, left in parts:
+        for code, n in left.items():
+            left_out[code] = left_out.get(code, 0) + n
+    return (
+        pa.concat_tables([orders for orders, _, _ in parts]),
+        pa.concat_tables([lines for _, lines, _ in parts]),
+        left_out,
+    )
+
+
+def _add_order(
+    order: Order,
+    converter: Converter,
+    zone: ZoneInfo,
+    orders: _Batches,
+    lines: _Batches,
+    left_out: dict[str, int],
+) -> None:
+    day = local_day(order.created_at or order.received_at, zone)
+    factor = converter.factor(order.currency)
+    if day is None or not order.customer_id:
+        return
+    if factor is None:
+        code = (order.currency or converter.currency).upper()
+        left_out[code] = left_out.get(code, 0) + 1
+        return
+    address = order.shipping_address or {}
+    orders.add(
+        {
+            "order_id": order.order_id,
+            "customer_id": order.customer_id,
+            "source": order.source,
+            "currency": (order.currency or converter.currency).upper(),
+            "placed_at": order.created_at or order.received_at,
+            "day": day,
+            "paid": order.paid_at is not None,
+            "cancelled": order.cancelled_at is not None,
+            "total": converter.apply(order.total, factor),
+            "refunded": converter.apply(order.refunded, factor),
+            "country_code": address.get("country_code"),
+            "province": address.get("province"),
+            "customer_active": False,  # set once every customer is read (`take`)
+        }
+    )
+    for line in order.lines:
+        lines.add(
             {
                 "order_id": order.order_id,
                 "customer_id": order.customer_id,
-                "source": order.source,
-                "currency": (order.currency or converter.currency).upper(),
-                "placed_at": order.created_at or order.received_at,
                 "day": day,
-                "paid": order.paid_at is not None,
-                "cancelled": order.cancelled_at is not None,
-                "total": converter.apply(order.total, factor),
-                "refunded": converter.apply(order.refunded, factor),
-                "country_code": address.get("country_code"),
-                "province": address.get("province"),
-                "customer_active": False,
+                "sku": line.sku,
+                "quantity": int(line.quantity),
+                "amount": converter.apply(int(line.unit_price) * int(line.quantity), factor),
             }
         )
-        for line in order.lines:
-            lines.append(
-                {
-                    "order_id": order.order_id,
-                    "customer_id": order.customer_id,
-                    "day": day,
-                    "sku": line.sku,
-                    "quantity": int(line.quantity),
-                    "amount": converter.apply(int(line.unit_price) * int(line.quantity), factor),
-                }
-            )
-    return rows, lines
+
+
+def _ledger_tables(zone: ZoneInfo) -> tuple[pa.Table, dict[str, int]]:
+    """The ledger's entries (the points dataset) and every customer's balance."""
+
+    def scan(segment: int) -> tuple[pa.Table, dict[str, int]]:
+        points, balances = _Batches(POINT_COLUMNS), dict[str, int]()
+        for r in snapshot_reads.ledger(segment, SEGMENTS):
+            if r["kind"] == "balance":
+                balances[r["customer_id"]] = r["balance"]
+            elif r["kind"] == "entry" and r["at"]:
+                points.add(
+                    {
+                        "customer_id": r["customer_id"],
+                        "entry_type": r["entry_type"],
+                        "points": r["points"],
+                        "day": local_day(r["at"], zone),
+                    }
+                )
+        return points.table(), balances
+
+    parts = _segments(scan)
+    return pa.concat_tables([points for points, _ in parts]), {
+        customer: balance for _, balances in parts for customer, balance in balances.items()
+    }
 
 
 def _consent(customer: Customer, channel: str) -> bool | None:
@@ -204,52 +286,56 @@ def _consent(customer: Customer, channel: str) -> bool | None:
     return granted if isinstance(granted, bool) else None
 
 
-def _customer_rows(
-    customers: list[Customer],
-    balances: dict[str, int],
-    as_of: date,
-    program: Program,
-    zone: ZoneInfo,
-) -> list[dict[str, Any]]:
-    rows = []
+def _customer_table(
+    balances: dict[str, int], as_of: date, program: Program, zone: ZoneInfo
+) -> pa.Table:
+    """The active customers (a parallel Scan); merged-away and erased profiles are left out."""
     moment = datetime.combine(as_of, datetime.max.time(), zone).isoformat()
-    for c in customers:
-        if c.status != ACTIVE:
-            continue
-        address = c.address or {}
-        stats = c.stats or {}
-        first, last = stats.get("first_order_at"), stats.get("last_order_at")
-        rows.append(
-            {
-                "customer_id": c.customer_id,
-                "created_at": c.created_at,
-                "email": c.email,
-                "phone": c.phone,
-                "first_name": c.first_name,
-                "last_name": c.last_name,
-                "gender": c.gender,
-                "locale": c.locale,
-                "timezone": c.timezone,
-                "country_code": address.get("country_code"),
-                "province": address.get("province"),
-                "city": address.get("city"),
-                "zip": address.get("zip"),
-                "birthday": c.birthday,
-                "tags": list(c.tags or []),
-                "consents_email": _consent(c, "email"),
-                "consents_sms": _consent(c, "sms"),
-                "tier": tier_for(stats.get("spend_months") or {}, moment, program).name,
-                "total_spent": int(stats.get("total_spent", 0)),
-                "orders_count": int(stats.get("orders_count", 0)),
-                "first_order_at": str(local_day(first, zone)) if first else None,
-                "last_order_at": str(local_day(last, zone)) if last else None,
-                "points_balance": balances.get(c.customer_id, 0),
-                "analytics": json.dumps(c.analytics, sort_keys=True) if c.analytics else None,
-                "analytics_digest": held_digest(c.analytics),
-                "version": int(c.version or 0),
-            }
-        )
-    return rows
+
+    def scan(segment: int) -> pa.Table:
+        rows = _Batches(CUSTOMER_COLUMNS)
+        for c in snapshot_reads.customers(segment, SEGMENTS):
+            if c.status == ACTIVE:
+                rows.add(_customer_row(c, balances, moment, program, zone))
+        return rows.table()
+
+    return pa.concat_tables(_segments(scan))
+
+
+def _customer_row(
+    c: Customer, balances: dict[str, int], moment: str, program: Program, zone: ZoneInfo
+) -> dict[str, Any]:
+    address = c.address or {}
+    stats = c.stats or {}
+    first, last = stats.get("first_order_at"), stats.get("last_order_at")
+    return {
+        "customer_id": c.customer_id,
+        "created_at": c.created_at,
+        "email": c.email,
+        "phone": c.phone,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "gender": c.gender,
+        "locale": c.locale,
+        "timezone": c.timezone,
+        "country_code": address.get("country_code"),
+        "province": address.get("province"),
+        "city": address.get("city"),
+        "zip": address.get("zip"),
+        "birthday": c.birthday,
+        "tags": list(c.tags or []),
+        "consents_email": _consent(c, "email"),
+        "consents_sms": _consent(c, "sms"),
+        "tier": tier_for(stats.get("spend_months") or {}, moment, program).name,
+        "total_spent": int(stats.get("total_spent", 0)),
+        "orders_count": int(stats.get("orders_count", 0)),
+        "first_order_at": str(local_day(first, zone)) if first else None,
+        "last_order_at": str(local_day(last, zone)) if last else None,
+        "points_balance": balances.get(c.customer_id, 0),
+        "analytics": json.dumps(c.analytics, sort_keys=True) if c.analytics else None,
+        "analytics_digest": held_digest(c.analytics),
+        "version": int(c.version or 0),
+    }
 
 
 def held_digest(analytics: dict[str, Any] | None) -> int | None:
@@ -280,66 +366,57 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def take(as_of: date, settings: Settings, program: Program) -> Snapshot:
-    """Read the tables (a parallel Scan each) into the snapshot's frames."""
+    """Read the tables (a parallel Scan each) into the snapshot's Arrow tables, each item
+    turned into its rows as it is read: the orders' Scan runs beside the ledger's, then the
+    customers' (their rows carry the balances)."""
     zone = ZoneInfo(settings.timezone)
-    converter = Converter(settings)
-    left_out: dict[str, int] = {}
-    with ThreadPoolExecutor(3) as pool:
-        customers_read = pool.submit(_parallel, snapshot_reads.customers)
-        orders_read = pool.submit(_parallel, snapshot_reads.orders)
-        ledger_read = pool.submit(_parallel, snapshot_reads.ledger)
-        customers, orders, ledger = (
-            customers_read.result(),
-            orders_read.result(),
-            ledger_read.result(),
-        )
-    active = {c.customer_id for c in customers if c.status == ACTIVE}
-    order_rows, line_rows = _order_rows(orders, converter, zone, left_out)
-    balances = {r["customer_id"]: r["balance"] for r in ledger if r["kind"] == "balance"}
-    point_rows = [
-        {
-            "customer_id": r["customer_id"],
-            "entry_type": r["entry_type"],
-            "points": r["points"],
-            "day": local_day(r["at"], zone),
-        }
-        for r in ledger
-        if r["kind"] == "entry" and r["at"]
-    ]
-    snapshot = Snapshot(
-        as_of=as_of,
-        orders=_frame(order_rows, ORDER_COLUMNS),
-        lines=_frame(line_rows, LINE_COLUMNS),
-        customers=_frame(
-            _customer_rows(customers, balances, as_of, program, zone), CUSTOMER_COLUMNS
-        ),
-        points=_frame(point_rows, POINT_COLUMNS),
-        left_out=left_out,
-    )
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(_order_tables, Converter(settings), zone)
+        points, balances = _ledger_tables(zone)
+        customers = _customer_table(balances, as_of, program, zone)
+        orders, lines, left_out = reading.result()
     # An order of a profile that is no longer active (erased, or merged and not yet moved)
     # stays in the orders for the books but has no customer to score.
-    snapshot.orders["customer_active"] = snapshot.orders["customer_id"].isin(active)
-    return snapshot
+    active = pc.is_in(orders["customer_id"], value_set=customers["customer_id"].combine_chunks())
+    where = orders.schema.get_field_index("customer_active")
+    orders = orders.set_column(where, "customer_active", active)
+    return Snapshot(as_of, orders, lines, customers, points, left_out)
+
+
+def frames(snapshot: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The active customers' orders and the customers, as frames (the pandas engine's)."""
+    orders = snapshot.orders.filter(snapshot.orders["customer_active"])
+    return to_pandas(orders), to_pandas(snapshot.customers)
 
 
 # -- Parquet in the data bucket -------------------------------------------------------------------
 
 
-def _parquet(frame: pd.DataFrame, columns: dict[str, pa.DataType]) -> bytes:
-    table = pa.Table.from_pandas(
-        frame[list(columns)], schema=pa.schema(list(columns.items())), preserve_index=False
-    )
+def _parquet(table: pa.Table | pd.DataFrame, columns: dict[str, pa.DataType]) -> bytes:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(
+            table[list(columns)], schema=pa.schema(list(columns.items())), preserve_index=False
+        )
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd")
     return out.getvalue()
 
 
-def _partitioned(dataset: str, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    if frame.empty:
+def _partitioned(dataset: str, table: pa.Table) -> dict[str, pa.Table]:
+    """One slice of `table` per day, sorted by day (a stable sort: each day's rows keep their
+    order), keyed by the day's file."""
+    if table.num_rows == 0:
         return {}
+    ordered = table.take(pc.sort_indices(table["day"]))
+    days = ordered["day"].combine_chunks().cast(pa.int32()).to_numpy()
+    firsts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    ends = np.r_[firsts[1:], len(days)]
+    epoch = date(1970, 1, 1)
     return {
-        f"{PREFIX}{dataset}/date={day.isoformat()}/part-00000.parquet": part
-        for day, part in frame.groupby("day", sort=True)
+        f"{PREFIX}{dataset}/date={epoch + timedelta(days=int(days[a]))}/part-00000.parquet": (
+            ordered.slice(a, b - a)
+        )
+        for a, b in zip(firsts, ends, strict=True)
     }
 
 
@@ -347,7 +424,7 @@ def write(snapshot: Snapshot, bucket: str) -> dict[str, int]:
     """Write the snapshot; remove what an older one wrote that this one does not (a partition
     whose orders all moved away, an older customers or points file). Files written, by dataset.
     """
-    files: dict[str, tuple[pd.DataFrame, dict[str, pa.DataType]]] = {}
+    files: dict[str, tuple[pa.Table, dict[str, pa.DataType]]] = {}
     for key, part in _partitioned("orders", snapshot.orders).items():
         files[key] = (part, ORDER_COLUMNS)
     for key, part in _partitioned("order_lines", snapshot.lines).items():
@@ -356,9 +433,9 @@ def write(snapshot: Snapshot, bucket: str) -> dict[str, int]:
     files[f"{PREFIX}customers/{dated}"] = (snapshot.customers, CUSTOMER_COLUMNS)
     files[f"{PREFIX}points/{dated}"] = (snapshot.points, POINT_COLUMNS)
 
-    def put(item: tuple[str, tuple[pd.DataFrame, dict[str, pa.DataType]]]) -> None:
-        key, (frame, columns) = item
-        s3.put_bytes(bucket, key, _parquet(frame, columns), "application/vnd.apache.parquet")
+    def put(item: tuple[str, tuple[pa.Table, dict[str, pa.DataType]]]) -> None:
+        key, (table, columns) = item
+        s3.put_bytes(bucket, key, _parquet(table, columns), "application/vnd.apache.parquet")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, files.items()))
@@ -370,8 +447,8 @@ def write(snapshot: Snapshot, bucket: str) -> dict[str, int]:
         MANIFEST,
         {
             "as_of": snapshot.as_of.isoformat(),
-            "orders": len(snapshot.orders),
-            "customers": len(snapshot.customers),
+            "orders": snapshot.orders.num_rows,
+            "customers": snapshot.customers.num_rows,
         },
     )
     counts: dict[str, int] = {}
