@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -57,12 +59,13 @@ def minor(amount: Decimal) -> int:
     return int(amount * 100)
 
 
-def test_import_run_and_read_segments_and_reports_against_the_definitions(
-    own_stack: RunningStack,
-) -> None:
+@pytest.fixture(scope="module")
+def scored(own_stack: RunningStack) -> Scored:
+    """A year and a half of a shop's orders, imported from its Shopify export, and the
+    segmentation job run on demand as of yesterday; with the contract's definitions computed
+    here from the generated orders."""
     from crm_local.demo_data import PAID_STATUSES, generate, orders_csv
 
-    # Given a year and a half of a shop's orders, imported from its Shopify export
     as_of = datetime.now(SHOP_ZONE).date() - timedelta(days=1)
     shop = generate(seed=41, customers=80, days=540, today=as_of)
     report = drop_and_wait(own_stack, "incoming/orders/intelligence.csv", orders_csv(shop))
@@ -86,10 +89,37 @@ def test_import_run_and_read_segments_and_reports_against_the_definitions(
     facts = expected(rows, as_of)
     assert len(facts) >= 30
 
-    # When the segmentation job runs on demand as of yesterday
     run = run_job(own_stack, "segmentation", as_of.isoformat())
     assert run["status"] == "succeeded", run
     assert run["summary"]["profiles_written"] >= len(facts)
+    return Scored(as_of, rows, facts)
+
+
+@dataclass(frozen=True)
+class Scored:
+    as_of: date
+    rows: list[dict]
+    facts: dict[str, dict]
+
+
+def walk(stack: RunningStack, path: str, params: dict | None = None) -> list[str]:
+    """Every customer id of a paged list, 7 a page."""
+    got, cursor = [], None
+    while True:
+        status, page = api(
+            stack, "GET", path, params={**(params or {}), "limit": 7, "cursor": cursor}
+        )
+        assert status == 200, page
+        got += [c["customer_id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return got
+
+
+def test_import_run_and_read_segments_and_reports_against_the_definitions(
+    own_stack: RunningStack, scored: Scored
+) -> None:
+    as_of, rows, facts = scored.as_of, scored.rows, scored.facts
 
     # Then every scored customer's 360 view holds the definitions' values
     for customer_id, f in facts.items():
@@ -111,16 +141,7 @@ def test_import_run_and_read_segments_and_reports_against_the_definitions(
     # And `?segment=` lists exactly the members of each built-in segment
     for name, key in (("loyal", "lifecycle"), ("returning", "lifecycle"), ("high_value", None)):
         wanted = {c for c, f in facts.items() if (f[key] if key else f["value_band"]) == name}
-        got, cursor = set(), None
-        while True:
-            params = {"segment": name, "limit": 7, **({"cursor": cursor} if cursor else {})}
-            status, page = api(own_stack, "GET", "/customers", params=params)
-            assert status == 200, page
-            got |= {c["customer_id"] for c in page["items"]}
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        assert got == wanted, name
+        assert set(walk(own_stack, "/customers", {"segment": name})) == wanted, name
 
     # And the sales report of the last 90 days equals the counted orders' own sums
     start = as_of - timedelta(days=89)
@@ -179,6 +200,53 @@ def test_import_run_and_read_segments_and_reports_against_the_definitions(
     # And a re-run on the same data writes no profile
     again = run_job(own_stack, "segmentation", as_of.isoformat())
     assert again["summary"]["profiles_written"] == 0
+
+
+def test_two_hundred_clients_at_once_read_what_one_reads_alone(
+    own_stack: RunningStack, scored: Scored
+) -> None:
+    # Given what one client reads alone: segment pages, member lists, 360 views, a report
+    names = ("loyal", "returning", "high_value")
+    pages = {name: walk(own_stack, "/customers", {"segment": name}) for name in names}
+    members = {name: walk(own_stack, f"/segments/{name}/members") for name in names}
+    ids = sorted(scored.facts)[:40]
+    views = {c: api(own_stack, "GET", f"/customers/{c}")[1] for c in ids}
+    report = api(own_stack, "GET", "/reports/customers", params={"as_of": str(scored.as_of)})
+
+    # When 200 clients ask at once, each on its own connection, while three runs of the same
+    # day are requested (they take turns on the snapshot, and find nothing to write)
+    def client(n: int) -> object:
+        kind = n % 10
+        if kind < 3:
+            return ("pages", names[n % 3], walk(own_stack, "/customers", {"segment": names[n % 3]}))
+        if kind < 5:
+            name = names[n % 3]
+            return ("members", name, walk(own_stack, f"/segments/{name}/members"))
+        if kind < 9:
+            customer_id = ids[n % len(ids)]
+            return ("view", customer_id, api(own_stack, "GET", f"/customers/{customer_id}")[1])
+        if n < 30:  # three runs
+            return ("run", n, run_job(own_stack, "segmentation", str(scored.as_of)))
+        params = {"as_of": str(scored.as_of)}
+        return ("report", n, api(own_stack, "GET", "/reports/customers", params=params))
+
+    with ThreadPoolExecutor(200) as pool:
+        answers = list(pool.map(client, range(200)))
+
+    # Then every client read exactly what one reads alone, and every run succeeded
+    runs = [a[2] for a in answers if a[0] == "run"]
+    assert len(runs) == 3
+    assert all(r["status"] == "succeeded" for r in runs), runs
+    assert sum(r["summary"]["profiles_written"] for r in runs) == 0
+    for kind, key, got in answers:
+        if kind == "pages":
+            assert got == pages[key], key
+        elif kind == "members":
+            assert got == members[key], key
+        elif kind == "view":
+            assert got == views[key], key
+        elif kind == "report":
+            assert got == report, key
 
 
 def test_an_erased_customer_leaves_every_snapshot_file(own_stack: RunningStack) -> None:
