@@ -2,7 +2,9 @@
 invocations on threads of one process): requests adding and flushing metrics at once never
 fail, and no metric is lost. Powertools' own provider, shared the same way, raised "Must
 contain at least one metric" when one flush emptied the set between another's check and its
-serialising: a 500 to a webhook one time in a thousand."""
+serialising: a 500 to a webhook one time in a thousand. Under this test's load it failed 9
+runs in 10 (Powertools 3.37, when this was written); that comparison is not kept as a test,
+as a later Powertools may well fix its side."""
 
 from __future__ import annotations
 
@@ -10,10 +12,6 @@ import contextlib
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
-
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
-    AmazonCloudWatchEMFProvider,
-)
 
 from crm.observability import _LockedEMFProvider
 
@@ -52,16 +50,3 @@ def test_requests_flushing_at_once_never_fail_and_lose_nothing(monkeypatch) -> N
 
     assert errors == []
     assert printed == REQUESTS
-
-
-def test_the_race_is_real_without_the_lock(monkeypatch) -> None:
-    # The same load on Powertools' provider: it fails (a check that the test above would
-    # catch the bug it guards against). Several tries: the race needs a thread switch.
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    failed = False
-    for _ in range(10):  # one try fails 9 times in 10 here
-        errors, printed = requests_at_once(AmazonCloudWatchEMFProvider)
-        if errors or printed != REQUESTS:
-            failed = True
-            break
-    assert failed
