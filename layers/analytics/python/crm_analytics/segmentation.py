@@ -235,22 +235,6 @@ def _codes(column: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
     return pd.Categorical(column.to_numpy(dtype=object), categories=list(labels)).codes
 
 
-def memberships(customer_ids: pd.Index, members: dict[str, list[str]]) -> pd.Series:
-    """Each customer's segments as a tuple of names in sorted order, `()` for none."""
-    names = sorted(members)
-    columns = []
-    for name in names:
-        if customer_ids.is_unique:  # the index's own hash table, built once
-            at = customer_ids.get_indexer(members[name])
-            column = np.zeros(len(customer_ids), dtype=bool)
-            column[at[at >= 0]] = True
-        else:
-            column = customer_ids.isin(members[name])
-        columns.append(column)
-    held, which = _combinations(names, columns, len(customer_ids))
-    return pd.Series(held[which], index=customer_ids, dtype=object)
-
-
 def _combinations(
     names: list[str], masks: list[np.ndarray], n: int
 ) -> tuple[np.ndarray, np.ndarray]:
