@@ -25,6 +25,7 @@ import pandas as pd
 from crm.domain.money import to_decimal_string
 from crm.domain.segment_rules import LIFECYCLE_STAGES, RFM_GROUPS, RFM_SEGMENTS, VALUE_BANDS
 from crm_analytics import clv, rules
+from crm_analytics.facts import Facts
 from crm_analytics.segments import COLUMNS, Thresholds, counted_orders, segment
 from crm_analytics.sql import HISTORY_COLUMNS
 
@@ -53,25 +54,6 @@ class Outcome:
     def changed(self) -> np.ndarray:
         """Which profiles hold something else than they should (by digest)."""
         return changed(self.profiles["digest"], self.profiles["held_digest"])
-
-
-class Facts:
-    """The facts as named columns over one index of customer ids, each read as a Series: what
-    `finish` needs of a frame, without assembling one (pandas would copy every column into
-    its blocks: half a second for a million customers, for nothing)."""
-
-    def __init__(self, index: pd.Index, columns: dict[str, Any]) -> None:
-        self.index = index
-        self.columns = columns
-
-    def __getitem__(self, name: str) -> pd.Series:
-        return pd.Series(self.columns[name], index=self.index, name=name, copy=False)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.columns
-
-    def __len__(self) -> int:
-        return len(self.index)
 
 
 def changed(new: pd.Series, held: pd.Series) -> np.ndarray:

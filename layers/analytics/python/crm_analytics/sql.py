@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from crm_analytics.segmentation import Facts
+    from crm_analytics.facts import Facts
 
 WHOLE_NUMBERS = ("recency_days", "frequency", "monetary", "r", "f", "m", "window_monetary")
 
@@ -457,7 +457,7 @@ def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame | Facts:
     """A `facts_sql` result indexed by `customer_id` (in its order), as `segmentation.facts`
     gives it: whole numbers as floats where a customer has none (NaN), the profile's digest
     as Int64, rules as bool. From Athena a frame (`run_athena`); from DuckDB an Arrow table,
-    converted column by column into `segmentation.Facts`, without a Python object per value
+    converted column by column into `facts.Facts`, without a Python object per value
     where none is needed (labels as categories)."""
     import pandas as pd
 
@@ -474,7 +474,7 @@ def as_facts(result: pd.DataFrame | pa.Table) -> pd.DataFrame | Facts:
 
     import pyarrow as pa
 
-    from crm_analytics.segmentation import Facts
+    from crm_analytics.facts import Facts
 
     columns: dict[str, Any] = {}
     for name in result.column_names:
