@@ -18,6 +18,7 @@ import pytest
 
 from crm.domain.segment_rules import matches, parse_rule
 from crm_analytics import segmentation, sql
+from crm_analytics.segments import COLUMNS
 from crm_analytics.snapshot import CUSTOMER_COLUMNS, ORDER_COLUMNS, to_pandas
 from tests.unit.test_segment_rule_masks import RULES as MASK_RULES
 from tests.unit.test_segment_rule_masks import records
@@ -48,19 +49,8 @@ RULES = {
     "born_before_1990": {"field": "birthday", "op": "<", "value": "1990-01-01"},
     "nobody": {"field": "orders_count", "op": ">", "value": 10_000},
 }
-NUMBERS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "r",
-    "f",
-    "m",
-    "window_monetary",
-    "x",
-    "t_x",
-    "T",
-    "m_x",
-)
+# Every number of the facts: the scores' whole numbers, then the models' history.
+NUMBERS = tuple(c for c in COLUMNS if c not in sql.LABELS) + sql.HISTORY_COLUMNS
 
 
 def shop_files(seed: int, root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
